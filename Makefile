@@ -1,0 +1,46 @@
+# unbrick: recover and flash embedded devices, dozens at once.
+# `make help` lists the targets.
+
+GO      ?= go
+PKGS    ?= ./...
+DATA    ?= ./var
+LISTEN  ?= 127.0.0.1:8080
+UNITS   ?= 8
+export CGO_ENABLED = 1
+
+.PHONY: help deps run test race bench lint pi build clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install the Debian packages the tests need (stm32flash, avrdude, lrzsz, socat, chromium)
+	@scripts/deps.sh
+
+build: ## build bin/unbrick
+	$(GO) build -o bin/unbrick ./cmd/unbrick
+
+run: ## run the station on a virtual bench of $(UNITS) bricked units, page on http://$(LISTEN)
+	$(GO) run ./cmd/unbrick demo --units $(UNITS) --listen $(LISTEN) --data $(DATA)
+
+test: deps ## vet, then run every test with the race detector
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout 20m $(PKGS)
+
+race: deps ## run every test three times with the race detector, to shake out flakes
+	$(GO) test -race -count=3 -timeout 40m $(PKGS)
+
+bench: ## run the benchmarks, print a table and write bench.json
+	$(GO) run ./scripts/bench -out bench.json
+
+lint: ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+pi: ## build a linux/arm64 binary for a Raspberry Pi (cgo via Debian's cross compiler)
+	@scripts/deps.sh pi
+	CC=aarch64-linux-gnu-gcc GOOS=linux GOARCH=arm64 $(GO) build -o bin/unbrick-linux-arm64 ./cmd/unbrick
+	@file bin/unbrick-linux-arm64
+
+clean: ## remove build outputs and the demo's data
+	rm -rf bin var bench.json
