@@ -47,7 +47,7 @@ func main() {
 	cmd.Stderr = os.Stderr
 	err := cmd.Run()
 	results := parse(&buf)
-	print(results)
+	printTable(results)
 	doc := struct {
 		Time    time.Time `json:"time"`
 		Results []Result  `json:"results"`
@@ -99,7 +99,7 @@ func parse(r io.Reader) []Result {
 	return res
 }
 
-func print(res []Result) {
+func printTable(res []Result) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "\nbenchmark\ttime/op\tmin-s\tx-min\ttarget\tother")
 	for _, r := range res {
