@@ -120,6 +120,10 @@ type Part struct {
 	EEPROMPage int     // EEPROM page in bytes (avrdude's eeprom page_size)
 	DevCode    byte    // STK500 device code sent in SET_DEVICE
 	Pagel, BS2 byte    // parallel-programming pins sent in SET_DEVICE_EXT
+	// Readback is the polling value pair avrdude's configuration gives for
+	// flash and EEPROM (FF FF, or 00 00 where it gives none), sent in
+	// SET_DEVICE.
+	Readback byte
 }
 
 // BootStart returns the byte address where the bootloader section starts:
@@ -148,15 +152,15 @@ func (p Part) String() string {
 // uses on them (its smallest boot section that holds 512 bytes of code).
 var parts = []Part{
 	{Name: "ATmega328P", ID: "m328p", Signature: [3]byte{0x1E, 0x95, 0x0F}, FlashSize: 32 * 1024, PageSize: 128, BootSize: 512,
-		EEPROMSize: 1024, EEPROMPage: 4, DevCode: 0x86, Pagel: 0xD7, BS2: 0xC2},
+		EEPROMSize: 1024, EEPROMPage: 4, DevCode: 0x86, Pagel: 0xD7, BS2: 0xC2, Readback: 0xFF},
 	{Name: "ATmega328", ID: "m328", Signature: [3]byte{0x1E, 0x95, 0x14}, FlashSize: 32 * 1024, PageSize: 128, BootSize: 512,
-		EEPROMSize: 1024, EEPROMPage: 4, DevCode: 0x86, Pagel: 0xD7, BS2: 0xC2},
+		EEPROMSize: 1024, EEPROMPage: 4, DevCode: 0x86, Pagel: 0xD7, BS2: 0xC2, Readback: 0xFF},
 	{Name: "ATmega168", ID: "m168", Signature: [3]byte{0x1E, 0x94, 0x06}, FlashSize: 16 * 1024, PageSize: 128, BootSize: 512,
-		EEPROMSize: 512, EEPROMPage: 4, DevCode: 0x86, Pagel: 0xD7, BS2: 0xC2},
+		EEPROMSize: 512, EEPROMPage: 4, DevCode: 0x86, Pagel: 0xD7, BS2: 0xC2, Readback: 0xFF},
 	{Name: "ATmega1284P", ID: "m1284p", Signature: [3]byte{0x1E, 0x97, 0x05}, FlashSize: 128 * 1024, PageSize: 256, BootSize: 1024,
-		EEPROMSize: 4096, EEPROMPage: 8, DevCode: 0x82, Pagel: 0xD7, BS2: 0xA0},
+		EEPROMSize: 4096, EEPROMPage: 8, DevCode: 0x82, Pagel: 0xD7, BS2: 0xA0, Readback: 0xFF},
 	{Name: "ATmega2560", ID: "m2560", Signature: [3]byte{0x1E, 0x98, 0x01}, FlashSize: 256 * 1024, PageSize: 256, BootSize: 1024,
-		EEPROMSize: 4096, EEPROMPage: 8, DevCode: 0xB2, Pagel: 0xD7, BS2: 0xA0},
+		EEPROMSize: 4096, EEPROMPage: 8, DevCode: 0xB2, Pagel: 0xD7, BS2: 0xA0, Readback: 0x00},
 }
 
 // Parts returns the parts this package knows.

@@ -210,7 +210,7 @@ func (c *Client) SetDevice(ctx context.Context, p Part) error {
 		0, 1, // serial and parallel programming; full parallel interface
 		1, 1, // polling; self-timed programming
 		1, 3, // lock bytes, fuse bytes
-		0xFF, 0xFF, 0xFF, 0xFF, // flash and EEPROM readback values
+		p.Readback, p.Readback, p.Readback, p.Readback, // flash and EEPROM polling values
 		byte(p.PageSize>>8), byte(p.PageSize),
 		byte(p.EEPROMSize>>8), byte(p.EEPROMSize),
 		byte(p.FlashSize>>24), byte(p.FlashSize>>16), byte(p.FlashSize>>8), byte(p.FlashSize),
