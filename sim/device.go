@@ -130,9 +130,13 @@ func (s *Session) Busy(d time.Duration) error {
 		}
 		return nil
 	}
-	if sleepUntil(s.ctx, time.Now().Add(d)) != nil {
+	s.line.mu.Lock()
+	at := s.line.ref(time.Now()).Add(d)
+	s.line.mu.Unlock()
+	if sleepUntil(s.ctx, at) != nil {
 		return ErrHalted
 	}
+	s.line.noteLate(at)
 	return nil
 }
 

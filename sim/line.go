@@ -96,7 +96,8 @@ type Line struct {
 	replyDue  bool // bytes were delivered to the firmware since its last write
 	rxFree    time.Time
 	txFree    time.Time
-	baud      int // rate set by the firmware; 0 = cfg.Baud
+	baud      int           // rate set by the firmware; 0 = cfg.Baud
+	late      time.Duration // how late the last paced event happened (timer oversleep)
 	stats     LineStats
 	tap       func(dir byte, b []byte) // optional observer of raw traffic
 }
@@ -244,6 +245,21 @@ func (l *Line) pump(t Transport, gen int) {
 	}
 }
 
+// ref returns the moment the line's timeline stands at: now, less how late
+// the last paced event happened. Timers oversleep (by about a millisecond
+// on many Linux machines); whoever reacts to an event reacts that much late,
+// and without this the oversleep of every chunk, answer and busy period
+// would add up into the simulated wire time. The caller holds l.mu.
+func (l *Line) ref(now time.Time) time.Time { return now.Add(-l.late) }
+
+// noteLate records how late an event planned for at happened.
+func (l *Line) noteLate(at time.Time) {
+	late := time.Since(at)
+	l.mu.Lock()
+	l.late = max(late, 0)
+	l.mu.Unlock()
+}
+
 // receive paces b as arriving at the unit and delivers it. It returns false
 // when the transport has been replaced.
 func (l *Line) receive(b []byte, gen int) bool {
@@ -251,15 +267,15 @@ func (l *Line) receive(b []byte, gen int) bool {
 	baud, match := l.rate()
 	if !l.cfg.Fast {
 		l.mu.Lock()
-		now := time.Now()
 		start := l.rxFree
-		if start.Before(now) {
+		if now := l.ref(time.Now()); start.Before(now) {
 			start = now
 		}
 		l.rxFree = start.Add(l.wireTime(len(b), baud))
 		arrive := l.rxFree
 		l.mu.Unlock()
 		time.Sleep(time.Until(arrive))
+		l.noteLate(arrive)
 	}
 	if !match {
 		garble(b)
@@ -325,6 +341,9 @@ func (l *Line) write(ctx context.Context, p []byte) error {
 	}
 	l.mu.Lock()
 	now := time.Now()
+	if !l.cfg.Fast {
+		now = l.ref(now)
+	}
 	start := l.txFree
 	if start.Before(now) {
 		start = now
@@ -346,9 +365,11 @@ func (l *Line) write(ctx context.Context, p []byte) error {
 	for off := 0; off < len(b); off += chunk {
 		end := min(off+chunk, len(b))
 		if !l.cfg.Fast {
-			if err := sleepUntil(ctx, start.Add(l.wireTime(end, baud))); err != nil {
+			at := start.Add(l.wireTime(end, baud))
+			if err := sleepUntil(ctx, at); err != nil {
 				return ErrHalted
 			}
+			l.noteLate(at)
 		} else if ctx.Err() != nil {
 			return ErrHalted
 		}
