@@ -119,3 +119,33 @@ func TestClientRefusesWithoutPart(t *testing.T) {
 		})
 	}
 }
+
+func TestIdentifyUnknownPart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		host, dev := sim.Pipe()
+		line := sim.NewLine(sim.LineConfig{Fast: true})
+		line.Attach(dev)
+		// A unit whose signature reads as zeros, as when no chip answers the
+		// programmer behind the bootloader.
+		d := sim.NewDevice("stk", misbehaving{func(cmd byte) []byte {
+			switch cmd {
+			case avr.CmdGetParameter:
+				return []byte{avr.RespInSync, 0x04, avr.RespOK}
+			case avr.CmdReadSign:
+				return []byte{avr.RespInSync, 0, 0, 0, avr.RespOK}
+			}
+			return []byte{avr.RespInSync, avr.RespOK}
+		}}, line)
+		defer d.Close()
+		d.SetPower(true)
+		c := avr.New(host, avr.Options{})
+		_, err := c.Identify(context.Background())
+		var ue *avr.UnknownPartError
+		if !errors.As(err, &ue) || ue.Signature != [3]byte{} {
+			t.Fatalf("Identify() = %v, want an *UnknownPartError for 00 00 00", err)
+		}
+		if _, ok := c.Part(); ok {
+			t.Error("Part() reports a part after a failed Identify")
+		}
+	})
+}
