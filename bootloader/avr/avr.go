@@ -21,7 +21,8 @@
 //   - It waits about one second after an external reset for traffic, then
 //     starts the application; after a power-on reset it starts the
 //     application at once. A host must pulse reset inside each sync attempt
-//     (Options.Reset), not once before them.
+//     (Options.Reset), not once before them, and then wait out the part's
+//     start-up time (Options.ResetDelay), during which its UART is off.
 //   - Addresses are word addresses (byte address / 2), for EEPROM too, as
 //     avrdude sends them. Parts above 128 KiB of flash (the ATmega2560) take
 //     the high bits through the UNIVERSAL command Load Extended Address

@@ -18,6 +18,12 @@ type Options struct {
 	// it at the start of every attempt, because optiboot gives up and starts
 	// the application about one second after a reset.
 	Reset func(ctx context.Context) error
+	// ResetDelay is how long Sync waits after Reset returns before it
+	// speaks: an ATmega stays in reset for its start-up time after the
+	// reset line rises (66 ms with the Uno's fuses), and bytes sent
+	// meanwhile are lost. 0 means 100 ms; negative means no wait (for a
+	// Reset hook that waits itself).
+	ResetDelay time.Duration
 	// SyncAttempts is how many times Sync resets and sends GET_SYNC before
 	// giving up. 0 means 10, as avrdude.
 	SyncAttempts int
@@ -72,6 +78,9 @@ func New(p bootloader.Port, o Options) *Client {
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
 	}
+	if o.ResetDelay == 0 {
+		o.ResetDelay = 100 * time.Millisecond
+	}
 	if o.Baud <= 0 {
 		o.Baud = 115200
 	}
@@ -99,8 +108,9 @@ func (c *Client) wire(n int) time.Duration {
 }
 
 // Sync gets the bootloader's attention: for each attempt it calls the
-// Reset hook, drains stale bytes, sends GET_SYNC and waits for STK_INSYNC
-// STK_OK, skipping whatever else arrives (an application's console output).
+// Reset hook and waits ResetDelay, drains stale bytes, sends GET_SYNC and
+// waits for STK_INSYNC STK_OK, skipping whatever else arrives (an
+// application's console output).
 // It returns a *bootloader.TimeoutError when no attempt succeeds.
 func (c *Client) Sync(ctx context.Context) error {
 	var seen int
@@ -111,6 +121,9 @@ func (c *Client) Sync(ctx context.Context) error {
 		if c.opts.Reset != nil {
 			if err := c.opts.Reset(ctx); err != nil {
 				return fmt.Errorf("avr: reset for sync attempt %d: %w", i, err)
+			}
+			if err := sleep(ctx, c.opts.ResetDelay); err != nil {
+				return err
 			}
 		}
 		if _, err := c.conn.Discard(ctx, drainQuiet, drainMost); err != nil {
@@ -135,6 +148,21 @@ func (c *Client) Sync(ctx context.Context) error {
 		op += " without a reset hook (optiboot listens only for about 1 s after an external reset)"
 	}
 	return &bootloader.TimeoutError{Op: op, After: time.Duration(c.opts.SyncAttempts) * c.opts.SyncWait, Got: seen}
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // awaitSync reads until the pair STK_INSYNC STK_OK arrives, within

@@ -62,13 +62,6 @@ func (m *Model) checkApp() (sim.AppDescriptor, error) {
 }
 
 func (m *Model) runApp(s *sim.Session) {
-	// Whatever optiboot had buffered is gone with the reset.
-	var drop [64]byte
-	for {
-		if n, _ := s.ReadTimeout(drop[:], 0); n == 0 {
-			break
-		}
-	}
 	s.SetBaud(115200)
 	d, err := m.checkApp()
 	if err != nil {

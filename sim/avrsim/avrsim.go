@@ -8,6 +8,9 @@
 //
 // What it models:
 //
+//   - Reset: after every reset the part waits out its start-up time
+//     (StartupDelay, 66 ms with the Uno's fuses) with its UART off; bytes
+//     sent meanwhile are lost.
 //   - Boot: optiboot reads the reset flags (MCUSR). After a power-on reset it
 //     starts the application at once; only an external reset (EXTRF alone,
 //     no watchdog flag) enters the bootloader, which then waits for STK500
@@ -65,6 +68,11 @@ const (
 	EEPROMByteTime = 3300 * time.Microsecond
 	DefaultWindow  = time.Second // optiboot's default watchdog period (WDTTIME 1)
 	watchdogShort  = 16 * time.Millisecond
+	// StartupDelay is how long the part stays in reset after the reset
+	// source goes away: with the Uno's low fuse 0xFF (crystal, slowly
+	// rising power) 16K clock cycles (1 ms at 16 MHz) plus 65 ms. Bytes
+	// that arrive meanwhile are lost: the UART is not running.
+	StartupDelay = 66 * time.Millisecond
 )
 
 // MCUSR reset flags.
@@ -118,6 +126,9 @@ type Options struct {
 	Image []byte
 	// Reboot is the period of a bricked unit's boot loop; 0 means 1 s.
 	Reboot time.Duration
+	// Startup is the delay from a reset to the first instruction; 0 means
+	// StartupDelay, negative none.
+	Startup time.Duration
 }
 
 // Stats counts what the model did.
@@ -283,6 +294,7 @@ func (m *Model) Run(s *sim.Session) {
 			m.mcusr |= wdrf
 		}
 	}
+	reset := s.Cause != sim.Software || m.wdt
 	m.wdt = false
 	ch := m.mcusr
 	// optiboot runs the bootloader only for an external reset without the
@@ -298,11 +310,33 @@ func (m *Model) Run(s *sim.Session) {
 		m.stats.BootloaderRuns++
 	}
 	m.mu.Unlock()
+	if reset {
+		if d := m.opts.Startup; d >= 0 {
+			if d == 0 {
+				d = StartupDelay
+			}
+			if s.Wait(d) != nil {
+				return
+			}
+		}
+		dropInput(s)
+	}
 	if app {
 		m.runApp(s)
 		return
 	}
 	m.runBootloader(s)
+}
+
+// dropInput discards what the unit received but did not read: a reset
+// clears the UART.
+func dropInput(s *sim.Session) {
+	var drop [64]byte
+	for {
+		if n, _ := s.ReadTimeout(drop[:], 0); n == 0 {
+			return
+		}
+	}
 }
 
 // watchdogReset resets the unit through its watchdog.

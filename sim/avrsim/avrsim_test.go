@@ -164,6 +164,48 @@ func TestBootloaderWindow(t *testing.T) {
 	})
 }
 
+func TestStartUpDelayAfterReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, "atmega328p", Options{Image: appImage(t, "atmega328p", "1.0", 4096)})
+		u.dev.SetPower(true)
+		u.readUntil("ready", time.Second)
+		// A GET_SYNC sent the moment reset is released is lost: the part is
+		// still in its start-up time.
+		u.pulse(context.Background())
+		u.host.Write([]byte{avr.CmdGetSync, avr.SyncCRCEOP})
+		if got := u.quiet(200 * time.Millisecond); len(got) != 0 {
+			t.Fatalf("GET_SYNC during start-up was answered % X", got)
+		}
+		time.Sleep(time.Second) // let optiboot give up and start the application
+		u.readUntil("ready", time.Second)
+		tests := []struct {
+			name   string
+			delay  time.Duration
+			resets int // reset pulses Sync needs; 0: it fails
+		}{
+			{"client waits out the start-up", 0, 1},
+			{"client speaks at once", -1, 0},
+		}
+		for _, tt := range tests {
+			resets := 0
+			c := avr.New(u.host, avr.Options{ResetDelay: tt.delay, SyncAttempts: 3, Reset: func(ctx context.Context) error {
+				resets++
+				return u.pulse(ctx)
+			}})
+			err := c.Sync(context.Background())
+			if tt.resets == 0 {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("%s: Sync() = %v, want a timeout", tt.name, err)
+				}
+				continue
+			}
+			if err != nil || resets != tt.resets {
+				t.Errorf("%s: Sync() = %v after %d resets, want success after %d", tt.name, err, resets, tt.resets)
+			}
+		}
+	})
+}
+
 func equalCauses(a, b []sim.Cause) bool {
 	if len(a) != len(b) {
 		return false
@@ -461,6 +503,7 @@ func TestExtendedAddressing(t *testing.T) {
 		}
 		u.dev.SetPower(true)
 		u.pulse(context.Background())
+		time.Sleep(StartupDelay) // the part's start-up time after reset
 		ok := []byte{avr.RespInSync, avr.RespOK}
 		read4 := []byte{avr.CmdReadPage, 0, 4, 'F', avr.SyncCRCEOP}
 		steps := []struct {
