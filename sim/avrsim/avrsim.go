@@ -51,6 +51,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -212,6 +213,7 @@ func lookup(part string) (avr.Part, model, error) {
 	for n := range models {
 		names = append(names, strings.ToLower(n))
 	}
+	sort.Strings(names)
 	return avr.Part{}, model{}, fmt.Errorf("avrsim: no model of part %q; choose one of %v", part, names)
 }
 
