@@ -1,0 +1,177 @@
+package stm32sim
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.bug.st/serial"
+
+	"github.com/unbrick/unbrick/sim"
+)
+
+// traffic collects what crosses a line.
+type traffic struct {
+	mu     sync.Mutex
+	rx, tx bytes.Buffer
+}
+
+func (tr *traffic) tap(dir byte, b []byte) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if dir == '<' {
+		tr.rx.Write(b)
+	} else {
+		tr.tx.Write(b)
+	}
+}
+
+func (tr *traffic) sent() []byte {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return bytes.Clone(tr.tx.Bytes())
+}
+
+// waitSent waits until the unit has sent want.
+func (tr *traffic) waitSent(t *testing.T, want string, within time.Duration) {
+	t.Helper()
+	end := time.Now().Add(within)
+	for time.Now().Before(end) {
+		if bytes.Contains(tr.sent(), []byte(want)) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // polling a real process's effect, not synchronising goroutines
+	}
+	s := tr.sent()
+	t.Fatalf("the unit never sent %q within %v; it sent %q", want, within, s[max(0, len(s)-200):])
+}
+
+func stm32flash(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "stm32flash", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("stm32flash %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func mustContain(t *testing.T, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Fatalf("stm32flash output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+// TestStm32flash holds the model against the real stm32flash 0.7 on a
+// pseudo-terminal (8N1: a pty cannot keep PARENB): it identifies the part,
+// does so again without a reset (the ROM is synced and NACKs 7F 7F), reads
+// the whole flash byte for byte, writes and verifies an application and
+// starts it with GO, after which the unit runs it.
+func TestStm32flash(t *testing.T) {
+	if _, err := exec.LookPath("stm32flash"); err != nil {
+		t.Skip("stm32flash is not installed (apt-get install stm32flash; CI installs it): skipping the interop test")
+	}
+	tests := []struct {
+		part, id, name string
+		version        string
+	}{
+		{"stm32f103", "0x0410", "STM32F10xxx Medium-density", "0x22"},
+		{"stm32f407", "0x0413", "STM32F40xxx/41xxx", "0x31"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.part, func(t *testing.T) {
+			dir := t.TempDir()
+			old := appImage(t, tt.part, "1.0", 40<<10)
+			m, err := New(tt.part, Options{Board: "sensor-b", Seed: 9, Image: old})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Something to find beyond the image, so the read-back is not
+			// mostly 0xFF.
+			if err := m.Flash().Load(0x08000000+uint32(m.Flash().Size())-4096, bytes.Repeat([]byte("calibration "), 300)); err != nil {
+				t.Fatal(err)
+			}
+			pt, err := sim.OpenPTY(filepath.Join(dir, "ttyUSB0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := sim.NewLine(sim.LineConfig{Fast: true})
+			var tr traffic
+			line.Tap(tr.tap)
+			line.Attach(pt)
+			d := sim.NewDevice(tt.part, m, line)
+			defer d.Close()
+			// Set the terminal to 115200 as a station would, so that the
+			// application's console is readable after stm32flash exits
+			// (it restores the settings it found).
+			sp, err := serial.Open(pt.Path(), &serial.Mode{BaudRate: 115200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp.Close()
+			d.SetBoot(true)
+			d.SetPower(true)
+			port := []string{"-b", "115200", "-m", "8n1"}
+
+			// Identify, twice: the second run finds the ROM synced.
+			for run := 1; run <= 2; run++ {
+				out := stm32flash(t, append(port, pt.Path())...)
+				mustContain(t, out, "Version      : "+tt.version, "Device ID    : "+tt.id+" ("+tt.name+")")
+			}
+			if st := m.Stats(); st.Syncs != 1 || st.BootloaderRuns != 1 || st.NACKs < 1 {
+				t.Errorf("after two runs Stats() = %+v, want one autobaud sync and the repeated 0x7F NACKed", st)
+			}
+
+			// Read everything.
+			read := filepath.Join(dir, "read.bin")
+			out := stm32flash(t, append(port, "-r", read, pt.Path())...)
+			mustContain(t, out, "Done.")
+			got, err := os.ReadFile(read)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if snap := m.Flash().Snapshot(); !bytes.Equal(got, snap) {
+				t.Fatalf("stm32flash read %d bytes that differ from the %d bytes of flash", len(got), len(snap))
+			}
+
+			// Write, verify, go.
+			img := appImage(t, tt.part, "2.0", 20001)
+			bin := filepath.Join(dir, "app.bin")
+			if err := os.WriteFile(bin, img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := m.Stats()
+			out = stm32flash(t, append(port, "-w", bin, "-v", "-g", "0x0", pt.Path())...)
+			mustContain(t, out, "Wrote and verified address", "Starting execution at address 0x08000000... done.")
+			tr.waitSent(t, "sensor-b firmware v2.0 (id "+m.Serial()+")", 10*time.Second)
+			snap := m.Flash().Snapshot()
+			if !bytes.Equal(snap[:len(img)], img) {
+				t.Fatal("after stm32flash's write the flash does not hold the image")
+			}
+			after := m.Stats()
+			if after.DirtyWrites != 0 || after.AppRuns != before.AppRuns+1 {
+				t.Errorf("Stats() = %+v, want no dirty write and the application started", after)
+			}
+			// stm32flash erases only what the file covers, as EraseRegion does.
+			units, _ := m.Part().UnitsIn(0x08000000, uint32(len(img)))
+			if n := after.UnitsErased - before.UnitsErased; n != len(units) || after.MassErases != before.MassErases {
+				t.Errorf("stm32flash erased %d units and %d times all, want the %d the image covers", n, after.MassErases-before.MassErases, len(units))
+			}
+			if !bytes.Equal(snap[len(snap)-4096:], got[len(got)-4096:]) {
+				t.Error("the data at the end of flash did not survive the write")
+			}
+			t.Logf("%s: stm32flash erased %d units (%d mass erases), wrote %d blocks", tt.part,
+				after.UnitsErased-before.UnitsErased, after.MassErases-before.MassErases, after.BlocksWritten-before.BlocksWritten)
+		})
+	}
+}
