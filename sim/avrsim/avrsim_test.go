@@ -503,7 +503,7 @@ func TestExtendedAddressing(t *testing.T) {
 		}
 		u.dev.SetPower(true)
 		u.pulse(context.Background())
-		time.Sleep(StartupDelay) // the part's start-up time after reset
+		time.Sleep(StartupDelay + time.Millisecond) // past the start-up time: a wake at the same instant races the model
 		ok := []byte{avr.RespInSync, avr.RespOK}
 		read4 := []byte{avr.CmdReadPage, 0, 4, 'F', avr.SyncCRCEOP}
 		steps := []struct {
