@@ -1,0 +1,71 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/unbrick/unbrick/bootloader"
+	"github.com/unbrick/unbrick/bootloader/avr"
+)
+
+// AVR connects to ATmega units through optiboot (STK500v1). The chip has no
+// serial number: the unit's identity comes from its barcode (Job.Serial).
+type AVR struct {
+	Options avr.Options // Reset is set per connection
+}
+
+// Connect syncs with optiboot, pulsing reset (the plan's entry sequence)
+// inside each sync attempt, and identifies the part by its signature.
+func (d AVR) Connect(ctx context.Context, port Port, plan *Plan, reset func(context.Context) error) (Target, Identity, error) {
+	o := d.Options
+	o.Reset = reset
+	if o.Baud == 0 {
+		o.Baud = plan.Port.Baud
+	}
+	c := avr.New(port, o)
+	part, err := c.Identify(ctx)
+	if err != nil {
+		return nil, Identity{}, avrError(err)
+	}
+	id := Identity{
+		Chip:     uint32(part.Signature[0])<<16 | uint32(part.Signature[1])<<8 | uint32(part.Signature[2]),
+		ChipName: part.Name,
+		Flash:    Region{0, uint32(part.FlashSize - part.BootSize)},
+	}
+	return avrTarget{c}, id, nil
+}
+
+type avrTarget struct{ c *avr.Client }
+
+func (t avrTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	return avrError(t.c.WritePages(ctx, addr, data, p))
+}
+
+func (t avrTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	return avrError(t.c.Verify(ctx, addr, data, p))
+}
+
+func (t avrTarget) Read(ctx context.Context, addr uint32, n int, p bootloader.Progress) ([]byte, error) {
+	b, err := t.c.ReadFlash(ctx, addr, n, p)
+	return b, avrError(err)
+}
+
+// Start leaves programming mode: optiboot starts the application.
+func (t avrTarget) Start(ctx context.Context) error { return avrError(t.c.Leave(ctx)) }
+
+func avrError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ve *avr.VerifyError
+	var pe *avr.ProtocolError
+	switch {
+	case errors.As(err, &ve):
+		return &Failure{Class: "verify-mismatch", Fault: UnitFault,
+			Reason: fmt.Sprintf("verify failed at 0x%04X: wrote 0x%02X, read 0x%02X", ve.Addr, ve.Want, ve.Got), Hint: hintRepair, Err: err}
+	case errors.As(err, &pe):
+		return &Failure{Class: "protocol", Fault: UnitFault, Reason: err.Error(), Hint: hintNoSync, Err: err}
+	}
+	return err
+}
