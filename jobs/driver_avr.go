@@ -24,6 +24,9 @@ func (d AVR) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 		o.Baud = plan.Port.Baud
 	}
 	c := avr.New(port, o)
+	if err := c.Sync(ctx); err != nil {
+		return nil, Identity{}, avrError(err)
+	}
 	part, err := c.Identify(ctx)
 	if err != nil {
 		return nil, Identity{}, avrError(err)

@@ -302,7 +302,12 @@ func (u *run) refusal() *Failure {
 				Reason: fmt.Sprintf("%s: step %s names image %q, which the recipe does not define", st.Pos, st.Label(), st.Image), Hint: hintSupervisor}
 		}
 		if im.Refusal != nil {
-			return im.Refusal
+			f := *im.Refusal
+			f.Fault = RefusedFault
+			if f.Hint == "" {
+				f.Hint = hintSupervisor
+			}
+			return &f
 		}
 		if j.Revision != "" && len(im.Revisions) > 0 && !slices.Contains(im.Revisions, j.Revision) {
 			return &Failure{Class: "image-wrong-revision", Fault: RefusedFault,
@@ -675,9 +680,6 @@ func (u *run) progress(step string) bootloader.Progress {
 func (u *run) enter(ctx context.Context) error {
 	if err := u.toBootloader(); err != nil {
 		return err
-	}
-	if f := u.runActions(ctx, u.plan.Entry); f != nil {
-		return f
 	}
 	d := u.r.Drivers[u.plan.Protocol]
 	reset := func(ctx context.Context) error {

@@ -52,8 +52,10 @@ type SlotBooter interface {
 // Driver connects to units of one protocol.
 type Driver interface {
 	// Connect syncs with the unit's bootloader over port and identifies it.
-	// The runner has run the entry sequence; reset runs it again and the
-	// driver calls it inside its sync retries.
+	// reset runs the plan's entry sequence (strap, power, reset pulse): the
+	// driver calls it before each sync attempt, so that the reset sits
+	// inside the retry loop, as a bootloader that listens only briefly
+	// after a reset needs.
 	Connect(ctx context.Context, port Port, plan *Plan, reset func(context.Context) error) (Target, Identity, error)
 }
 

@@ -1,0 +1,423 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	pgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/unbrick/unbrick/gpio"
+	"github.com/unbrick/unbrick/gpio/gpiosim"
+	"github.com/unbrick/unbrick/sim"
+	"github.com/unbrick/unbrick/sim/avrsim"
+)
+
+// memRecorder keeps the record in memory for the runner's unit tests; the
+// station's tests hold the runner against the real SQLite store.
+type memRecorder struct {
+	mu       sync.Mutex
+	next     int64
+	steps    []string
+	console  bytes.Buffer
+	units    []UnitInfo
+	backups  map[string][]byte
+	results  []*Result
+	pool     int
+	finishes int
+}
+
+func (m *memRecorder) StartAttempt(ctx context.Context, a AttemptInfo) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.next++
+	return m.next, nil
+}
+
+func (m *memRecorder) UnitIdentified(ctx context.Context, attempt int64, u UnitInfo) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.units = append(m.units, u)
+	return nil
+}
+
+func (m *memRecorder) StartStep(ctx context.Context, attempt int64, seq int, name, strategy string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.steps = append(m.steps, strategy+"/"+name)
+	return nil
+}
+
+func (m *memRecorder) EndStep(ctx context.Context, attempt int64, seq int, outcome, detail string) error {
+	return nil
+}
+
+func (m *memRecorder) Console(ctx context.Context, attempt int64, b []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.console.Write(b)
+	return nil
+}
+
+func (m *memRecorder) SaveBackup(ctx context.Context, attempt int64, name string, addr uint32, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.backups == nil {
+		m.backups = map[string][]byte{}
+	}
+	m.backups[name] = append([]byte(nil), data...)
+	return nil
+}
+
+func (m *memRecorder) Allocate(ctx context.Context, attempt int64, pool string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pool++
+	return fmt.Sprintf("SN%06d", m.pool), nil
+}
+
+func (m *memRecorder) Finish(ctx context.Context, r *Result) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.results = append(m.results, r)
+	return nil
+}
+
+// unplugger is a port on an in-memory link whose Close leaves the link up
+// (the station closes and reopens a slot's port between jobs).
+type pipePort struct {
+	*sim.PipeHost
+}
+
+func (pipePort) Close() error { return nil }
+
+// avrBench is one ATmega328P unit wired to a slot by simulated lines.
+type avrBench struct {
+	bank   *gpiosim.Bank
+	model  *avrsim.Model
+	dev    *sim.Device
+	host   *sim.PipeHost
+	devEnd *sim.PipeDevice
+	slot   *Slot
+}
+
+func newAVRBench(t *testing.T, image []byte) *avrBench {
+	t.Helper()
+	b := &avrBench{bank: gpiosim.NewBank()}
+	m, err := avrsim.New("atmega328p", avrsim.Options{Board: "uno-r3", ID: "LABEL-0042", Image: image})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.model = m
+	b.host, b.devEnd = sim.Pipe()
+	line := sim.NewLine(sim.LineConfig{Baud: 115200})
+	line.Attach(b.devEnd)
+	b.dev = sim.NewDevice("avr", m, line)
+	power := b.bank.MustPin("sim:slot1.power")
+	reset := b.bank.MustPin("sim:slot1.reset")
+	power.Listen(func(l pgpio.Level) { b.dev.SetPower(l == pgpio.High) })
+	reset.Listen(func(l pgpio.Level) { b.dev.SetReset(l == pgpio.Low) })
+	b.slot = &Slot{Num: 1, Name: "slot 1",
+		Lines: map[gpio.Role]*gpio.Line{
+			gpio.Power: gpio.NewLine("sim:slot1.power", gpio.Power, pgpio.High, power),
+			gpio.Reset: gpio.NewLine("sim:slot1.reset", gpio.Reset, pgpio.Low, reset),
+		},
+		Open: func(ctx context.Context, m Mode) (Port, error) {
+			b.host.SetBaud(m.Baud)
+			return pipePort{b.host}, nil
+		},
+	}
+	t.Cleanup(b.dev.Close)
+	return b
+}
+
+func avrPlan(t *testing.T, version string) *Plan {
+	t.Helper()
+	img, err := avrsim.AppImage("atmega328p", version, "uno-r3", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Plan{
+		Recipe: "uno-r3", Version: 1, Protocol: "avr", Released: true, Chip: 0x1E950F, Revisions: []string{"R3"},
+		Port: Mode{Baud: 115200}, ConsoleBaud: 115200,
+		Flash:  Region{0, 0x7E00},
+		Images: map[string]*Image{"app": {Name: "app", Version: version, Addr: 0, Data: img, Revisions: []string{"R3"}}},
+		Entry:  []Action{{Kind: ActSet, Role: gpio.Power, On: true}, {Kind: ActPulse, Role: gpio.Reset, Wait: 10 * time.Millisecond}},
+		Strategies: []Strategy{{Name: "reflash", Steps: []Step{
+			{Kind: StepEnter},
+			{Kind: StepWrite, Image: "app"},
+			{Kind: StepVerify, Image: "app"},
+			{Kind: StepBoot},
+			{Kind: StepExpect, Expect: regexp.MustCompile(regexp.QuoteMeta("firmware v" + version)), Within: 5 * time.Second},
+		}}},
+		Diagnose: []Diagnosis{{Pattern: regexp.MustCompile(`bad image checksum|no application image`), Class: "image-corrupt"}},
+		Validate: Validation{Version: regexp.MustCompile(`firmware v(\S+)`), Checks: []Step{
+			{Kind: StepSend, Send: "status\r", Expect: regexp.MustCompile(`OK`), Within: 2 * time.Second}}},
+	}
+}
+
+func newRunner(rec Recorder, bus *Bus) *Runner {
+	return &Runner{Bus: bus, Rec: rec, Drivers: map[string]Driver{"avr": AVR{}}}
+}
+
+func TestRunRecoversABrickedUnit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		old, _ := avrsim.AppImage("atmega328p", "1.0.0", "uno-r3", 4096)
+		bricked := append([]byte(nil), old...)
+		for i := 2048; i < len(bricked); i++ {
+			bricked[i] = 0xFF
+		}
+		b := newAVRBench(t, bricked)
+		rec := &memRecorder{}
+		bus := &Bus{}
+		sub := bus.Subscribe(10000)
+		r := newRunner(rec, bus)
+		res := r.Run(t.Context(), Job{Slot: b.slot, Plan: avrPlan(t, "2.0.0"), Revision: "R3", Serial: "LABEL-0042"})
+		if res.Outcome != OutcomePassed {
+			t.Fatalf("Run() = %s: %v\nsteps: %v\nconsole:\n%s", res.Outcome, res.Failure, rec.steps, rec.console.String())
+		}
+		if res.Version != "2.0.0" || res.Strategy != "reflash" || res.Serial != "LABEL-0042" || res.Bytes != 4096 {
+			t.Errorf("result = %+v", res)
+		}
+		if !strings.Contains(res.Diagnosis, "image-corrupt") {
+			t.Errorf("Diagnosis = %q, want the bricked unit's image-corrupt", res.Diagnosis)
+		}
+		if len(rec.units) != 1 || rec.units[0].Serial != "LABEL-0042" || rec.units[0].Chip != "ATmega328P" {
+			t.Errorf("units = %+v", rec.units)
+		}
+		// The unit holds the new image and the job left it powered off.
+		got, _ := b.model.Flash().Read(0, 4096)
+		want := r.Drivers // keep the linter quiet about unused r
+		_ = want
+		if img := avrPlan(t, "2.0.0").Images["app"].Data; !bytes.Equal(got, img) {
+			t.Error("flash does not hold the new image")
+		}
+		if b.dev.Powered() {
+			t.Error("the unit is still powered after the job")
+		}
+		// Events: running first, passed last, progress reached the end.
+		sub.Close()
+		var states []State
+		var lastProgress Event
+		for e := range sub.C {
+			if e.Kind == KindState {
+				states = append(states, e.State)
+			}
+			if e.Kind == KindProgress && e.Step == "write app" {
+				lastProgress = e
+			}
+		}
+		if len(states) < 2 || states[0] != Running || states[len(states)-1] != Passed {
+			t.Errorf("states = %v", states)
+		}
+		if lastProgress.Done != 4096 || lastProgress.Total != 4096 {
+			t.Errorf("last write progress = %+v", lastProgress)
+		}
+	})
+}
+
+func TestRunFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, b *avrBench, p *Plan, j *Job)
+		outcome Outcome
+		class   string
+		fault   Fault
+		touched bool // the unit's lines were driven
+	}{
+		{
+			name: "verify mismatch is the unit's fault",
+			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job) {
+				b.model.StickBit(0x100, 3, true)
+			},
+			outcome: OutcomeFailed, class: "verify-mismatch", fault: UnitFault, touched: true,
+		},
+		{
+			name: "tampered image is refused before the unit is touched",
+			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job) {
+				p.Images["app"].Refusal = &Failure{Class: "image-hash-mismatch", Fault: RefusedFault, Reason: "sha256 differs"}
+			},
+			outcome: OutcomeRefused, class: "image-hash-mismatch", fault: RefusedFault,
+		},
+		{
+			name:    "image for another revision is refused",
+			setup:   func(t *testing.T, b *avrBench, p *Plan, j *Job) { p.Images["app"].Revisions = []string{"R2"} },
+			outcome: OutcomeRefused, class: "image-wrong-revision", fault: RefusedFault,
+		},
+		{
+			name:    "draft recipe on a production slot is refused",
+			setup:   func(t *testing.T, b *avrBench, p *Plan, j *Job) { p.Released = false },
+			outcome: OutcomeRefused, class: "recipe-draft", fault: RefusedFault,
+		},
+		{
+			name: "write into a protected region is refused",
+			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job) {
+				p.Protected = []NamedRegion{{Name: "calibration", Region: Region{0x800, 0x100}}}
+			},
+			outcome: OutcomeRefused, class: "protected-region", fault: RefusedFault,
+		},
+		{
+			name: "wrong chip",
+			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job) {
+				p.Chip = 0x1E9801
+			},
+			outcome: OutcomeFailed, class: "wrong-chip", fault: UnitFault, touched: true,
+		},
+		{
+			name: "unit without identity",
+			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job) {
+				j.Serial = ""
+			},
+			outcome: OutcomeFailed, class: "no-identity", fault: StationFault, touched: true,
+		},
+		{
+			name: "port that cannot open is the station's fault",
+			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job) {
+				b.slot.Open = func(context.Context, Mode) (Port, error) { return nil, fmt.Errorf("no such device") }
+			},
+			outcome: OutcomeFailed, class: "port-open", fault: StationFault,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newAVRBench(t, nil)
+				p := avrPlan(t, "2.0.0")
+				j := Job{Slot: b.slot, Plan: p, Revision: "R3", Serial: "LABEL-0042"}
+				tt.setup(t, b, p, &j)
+				rec := &memRecorder{}
+				res := newRunner(rec, nil).Run(t.Context(), j)
+				if res.Outcome != tt.outcome || res.Failure == nil || res.Failure.Class != tt.class || res.Failure.Fault != tt.fault {
+					t.Fatalf("Run() = %s %+v, want %s %s/%s", res.Outcome, res.Failure, tt.outcome, tt.class, tt.fault)
+				}
+				if res.Failure.Hint == "" {
+					t.Errorf("failure %s has no hint for the operator", res.Failure.Class)
+				}
+				changes := b.bank.Timeline.Changes()
+				if !tt.touched {
+					// Nothing but the safe state was ever driven.
+					for _, c := range changes {
+						if (c.Pin == "sim:slot1.power" && c.Level == pgpio.High) || (c.Pin == "sim:slot1.reset" && c.Level == pgpio.Low) {
+							t.Fatalf("a refused job drove %v; the unit must not be touched", c)
+						}
+					}
+				}
+				if b.dev.Powered() {
+					t.Error("the unit is powered after a failed job")
+				}
+				if len(rec.results) != 1 {
+					t.Errorf("%d results recorded, want 1", len(rec.results))
+				}
+			})
+		})
+	}
+}
+
+func TestRunUnpluggedMidWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newAVRBench(t, nil)
+		p := avrPlan(t, "2.0.0")
+		bus := &Bus{}
+		sub := bus.Subscribe(10000)
+		done := make(chan *Result)
+		go func() {
+			done <- newRunner(&memRecorder{}, bus).Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "R3", Serial: "LABEL-0042"})
+		}()
+		// Pull the cable once the write is a quarter done.
+		var res *Result
+	wait:
+		for {
+			select {
+			case e := <-sub.C:
+				if e.Kind == KindProgress && e.Step == "write app" && e.Done >= e.Total/4 {
+					b.devEnd.Close()
+				}
+			case res = <-done:
+				break wait
+			}
+		}
+		if res.Outcome != OutcomeFailed || res.Failure.Fault != StationFault || res.Failure.Class != "port-vanished" {
+			t.Errorf("unplugged mid-write: %s %+v, want failed port-vanished (station)", res.Outcome, res.Failure)
+		}
+		// Let the line finish pacing the bytes that were on the wire when
+		// the cable was pulled (fake time: this does not slow the test).
+		time.Sleep(time.Second)
+	})
+}
+
+func TestRunInterrupted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newAVRBench(t, nil)
+		p := avrPlan(t, "2.0.0")
+		bus := &Bus{}
+		sub := bus.Subscribe(10000)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		done := make(chan *Result)
+		go func() {
+			done <- newRunner(&memRecorder{}, bus).Run(ctx, Job{Slot: b.slot, Plan: p, Revision: "R3", Serial: "LABEL-0042"})
+		}()
+		for e := range sub.C {
+			if e.Kind == KindStep && e.Step == "write app" {
+				cancel()
+				break
+			}
+		}
+		res := <-done
+		if res.Outcome != OutcomeInterrupted {
+			t.Fatalf("cancelled job = %s %+v, want interrupted", res.Outcome, res.Failure)
+		}
+		if b.dev.Powered() {
+			t.Error("an interrupted job left its unit powered")
+		}
+	})
+}
+
+// panicDriver panics on connect, as a bug in a driver would.
+type panicDriver struct{}
+
+func (panicDriver) Connect(context.Context, Port, *Plan, func(context.Context) error) (Target, Identity, error) {
+	panic("driver bug")
+}
+
+func TestRunPanicLeavesSafeState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newAVRBench(t, nil)
+		r := newRunner(&memRecorder{}, nil)
+		r.Drivers["avr"] = panicDriver{}
+		res := r.Run(t.Context(), Job{Slot: b.slot, Plan: avrPlan(t, "2.0.0"), Revision: "R3", Serial: "LABEL-0042"})
+		if res.Outcome != OutcomeFailed || res.Failure.Class != "station-panic" || res.Failure.Fault != StationFault {
+			t.Fatalf("panicking driver: %s %+v", res.Outcome, res.Failure)
+		}
+		if b.dev.Powered() || b.slot.Lines[gpio.Power].Asserted() {
+			t.Error("the unit is powered after a panic")
+		}
+		if b.slot.Owner() != "" {
+			t.Errorf("slot still owned by %q after the job", b.slot.Owner())
+		}
+	})
+}
+
+func TestSlotOwnership(t *testing.T) {
+	s := &Slot{Num: 4}
+	release, err := s.Acquire("job A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Acquire("job B"); err == nil || !strings.Contains(err.Error(), "job A") {
+		t.Fatalf("second Acquire = %v, want busy naming job A", err)
+	}
+	release()
+	release()
+	r2, err := s.Acquire("job B")
+	if err != nil {
+		t.Fatalf("Acquire after release = %v", err)
+	}
+	r2()
+}
