@@ -54,13 +54,23 @@ func (tr *traffic) waitSent(t *testing.T, want string, within time.Duration) {
 
 func stm32flash(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "stm32flash", args...).CombinedOutput()
-	if err != nil {
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		out, err := exec.CommandContext(ctx, "stm32flash", args...).CombinedOutput()
+		cancel()
+		if err == nil {
+			return string(out)
+		}
+		// stm32flash gives the ROM 0.5 s to answer its first 0x7F and
+		// retries once. On a loaded machine the model's goroutines can miss
+		// that; a person would run the tool again, and so does the test
+		// (once). A repeated failure is a real one.
+		if try < 2 && strings.Contains(string(out), "Failed to init device") {
+			t.Logf("stm32flash %s: %v (retrying once)\n%s", strings.Join(args, " "), err, out)
+			continue
+		}
 		t.Fatalf("stm32flash %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
 }
 
 func mustContain(t *testing.T, out string, want ...string) {
