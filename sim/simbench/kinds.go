@@ -11,7 +11,7 @@ import (
 
 // Kinds returns every kind of part the virtual bench can build.
 func Kinds() []*Kind {
-	return []*Kind{ATmega328P()}
+	return []*Kind{STM32F103(), STM32F407(), ATmega328P()}
 }
 
 // flashImage returns the contents a unit of state st arrives with, given a
