@@ -167,6 +167,31 @@ func (c *Console) Drain(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// Settle reads until the unit has been quiet for quiet, or for at most
+// most, keeping what arrives: the rest of a banner after the line a check
+// matched belongs in the record.
+func (c *Console) Settle(ctx context.Context, quiet, most time.Duration) error {
+	buf := make([]byte, 512)
+	end := time.Now().Add(most)
+	for {
+		wait := min(quiet, time.Until(end))
+		if wait <= 0 {
+			return nil
+		}
+		n, err := c.conn.ReadSome(ctx, buf, wait, "console text")
+		if n > 0 {
+			c.add(buf[:n])
+		}
+		if err != nil {
+			var te *bootloader.TimeoutError
+			if errors.As(err, &te) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
 // tail returns the last non-empty line read, cleaned for a message.
 func (c *Console) tail() string {
 	c.mu.Lock()

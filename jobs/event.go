@@ -69,8 +69,18 @@ type Event struct {
 // backpressure is a bug in the slow subscriber, never the producer's
 // problem. Events from one publisher reach each subscriber in order.
 type Bus struct {
-	mu   sync.Mutex
-	subs map[*Sub]struct{}
+	mu       sync.Mutex
+	subs     map[*Sub]struct{}
+	trackers []*Tracker
+}
+
+// Track makes t follow every event published from now on, synchronously:
+// unlike a subscriber, a tracker never misses an event, so the slot states
+// it holds are exact.
+func (b *Bus) Track(t *Tracker) {
+	b.mu.Lock()
+	b.trackers = append(b.trackers, t)
+	b.mu.Unlock()
 }
 
 // Sub is one subscription.
@@ -115,6 +125,9 @@ func (b *Bus) Publish(e Event) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for _, t := range b.trackers {
+		t.Apply(e)
+	}
 	for s := range b.subs {
 		select {
 		case s.c <- e:

@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -130,6 +132,32 @@ type run struct {
 	written    *Image
 	backups    map[string]backup
 	lastPct    map[string]int
+	hashes     map[*Image]string
+}
+
+// imageHash returns the sha256 of the bytes the image writes, computed here
+// rather than trusted from the catalog: the record names what went out.
+func (u *run) imageHash(im *Image) string {
+	if h, ok := u.hashes[im]; ok {
+		return h
+	}
+	sum := sha256.Sum256(im.Data)
+	h := hex.EncodeToString(sum[:])
+	u.hashes[im] = h
+	return h
+}
+
+// firstImage returns the image the plan's first strategy writes first, or
+// nil.
+func (u *run) firstImage() *Image {
+	for _, s := range u.plan.Strategies {
+		for _, st := range s.Steps {
+			if st.Kind == StepWrite && u.plan.Images[st.Image] != nil {
+				return u.plan.Images[st.Image]
+			}
+		}
+	}
+	return nil
 }
 
 type backup struct {
@@ -158,15 +186,19 @@ func (u *run) logf(format string, args ...any) {
 // panics: a panic in a step ends the job as failed through the station's
 // fault, with the slot's lines in their safe state.
 func (r *Runner) Run(ctx context.Context, j Job) *Result {
-	u := &run{r: r, j: j, plan: j.Plan, slot: j.Slot, backups: map[string]backup{}, lastPct: map[string]int{},
+	u := &run{r: r, j: j, plan: j.Plan, slot: j.Slot, backups: map[string]backup{}, lastPct: map[string]int{}, hashes: map[*Image]string{},
 		res: &Result{Slot: j.Slot.Num, Started: time.Now(), Serial: j.Serial}}
 	u.res.Outcome = OutcomeFailed
 	u.emit(Event{Kind: KindState, State: Running, Text: "starting " + u.plan.Recipe})
 
-	id, err := r.Rec.StartAttempt(ctx, AttemptInfo{
+	info := AttemptInfo{
 		Slot: j.Slot.Num, SlotName: j.Slot.Name, Recipe: u.plan.Recipe, RecipeVersion: u.plan.Version,
 		RecipeSHA256: u.plan.SHA256, Revision: j.Revision, Serial: j.Serial, Operator: j.Operator,
-	})
+	}
+	if im := u.firstImage(); im != nil {
+		info.ImageSHA256, info.ImageVersion = u.imageHash(im), im.Version
+	}
+	id, err := r.Rec.StartAttempt(ctx, info)
 	if err != nil {
 		// Without a record, the unit is not touched: nothing may happen
 		// that the record would not show.
@@ -300,6 +332,11 @@ func (u *run) refusal() *Failure {
 		if im == nil {
 			return &Failure{Class: "image-missing", Fault: RefusedFault,
 				Reason: fmt.Sprintf("%s: step %s names image %q, which the recipe does not define", st.Pos, st.Label(), st.Image), Hint: hintSupervisor}
+		}
+		if im.SHA256 != "" && !strings.EqualFold(im.SHA256, u.imageHash(im)) {
+			return &Failure{Class: "image-hash-mismatch", Fault: RefusedFault,
+				Reason: fmt.Sprintf("image %s v%s: its bytes hash to %s, but the catalog says %s: the file changed after it was catalogued", im.Name, im.Version, u.imageHash(im), im.SHA256),
+				Hint:   hintSupervisor}
 		}
 		if im.Refusal != nil {
 			f := *im.Refusal
@@ -593,7 +630,7 @@ func (u *run) do(ctx context.Context, st Step) error {
 		}
 		u.res.Bytes += int64(len(im.Data))
 		u.written = im
-		u.res.ImageSHA256, u.res.ImageVersion = im.SHA256, im.Version
+		u.res.ImageSHA256, u.res.ImageVersion = u.imageHash(im), im.Version
 		return nil
 	case StepVerify:
 		im := p.Images[st.Image]
@@ -845,6 +882,10 @@ func (u *run) validate(ctx context.Context) *Failure {
 	}
 	seq := u.startStep(ctx, "validate")
 	f := u.validateBooted(ctx)
+	if f == nil {
+		// Keep the rest of what the unit prints for the record.
+		u.console.Settle(ctx, 100*time.Millisecond, time.Second)
+	}
 	u.endStep(ctx, seq, f)
 	return f
 }

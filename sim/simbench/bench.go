@@ -42,6 +42,10 @@ type Kind struct {
 	ConsoleBaud int
 	// New builds a unit's firmware model in the given state.
 	New func(u Spec) (sim.Model, error)
+	// Label, if set, returns the serial number on the barcode label of a
+	// unit whose chip has no identity its bootloader can report (an AVR):
+	// what the operator scans.
+	Label func(u Spec) string
 	// Image builds a good application image for this part and the address
 	// (or storage offset) it goes to.
 	Image func(version, board string) (data []byte, addr uint32, err error)

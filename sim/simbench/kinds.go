@@ -63,7 +63,8 @@ func ATmega328P() *Kind {
 		if err != nil {
 			return nil, err
 		}
-		return avrsim.New(part, avrsim.Options{Board: s.Board, ID: fmt.Sprintf("AVR-%06d", s.Seed), Image: img})
+		return avrsim.New(part, avrsim.Options{Board: s.Board, ID: k.Label(s), Image: img})
 	}
+	k.Label = func(s Spec) string { return fmt.Sprintf("AVR-%06d", s.Seed) }
 	return k
 }

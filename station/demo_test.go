@@ -1,0 +1,69 @@
+package station
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unbrick/unbrick/db"
+	"github.com/unbrick/unbrick/jobs"
+)
+
+// TestDemoRecoversEveryUnit runs the virtual bench end to end on real
+// pseudo-terminals opened through go.bug.st/serial, with the SQLite record:
+// every bricked unit is recovered, and the record holds each unit and a
+// passed attempt with the image hash and the console log.
+func TestDemoRecoversEveryUnit(t *testing.T) {
+	dir := t.TempDir()
+	d, err := NewDemo(DemoConfig{Dir: dir, Units: 4, Kinds: []string{"stm32f103", "stm32f407", "atmega328p"}, Fast: true, Version: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := d.RunAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Outcome != jobs.OutcomePassed {
+			t.Errorf("slot %d: %s %v", r.Slot, r.Outcome, r.Failure)
+		}
+	}
+	for _, s := range d.Tracker.Slots() {
+		if s.State != jobs.Passed || s.Serial == "" || s.Progress != 1 {
+			t.Errorf("tile %d = %+v, want passed with a serial number", s.Slot, s)
+		}
+	}
+	units, err := d.Store.Units(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(units) != 4 {
+		t.Errorf("the record holds %d units, want 4", len(units))
+	}
+	as, err := d.Store.Attempts(ctx, db.Filter{Outcome: db.Passed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 4 {
+		t.Fatalf("the record holds %d passed attempts, want 4", len(as))
+	}
+	for _, a := range as {
+		full, err := d.Store.Attempt(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(full.ImageSHA256) != 64 || !strings.Contains(full.Console, "firmware v2.0.0") {
+			t.Errorf("attempt %d: image %q, console %q; want the image hash and the new version's banner", a.ID, full.ImageSHA256, full.Console)
+		}
+	}
+	// Every unit was left off with its strap released.
+	for _, u := range d.Bench.Units() {
+		if u.Device.Powered() {
+			t.Errorf("slot %d is powered after its job", u.Spec.Slot)
+		}
+	}
+}
