@@ -35,16 +35,6 @@ type Demo struct {
 	Bench *simbench.Bench
 }
 
-// boards names the board each kind of demo unit is.
-var boards = map[string]string{
-	"stm32f103":  "sensor-b",
-	"stm32f407":  "gateway-c",
-	"atmega328p": "uno-r3",
-	"esp32":      "meter-e",
-	"esp8266":    "plug-d",
-	"uboot":      "hmi-a",
-}
-
 // NewDemo builds the virtual bench and opens a station on it. Every unit
 // arrives bricked (a failed upgrade) and is plugged in.
 func NewDemo(cfg DemoConfig) (*Demo, error) {
@@ -71,10 +61,7 @@ func NewDemo(cfg DemoConfig) (*Demo, error) {
 			bench.Close()
 			return nil, fmt.Errorf("demo: unknown kind of unit %q (known: %v)", kn, bench.Kinds())
 		}
-		board := boards[kn]
-		if board == "" {
-			board = "demo-" + kn
-		}
+		board := simbench.DemoBoard(kn)
 		u, err := bench.Add(simbench.Spec{Slot: i, Kind: kn, Board: board, Revision: "A", State: simbench.Bricked,
 			Version: "1.0.0", Seed: uint64(1000 + i), Fast: cfg.Fast})
 		if err != nil {

@@ -3,9 +3,11 @@ package station
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.bug.st/serial"
 
+	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/jobs"
 )
 
@@ -40,4 +42,25 @@ func openPath(path string) jobs.PortOpener {
 		}
 		return &serialPort{Port: p, mode: mode}, nil
 	}
+}
+
+// OpenPort opens the serial port at path as a job would.
+func OpenPort(ctx context.Context, path string, m jobs.Mode) (jobs.Port, error) {
+	return openPath(path)(ctx, m)
+}
+
+// PulseDTR resets a unit through its adapter's DTR line, as an Arduino's
+// auto-reset circuit expects.
+func PulseDTR(ctx context.Context, ml bootloader.ModemLines) error {
+	if err := ml.SetDTR(true); err != nil {
+		return fmt.Errorf("the adapter has no DTR line to reset the unit (%v); reset it by hand", err)
+	}
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return ml.SetDTR(false)
 }

@@ -151,6 +151,29 @@ func Drivers() map[string]jobs.Driver {
 	}
 }
 
+// Protocols returns the protocols the station speaks, sorted.
+func Protocols() []string {
+	var n []string
+	for k := range Drivers() {
+		n = append(n, k)
+	}
+	slices.Sort(n)
+	return n
+}
+
+// LoadImage reads an image file for a one-shot flash: a raw binary, which
+// goes where the flash starts (addr 0 means "the unit's default").
+func LoadImage(path string) (data []byte, addr uint32, err error) {
+	data, err = os.ReadFile(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("image: %w", err)
+	}
+	if len(data) == 0 {
+		return nil, 0, fmt.Errorf("image %s is empty", path)
+	}
+	return data, 0, nil
+}
+
 // Slots returns the configured slot numbers in order.
 func (st *Station) Slots() []int {
 	var n []int

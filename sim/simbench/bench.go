@@ -72,7 +72,9 @@ type Spec struct {
 	Version  string // version of the application it holds when State is Good
 	Seed     uint64 // makes its unique ID/MAC differ from other units
 	Fast     bool   // no line pacing (tests)
-	Options  map[string]string
+	// Options are kind-specific: "stay": "true" keeps a bootloader that
+	// times out (optiboot) waiting for ever.
+	Options map[string]string
 }
 
 // Unit is one simulated unit in its slot.

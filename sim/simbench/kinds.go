@@ -14,6 +14,25 @@ func Kinds() []*Kind {
 	return []*Kind{STM32F103(), STM32F407(), ATmega328P()}
 }
 
+// boards names the board each kind of demo unit is.
+var boards = map[string]string{
+	"stm32f103":  "sensor-b",
+	"stm32f407":  "gateway-c",
+	"atmega328p": "uno-r3",
+	"esp32":      "meter-e",
+	"esp8266":    "plug-d",
+	"uboot":      "hmi-a",
+}
+
+// DemoBoard returns the board a demo unit of the kind is: the target its
+// application images are built for.
+func DemoBoard(kind string) string {
+	if b, ok := boards[kind]; ok {
+		return b
+	}
+	return "demo-" + kind
+}
+
 // flashImage returns the contents a unit of state st arrives with, given a
 // good image of its old version: the image, a corrupted copy (a failed
 // upgrade), or nothing.
@@ -63,7 +82,11 @@ func ATmega328P() *Kind {
 		if err != nil {
 			return nil, err
 		}
-		return avrsim.New(part, avrsim.Options{Board: s.Board, ID: k.Label(s), Image: img})
+		o := avrsim.Options{Board: s.Board, ID: k.Label(s), Image: img}
+		if s.Options["stay"] == "true" {
+			o.Window = -1 // optiboot waits for ever: for a person driving avrdude by hand
+		}
+		return avrsim.New(part, o)
 	}
 	k.Label = func(s Spec) string { return fmt.Sprintf("AVR-%06d", s.Seed) }
 	return k

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/unbrick/unbrick/jobs"
+	"github.com/unbrick/unbrick/station"
+)
+
+// runDemo runs the station on the virtual bench: N bricked units, every one
+// recovered automatically in parallel, live on the page at --listen, the
+// record in --data.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", "[--units N] [--listen ADDR] [--data DIR]", stderr)
+	units := fs.Int("units", 8, "how many bricked units on the bench, one per slot")
+	listen := fs.String("listen", "127.0.0.1:8080", "where the page is served; empty serves none")
+	data := fs.String("data", "./var", "the data directory: the database unbrick.db and the units' port links")
+	kinds := fs.String("kinds", "", "comma-separated kinds of unit, in turn (default: every kind)")
+	fast := fs.Bool("fast", false, "do not pace bytes at the baud rate (for tests)")
+	exit := fs.Bool("exit", false, "exit once every unit is done instead of serving the page until stopped")
+	version := fs.String("version", "2.0.0", "the version the units are recovered to")
+	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	var ks []string
+	if *kinds != "" {
+		ks = strings.Split(*kinds, ",")
+	}
+	d, err := station.NewDemo(station.DemoConfig{Dir: *data, Units: *units, Kinds: ks, Fast: *fast, Version: *version})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if *listen != "" {
+		addr, stopWeb, err := d.Serve(*listen, *password)
+		if err != nil {
+			return err
+		}
+		defer stopWeb()
+		fmt.Fprintf(stdout, "unbrick demo: %d units on the virtual bench; the page is at http://%s/\n", *units, addr)
+	}
+	start := time.Now()
+	res, err := d.RunAll(ctx)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, r := range res {
+		if r.Outcome != jobs.OutcomePassed {
+			failed++
+		}
+	}
+	for _, s := range d.Tracker.Slots() {
+		line := fmt.Sprintf("slot %2d  %-8s %-26s %s", s.Slot, s.State, s.Serial, s.Recipe)
+		if s.State != jobs.Passed {
+			line += "  " + s.Text
+			if s.Hint != "" {
+				line += " (" + s.Hint + ")"
+			}
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	fmt.Fprintf(stdout, "unbrick demo: %d of %d units recovered in %v; records in %s\n", len(res)-failed, len(res), time.Since(start).Round(100*time.Millisecond), d.Store.Path())
+	if !*exit && *listen != "" {
+		fmt.Fprintln(stdout, "unbrick demo: serving the page until Ctrl-C")
+		<-ctx.Done()
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d units were not recovered", failed, len(res))
+	}
+	return nil
+}
