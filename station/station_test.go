@@ -1,0 +1,221 @@
+package station
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/unbrick/unbrick/db"
+	"github.com/unbrick/unbrick/gpio"
+	"github.com/unbrick/unbrick/jobs"
+	"github.com/unbrick/unbrick/sim/simbench"
+	"github.com/unbrick/unbrick/sim/stm32sim"
+)
+
+// testBench is a virtual bench of STM32F103 units with a station over it.
+type testBench struct {
+	t     *testing.T
+	dir   string
+	bench *simbench.Bench
+	plan  *jobs.Plan
+	slots []SlotConfig
+}
+
+func newTestBench(t *testing.T, n int) *testBench {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := simbench.New(dir+"/ports", simbench.Kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	k, _ := b.Kind("stm32f103")
+	plan, err := demoPlan(k, "sensor-b", "2.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &testBench{t: t, dir: dir, bench: b, plan: plan}
+	for i := 1; i <= n; i++ {
+		u := tb.add(i, uint64(i))
+		tb.slots = append(tb.slots, SlotConfig{Slot: simSlot(i, u), Recipe: plan.Recipe, Revision: "A"})
+	}
+	return tb
+}
+
+// add puts a new bricked unit in slot n and plugs it in.
+func (tb *testBench) add(n int, seed uint64) *simbench.Unit {
+	tb.t.Helper()
+	u, err := tb.bench.Add(simbench.Spec{Slot: n, Kind: "stm32f103", Board: "sensor-b", State: simbench.Bricked, Seed: seed, Fast: true})
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	if err := u.Plug(); err != nil {
+		tb.t.Fatal(err)
+	}
+	return u
+}
+
+func (tb *testBench) open(done func(*jobs.Result)) *Station {
+	tb.t.Helper()
+	st, err := Open(Config{DataDir: tb.dir, Slots: tb.slots, Plans: map[string]*jobs.Plan{tb.plan.Recipe: tb.plan}, Threshold: 3, Done: done, Observe: -1})
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	return st
+}
+
+// TestSafeStateAtStartAndStop: relays a dead station left on are switched
+// off at start-up; a station stopped mid-job interrupts it, records it so,
+// and leaves every unit off with its strap released.
+func TestSafeStateAtStartAndStop(t *testing.T) {
+	tb := newTestBench(t, 2)
+	for _, sc := range tb.slots {
+		sc.Slot.Lines[gpio.Power].Set(true)
+		sc.Slot.Lines[gpio.Boot].Set(true)
+	}
+	st := tb.open(nil)
+	for _, u := range tb.bench.Units() {
+		if u.Device.Powered() {
+			t.Errorf("slot %d is powered after start-up", u.Spec.Slot)
+		}
+	}
+	sub := st.Bus.Subscribe(10000)
+	for _, n := range st.Slots() {
+		if err := st.Start(n, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Stop once both jobs write.
+	writing := map[int]bool{}
+	for e := range sub.C {
+		if e.Kind == jobs.KindStep && e.Step == "write app" {
+			writing[e.Slot] = true
+		}
+		if len(writing) == 2 {
+			break
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range tb.slots {
+		for role, l := range sc.Slot.Lines {
+			if l.Asserted() {
+				t.Errorf("slot %d: %s line still asserted after Close", sc.Slot.Num, role)
+			}
+		}
+	}
+	s, err := db.Open(tb.dir + "/unbrick.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	as, err := s.Attempts(context.Background(), db.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 2 {
+		t.Fatalf("%d attempts recorded, want 2", len(as))
+	}
+	for _, a := range as {
+		if a.Outcome != db.Interrupted || a.Finished.IsZero() {
+			t.Errorf("attempt %d = %s (finished %v), want interrupted and finished by the station itself", a.ID, a.Outcome, a.Finished)
+		}
+	}
+}
+
+// TestQuarantineAfterDifferentUnitsFail: three different units failing in a
+// row in one slot quarantine it; the station refuses jobs there until a
+// supervisor releases it. The same unit failing again would not.
+func TestQuarantineAfterDifferentUnitsFail(t *testing.T) {
+	tb := newTestBench(t, 1)
+	results := make(chan *jobs.Result, 10)
+	st := tb.open(func(r *jobs.Result) { results <- r })
+	defer st.Close()
+	runOne := func(seed uint64) *jobs.Result {
+		t.Helper()
+		tb.bench.Remove(1)
+		u := tb.add(1, seed)
+		// A flash that never programs: every unit fails verification.
+		u.Model.(*stm32sim.Model).SetFaults(stm32sim.Faults{NACKWrites: 1 << 20})
+		if err := st.Start(1, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the job did not end")
+		}
+		return nil
+	}
+	for i, seed := range []uint64{11, 12, 13} {
+		r := runOne(seed)
+		if r.Outcome != jobs.OutcomeFailed || r.Failure.Fault != jobs.UnitFault {
+			t.Fatalf("unit %d: %s %+v, want a unit fault", i, r.Outcome, r.Failure)
+		}
+	}
+	if s, _ := st.Tracker.Slot(1); s.State != jobs.Quarantined {
+		t.Errorf("slot 1 = %s after three different units failed, want quarantined", s.State)
+	}
+	if err := st.Start(1, "", "test"); !errors.Is(err, jobs.ErrQuarantined) {
+		t.Fatalf("Start on a quarantined slot = %v, want ErrQuarantined", err)
+	}
+	if err := st.Release(1, "supervisor"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Release(1, "supervisor"); err == nil {
+		t.Error("releasing a slot twice did not fail")
+	}
+	r := runOne(14)
+	if r.Outcome != jobs.OutcomeFailed {
+		t.Fatalf("after release: %s", r.Outcome)
+	}
+	if s, _ := st.Tracker.Slot(1); s.State == jobs.Quarantined {
+		t.Error("one failure after a release quarantined the slot again")
+	}
+}
+
+// TestSameUnitFailingDoesNotQuarantine: one bad unit retried three times
+// says nothing about the slot.
+func TestSameUnitFailingDoesNotQuarantine(t *testing.T) {
+	tb := newTestBench(t, 1)
+	results := make(chan *jobs.Result, 10)
+	st := tb.open(func(r *jobs.Result) { results <- r })
+	defer st.Close()
+	u, _ := tb.bench.Unit(1)
+	u.Model.(*stm32sim.Model).SetFaults(stm32sim.Faults{NACKWrites: 1 << 20})
+	for i := range 4 {
+		if err := st.Start(1, "", "test"); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if r := <-results; r.Outcome != jobs.OutcomeFailed {
+			t.Fatalf("run %d: %s", i, r.Outcome)
+		}
+	}
+	if s, _ := st.Tracker.Slot(1); s.State == jobs.Quarantined {
+		t.Error("the same unit failing four times quarantined its slot")
+	}
+}
+
+// TestOneOwnerPerSlot: a second job on a busy slot is refused.
+func TestOneOwnerPerSlot(t *testing.T) {
+	tb := newTestBench(t, 1)
+	results := make(chan *jobs.Result, 10)
+	st := tb.open(func(r *jobs.Result) { results <- r })
+	defer st.Close()
+	if err := st.Start(1, "", "a"); err != nil {
+		t.Fatal(err)
+	}
+	err := st.Start(1, "", "b")
+	if !errors.Is(err, jobs.ErrBusy) {
+		t.Errorf("second Start = %v, want ErrBusy", err)
+	}
+	if r := <-results; r.Outcome != jobs.OutcomePassed {
+		t.Errorf("the first job: %s %v", r.Outcome, r.Failure)
+	}
+	if err := st.Start(9, "", "a"); err == nil {
+		t.Error("Start on a slot that does not exist did not fail")
+	}
+}
