@@ -165,7 +165,7 @@ func TestParseELF(t *testing.T) {
 		{typ: 1, vaddr: 0x08000000, paddr: 0x08000000, data: text},
 		// .data runs from RAM but is loaded into flash after .text.
 		{typ: 1, vaddr: 0x20000000, paddr: 0x08000010, data: data, memsz: 64},
-		{typ: 4, vaddr: 0, paddr: 0x09000000, data: []byte{9}}, // PT_NOTE: not loaded
+		{typ: 4, vaddr: 0, paddr: 0x09000000, data: []byte{9}},     // PT_NOTE: not loaded
 		{typ: 1, vaddr: 0x20000100, paddr: 0x20000100, memsz: 256}, // .bss: nothing in the file
 	})
 	im, err := ParseELF(f)
