@@ -1,0 +1,397 @@
+package ubootsim
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/unbrick/unbrick/sim"
+)
+
+// uboot is one run of the firmware: U-Boot's state in RAM.
+type uboot struct {
+	m      *Model
+	s      *sim.Session
+	env    map[string]string
+	locals map[string]string // hush shell variables (name=value)
+	last   string            // the last command line, repeated by an empty line
+	sf     bool              // sf probe succeeded
+	ram    *sparse
+}
+
+// Control flow out of deep call chains: the session ended, or the unit
+// resets (the reset command, a crash, a kernel panic, the watchdog).
+type (
+	halted    struct{}
+	resetting struct{}
+)
+
+func (u *uboot) run() {
+	defer func() {
+		switch r := recover(); r.(type) {
+		case nil, halted:
+		case resetting:
+			u.s.Reset()
+		default:
+			panic(r)
+		}
+	}()
+	u.m.mu.Lock()
+	u.ram = u.m.ram
+	u.m.mu.Unlock()
+	u.boot()
+}
+
+// out prints text, turning \n into \r\n as U-Boot's serial driver does.
+func (u *uboot) out(format string, args ...any) {
+	s := format
+	if len(args) > 0 {
+		s = fmt.Sprintf(format, args...)
+	}
+	if u.s.Print(strings.ReplaceAll(s, "\n", "\r\n")) != nil {
+		panic(halted{})
+	}
+}
+
+func (u *uboot) putc(b byte) {
+	if _, err := u.s.Write([]byte{b}); err != nil {
+		panic(halted{})
+	}
+}
+
+// getc reads one byte within d (negative: wait for ever). ok is false on
+// timeout.
+func (u *uboot) getc(d time.Duration) (byte, bool) {
+	var b [1]byte
+	var err error
+	if d < 0 {
+		_, err = u.s.Read(b[:])
+	} else {
+		_, err = u.s.ReadTimeout(b[:], d)
+	}
+	switch {
+	case err == nil:
+		return b[0], true
+	case errors.Is(err, sim.ErrReadTimeout):
+		return 0, false
+	}
+	panic(halted{})
+}
+
+// wait waits d of firmware time.
+func (u *uboot) wait(d time.Duration) {
+	if u.s.Wait(d) != nil {
+		panic(halted{})
+	}
+}
+
+// busy models the unit working for d (paced lines only).
+func (u *uboot) busy(d time.Duration) {
+	if u.s.Busy(d) != nil {
+		panic(halted{})
+	}
+}
+
+func (u *uboot) reset() {
+	u.out("resetting ...\n")
+	panic(resetting{})
+}
+
+// boot runs U-Boot from reset: banner, environment, bootcount, autoboot,
+// then the command line.
+func (u *uboot) boot() {
+	m := u.m
+	u.out("\n\n%s\n\n", Version)
+	u.out("CPU:   Freescale i.MX6ULL rev1.1 792 MHz (running at 396 MHz)\n")
+	u.out("Model: %s\n", m.opts.board)
+	u.out("DRAM:  %d MiB\n", RAMSize>>20)
+	u.out("Core:  38 devices, 20 uclasses, devicetree: separate\n")
+	u.out("MMC:   mmc@2190000: 0\n")
+	u.out("Loading Environment from MMC... ")
+	env, err := m.loadEnv()
+	if err != nil {
+		u.out("*** Warning - bad CRC, using default environment\n\n")
+		env = defaultEnv(m.opts.board, m.layout, m.bootDelaySeconds())
+	} else {
+		u.out("OK\n")
+	}
+	u.env = env
+	if _, ok := u.env["serial#"]; !ok {
+		u.env["serial#"] = m.opts.Serial // board_late_init: from the OTP fuses
+	}
+	u.out("In:    serial\nOut:   serial\nErr:   serial\n")
+	u.out("Net:   No ethernet found.\n")
+
+	// bootdelay_process with CONFIG_BOOTCOUNT_LIMIT and CONFIG_BOOTCOUNT_ENV.
+	upgrade := u.env["upgrade_available"] == "1"
+	count := 0
+	if upgrade {
+		count, _ = strconv.Atoi(u.env["bootcount"])
+	}
+	count++
+	u.env["bootcount"] = strconv.Itoa(count)
+	if upgrade {
+		u.saveenv()
+	}
+	cmd := "bootcmd"
+	if limit, _ := strconv.Atoi(u.env["bootlimit"]); limit > 0 && count > limit {
+		u.out("Warning: Bootlimit (%d) exceeded. Using altbootcmd.\n", limit)
+		cmd = "altbootcmd"
+	}
+	if !u.abortboot() {
+		m.count(func(s *Stats) {
+			s.Autoboots++
+			if cmd == "altbootcmd" {
+				s.AltBoots++
+			}
+		})
+		u.runLine(u.env[cmd])
+	}
+	u.cli()
+}
+
+// abortboot runs the autoboot countdown and reports whether a key stopped
+// it (the key is consumed). It returns true without a countdown when
+// autoboot is off.
+func (u *uboot) abortboot() bool {
+	delay := time.Duration(u.m.opts.BootDelay)
+	secs := 0
+	if delay == 0 {
+		n, err := strconv.Atoi(u.env["bootdelay"])
+		if err != nil {
+			n = 3
+		}
+		delay = time.Duration(n) * time.Second
+	}
+	if delay < 0 {
+		return true
+	}
+	secs = int((delay + time.Second - 1) / time.Second)
+	u.out("Hit any key to stop autoboot: %2d ", secs)
+	left := delay
+	for {
+		step := min(left, time.Second)
+		if _, ok := u.getc(max(step, time.Millisecond)); ok {
+			u.out("\b\b\b%2d \n", 0)
+			return true
+		}
+		left -= step
+		if left <= 0 {
+			break
+		}
+		secs--
+		u.out("\b\b\b%2d ", secs)
+	}
+	u.out("\b\b\b%2d \n", 0)
+	return false
+}
+
+// cli is U-Boot's command loop.
+func (u *uboot) cli() {
+	for {
+		u.out(Prompt)
+		line, ok := u.readLine()
+		if !ok {
+			continue
+		}
+		if strings.TrimSpace(line) == "" {
+			if !repeatable(u.last) {
+				continue
+			}
+			line = u.last
+		}
+		u.last = line
+		u.runLine(line)
+	}
+}
+
+// readLine reads a command line with echo and simple editing. ok is false
+// when Ctrl-C discarded it.
+func (u *uboot) readLine() (string, bool) {
+	var buf []byte
+	for {
+		c, _ := u.getc(-1)
+		switch {
+		case c == '\r' || c == '\n':
+			u.out("\n")
+			return string(buf), true
+		case c == 0x03:
+			u.out("<INTERRUPT>\n")
+			return "", false
+		case c == 0x08 || c == 0x7F:
+			if len(buf) > 0 {
+				buf = buf[:len(buf)-1]
+				u.out("\b \b")
+			}
+		case c == 0x15: // Ctrl-U: erase the line
+			u.out("%s", strings.Repeat("\b \b", len(buf)))
+			buf = buf[:0]
+		case c == '\t':
+			c = ' '
+			fallthrough
+		case c >= 0x20 && c < 0x7F:
+			if len(buf) < 1023 { // CONFIG_SYS_CBSIZE
+				buf = append(buf, c)
+				u.putc(c)
+			}
+		}
+	}
+}
+
+// repeatable reports whether an empty line repeats line (commands whose
+// U_BOOT_CMD repeat flag is set).
+func repeatable(line string) bool {
+	f := strings.Fields(line)
+	if len(f) == 0 || strings.ContainsAny(line, ";&|") {
+		return false
+	}
+	name, _, _ := strings.Cut(f[0], ".")
+	switch name {
+	case "md", "echo", "printenv", "crc32", "help", "version":
+		return true
+	case "mmc", "sf":
+		return len(f) > 1 && (f[1] == "read" || f[1] == "info")
+	}
+	return false
+}
+
+// A command list: commands joined by ';', '&&' or '||'.
+type step struct {
+	op   string // how it joins the one before: ";", "&&" or "||"
+	text string // unexpanded
+}
+
+// split cuts a command line at ';', '&&' and '||' outside quotes.
+func split(line string) []step {
+	var steps []step
+	op := ";"
+	start := 0
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else if c == '\\' && quote == '"' {
+				i++
+			}
+		case c == '\\':
+			i++
+		case c == '\'' || c == '"':
+			quote = c
+		case c == ';':
+			steps = append(steps, step{op, line[start:i]})
+			op, start = ";", i+1
+		case (c == '&' || c == '|') && i+1 < len(line) && line[i+1] == c:
+			steps = append(steps, step{op, line[start:i]})
+			op, start = string([]byte{c, c}), i+2
+			i++
+		}
+	}
+	return append(steps, step{op, line[start:]})
+}
+
+// words splits one command into arguments, expanding $name and ${name}
+// outside single quotes and removing quotes and backslashes.
+func (u *uboot) words(s string) []string {
+	var args []string
+	var cur strings.Builder
+	inWord := false
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			} else {
+				cur.WriteByte(c)
+			}
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case c == '\'' && quote == 0, c == '"' && quote == 0:
+			quote = c
+			inWord = true
+		case c == '"' && quote == '"':
+			quote = 0
+		case c == '$' && i+1 < len(s):
+			name, n := varName(s[i+1:])
+			if n == 0 {
+				cur.WriteByte(c)
+				inWord = true
+				continue
+			}
+			cur.WriteString(u.lookup(name))
+			inWord = true
+			i += n
+		case (c == ' ' || c == '\t') && quote == 0:
+			if inWord {
+				args = append(args, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// varName reads a variable reference after '$': {name} or name. It
+// returns the name and how many bytes it took.
+func varName(s string) (string, int) {
+	if s[0] == '{' {
+		if j := strings.IndexByte(s, '}'); j > 1 {
+			return s[1:j], j + 1
+		}
+		return "", 0
+	}
+	n := 0
+	for n < len(s) && (s[n] == '_' || s[n] >= '0' && s[n] <= '9' || s[n] >= 'a' && s[n] <= 'z' || s[n] >= 'A' && s[n] <= 'Z') {
+		n++
+	}
+	return s[:n], n
+}
+
+func (u *uboot) lookup(name string) string {
+	if v, ok := u.locals[name]; ok {
+		return v
+	}
+	return u.env[name]
+}
+
+// runLine runs a command line and returns the status of the last command
+// that ran: hush's rules, a failure after ';' does not stop the rest.
+func (u *uboot) runLine(line string) int {
+	status := 0
+	for _, st := range split(line) {
+		if (st.op == "&&" && status != 0) || (st.op == "||" && status == 0) {
+			continue
+		}
+		args := u.words(st.text)
+		if len(args) == 0 {
+			continue
+		}
+		if name, val, ok := strings.Cut(args[0], "="); ok && len(args) == 1 && isName(name) {
+			u.locals[name] = val
+			status = 0
+			continue
+		}
+		status = u.command(args)
+	}
+	return status
+}
+
+func isName(s string) bool {
+	_, n := varName(s)
+	return s != "" && n == len(s) && !(s[0] >= '0' && s[0] <= '9')
+}
