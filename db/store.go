@@ -137,9 +137,21 @@ func migrate(w *sql.DB) error {
 		if err != nil {
 			return err
 		}
+		// The writer's transactions are IMMEDIATE: another process opening
+		// the same fresh database waits here, then finds the migration
+		// applied and skips it.
 		tx, err := w.Begin()
 		if err != nil {
 			return err
+		}
+		var applied int
+		if err := tx.QueryRow(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, v).Scan(&applied); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if applied > 0 {
+			tx.Rollback()
+			continue
 		}
 		if _, err := tx.Exec(string(body)); err != nil {
 			tx.Rollback()
