@@ -49,6 +49,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	start := time.Now()
 	res, err := d.RunAll(ctx)
+	if ctx.Err() != nil {
+		// SIGTERM or Ctrl-C: Close interrupts the jobs, records them so and
+		// powers every unit off.
+		err := d.Close()
+		fmt.Fprintf(stdout, "unbrick demo: stopped; %d of %d jobs had finished, the rest are recorded as interrupted; every unit is powered off\n", len(res), *units)
+		return err
+	}
 	if err != nil {
 		return err
 	}
