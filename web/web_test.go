@@ -134,10 +134,26 @@ type bench struct {
 
 const password = "correct horse"
 
+// newBench serves three slots, named left, middle and right.
 func newBench(t *testing.T, mod func(*web.Config)) *bench {
 	t.Helper()
+	return newBenchNamed(t, map[int]string{1: "left", 2: "middle", 3: "right"}, mod)
+}
+
+// newBenchSlots serves slots 1..n.
+func newBenchSlots(t *testing.T, n int) *bench {
+	t.Helper()
+	names := map[int]string{}
+	for i := 1; i <= n; i++ {
+		names[i] = fmt.Sprintf("bay %c", 'A'+i-1)
+	}
+	return newBenchNamed(t, names, nil)
+}
+
+func newBenchNamed(t *testing.T, names map[int]string, mod func(*web.Config)) *bench {
+	t.Helper()
 	b := &bench{bus: &jobs.Bus{}, records: &records{}}
-	b.tracker = jobs.NewTracker(map[int]string{1: "left", 2: "middle", 3: "right"})
+	b.tracker = jobs.NewTracker(names)
 	b.bus.Track(b.tracker)
 	b.control = &control{bus: b.bus}
 	cfg := web.Config{Tracker: b.tracker, Bus: b.bus, Records: b.records, Control: b.control,
