@@ -46,6 +46,13 @@ func exampleImages(t testing.TB) map[string][]byte {
 	// ATmega328P "uno-r3": Intel HEX at 0, as avr-objcopy writes it.
 	avr := must(avrsim.AppImage("atmega328p", "2.0.0", "uno-r3", 4<<10))
 	out["uno-r3-2.0.0.hex"] = firmware.FormatHex([]firmware.Segment{{Addr: 0, Data: avr}}, 0)
+	// optiboot's place at the top of the ATmega328P's flash: only the
+	// broken recipe that writes the bootloader names it.
+	boot := make([]byte, 512)
+	for i := range boot {
+		boot[i] = byte(i * 7)
+	}
+	out["optiboot-8.0.hex"] = firmware.FormatHex([]firmware.Segment{{Addr: 0x7E00, Data: boot}}, 0)
 	// ESP32 "meter-e" and ESP8266 "plug-d": raw application images with
 	// the ESP image header (magic 0xE9, one segment).
 	out["meter-e-1.5.0.bin"] = must(sim.BuildApp(espHeader(true), espDescOffset, 64<<10, "1.5.0", "meter-e"))

@@ -25,10 +25,10 @@ func (r *Recipe) validate() []error {
 	fail := func(p Pos, hint, format string, args ...any) {
 		errs = append(errs, &Error{Pos: p, Msg: fmt.Sprintf(format, args...), Hint: hint})
 	}
-	if r.Serial.Baud == 0 {
+	if r.Serial.Pos.Line == 0 {
 		fail(r.Pos, "add serial: {baud: 115200}", "the recipe has no serial settings")
 	}
-	if r.Flash.Size == 0 {
+	if r.Flash.Pos.Line == 0 {
 		fail(r.Pos, "add flash: {start: ..., size: ...}: the part's flash (for U-Boot, its storage)", "the recipe does not say where the part's flash is")
 	}
 	if len(r.Entry) == 0 {
@@ -233,7 +233,7 @@ func loadImage(r *Recipe, spec *ImageSpec, keys *firmware.Keyring) *Loaded {
 		if errors.Is(err, firmware.ErrNoKeys) {
 			hint = "give the bench's trusted public keys"
 		}
-		return refuse("image-signature", spec.SigPos, hint, "signature %s: %v", spec.File+".minisig", strings.TrimPrefix(err.Error(), "firmware: "))
+		return refuse("image-signature", spec.SigPos, hint, "signature %s: %v", spec.SigFile, strings.TrimPrefix(err.Error(), "firmware: "))
 	}
 	l.Signer = signer
 	if len(spec.Revisions) > 0 && len(r.Match.Revisions) > 0 && !slices.ContainsFunc(spec.Revisions, func(v string) bool { return slices.Contains(r.Match.Revisions, v) }) {

@@ -31,6 +31,7 @@ func Load(path string) (*Recipe, []error) {
 	if r != nil {
 		errs = append(errs, r.validate()...)
 	}
+	sortErrors(errs)
 	return r, errs
 }
 
@@ -48,6 +49,7 @@ func Parse(file string, data []byte) (*Recipe, []error) {
 		return nil, []error{&Error{Pos: r.Pos, Msg: "the recipe is empty", Hint: "start from one of testdata/recipes"}}
 	}
 	d.recipe(r, doc.Content[0])
+	sortErrors(d.errs)
 	return r, d.errs
 }
 
@@ -112,10 +114,16 @@ func (d *decoder) fields(n *yaml.Node, what string, required []string, known ...
 		return vals, keys
 	}
 	all := append(slices.Clone(required), known...)
+	var suggested []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !slices.Contains(all, k.Value) {
-			d.fail(k, "known keys are "+strings.Join(all, ", "), "unknown key %q in %s", k.Value, what)
+			hint := "known keys are " + strings.Join(all, ", ")
+			if m := closest(k.Value, all); m != "" {
+				hint = fmt.Sprintf("did you mean %q? known keys are %s", m, strings.Join(all, ", "))
+				suggested = append(suggested, m)
+			}
+			d.fail(k, hint, "unknown key %q in %s", k.Value, what)
 			continue
 		}
 		if prev, dup := keys[k.Value]; dup {
@@ -125,7 +133,8 @@ func (d *decoder) fields(n *yaml.Node, what string, required []string, known ...
 		vals[k.Value], keys[k.Value] = v, k
 	}
 	for _, k := range required {
-		if vals[k] == nil {
+		// A misspelt key already said what is missing.
+		if vals[k] == nil && !slices.Contains(suggested, k) {
 			d.fail(n, "add "+k+": to "+what, "%s has no %q", what, k)
 		}
 	}
@@ -427,7 +436,7 @@ func (d *decoder) images(r *Recipe, n *yaml.Node) {
 			im.Path = filepath.Join(dir, filepath.FromSlash(im.File))
 		}
 		if s := d.str(f["signature"], "image signature"); s != "" {
-			im.Signature = filepath.Join(dir, filepath.FromSlash(s))
+			im.Signature, im.SigFile = filepath.Join(dir, filepath.FromSlash(s)), s
 		}
 		if f["purpose"] != nil {
 			im.Purpose = firmware.Purpose(d.oneOf(f["purpose"], "image purpose", string(firmware.Factory), string(firmware.App), string(firmware.Recovery)))
@@ -636,4 +645,36 @@ func (d *decoder) pages(n *yaml.Node) (first, count uint32) {
 		return 0, 0
 	}
 	return uint32(lo), uint32(hi - lo + 1)
+}
+
+// closest returns the known key within two edits of key (a misspelling), or
+// "".
+func closest(key string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(key), k); d < bestD || (strings.HasPrefix(key, k) && len(k) >= 3 && bestD > 2) {
+			best, bestD = k, min(d, 2)
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -166,6 +166,7 @@ type ImageSpec struct {
 	Format    firmware.Format
 	SHA256    string // of the bytes written (the flattened image)
 	Signature string // the .minisig file, resolved; empty: unsigned
+	SigFile   string // the .minisig file as written
 	Version   string
 	Purpose   firmware.Purpose
 	Revisions []string
