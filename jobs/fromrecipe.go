@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/unbrick/unbrick/gpio"
 	"github.com/unbrick/unbrick/recipes"
@@ -17,7 +18,8 @@ import (
 // revisions) keeps its refusal: the runner refuses the job before it
 // toggles a line. An image the recipe names but images lacks is refused as
 // missing. The recipe's serial flow control, which Mode does not carry, is
-// in Options["serial.flow"].
+// in Options["serial.flow"]. A send step's text gets a carriage return
+// unless it ends in one or a newline.
 func FromRecipe(r *recipes.Recipe, images map[string]*recipes.Loaded) (*Plan, error) {
 	if r == nil {
 		return nil, errors.New("jobs: no recipe to compile")
@@ -106,9 +108,13 @@ func actions(in []recipes.Action) []Action {
 }
 
 func step(st recipes.Step) Step {
+	send := st.Send
+	if send != "" && !strings.HasSuffix(send, "\r") && !strings.HasSuffix(send, "\n") {
+		send += "\r" // a command line, ended as a person presses Enter
+	}
 	return Step{
 		Kind: StepKind(st.Kind), Image: st.Image, Region: Region{st.Start, st.Size}, All: st.All, Name: st.Name,
-		Pool: st.Pool, Addr: st.Addr, Send: st.Send, Expect: st.Expect, Within: st.Within, Slot: st.Slot,
+		Pool: st.Pool, Addr: st.Addr, Send: send, Expect: st.Expect, Within: st.Within, Slot: st.Slot,
 		Pos: st.Pos.String(),
 	}
 }
