@@ -60,10 +60,13 @@ func waitFor(t *testing.T, ctx context.Context, what, expr string) {
 	}
 }
 
-// tileIs is a JavaScript test of slot n's tile.
+// tileIs is a JavaScript test of slot n's tile: q(class) finds a part of
+// the tile, shown(part) says whether it is on screen.
 func tileIs(n int, cond string) string {
 	return fmt.Sprintf(`(() => { const t = document.getElementById("slot-%d"); if (!t) return false;
-		const q = (c) => t.querySelector("." + c); return %s; })()`, n, cond)
+		const q = (c) => t.querySelector("." + c);
+		const shown = (e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== "hidden";
+		return %s; })()`, n, cond)
 }
 
 func TestOperatorPageInChromium(t *testing.T) {
@@ -81,12 +84,13 @@ func TestOperatorPageInChromium(t *testing.T) {
 		t.Fatalf("loading the operator page: %v", err)
 	}
 	waitFor(t, ctx, "the page online", `document.getElementById("conn").textContent === "live"`)
-	waitFor(t, ctx, "slot 1 empty", tileIs(1, `t.dataset.state === "empty" && q("state").textContent === "Empty" && q("start").hidden`))
+	waitFor(t, ctx, "slot 1 empty", tileIs(1, `t.dataset.state === "empty" && q("state").textContent === "Empty"
+		&& !shown(q("start")) && !shown(q("release")) && !shown(q("bar"))`))
 
 	// A unit arrives: the tile offers Start, and Start posts.
 	b.bus.Publish(jobs.Event{Slot: 2, Kind: jobs.KindState, State: jobs.Present, Serial: "0x1F2E3D"})
 	waitFor(t, ctx, "slot 2 present with Start", tileIs(2, `t.dataset.state === "present" && q("state").textContent === "Present"
-		&& !q("start").hidden && q("serial").textContent.includes("0x1F2E3D")`))
+		&& shown(q("start")) && !shown(q("release")) && q("serial").textContent.includes("0x1F2E3D")`))
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#slot-2 .start"))); err != nil {
 		t.Fatalf("clicking Start on slot 2: %v", err)
 	}
@@ -98,7 +102,8 @@ func TestOperatorPageInChromium(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Start on slot 2's tile posted nothing")
 	}
-	waitFor(t, ctx, "slot 2 running", tileIs(2, `t.dataset.state === "running" && q("state").textContent === "Running" && q("start").hidden`))
+	waitFor(t, ctx, "slot 2 running", tileIs(2, `t.dataset.state === "running" && q("state").textContent === "Running"
+		&& !shown(q("start")) && shown(q("bar"))`))
 
 	// Steps and progress arrive live.
 	b.bus.Publish(jobs.Event{Slot: 2, Kind: jobs.KindStep, Step: "erase"})
@@ -125,13 +130,14 @@ func TestOperatorPageInChromium(t *testing.T) {
 	waitFor(t, ctx, "slot 5 failed with reason and hint", tileIs(5, `t.dataset.state === "failed" && q("state").textContent === "Failed"
 		&& q("reason").textContent.includes("verify-mismatch") && q("reason").textContent.includes("byte 0x100 reads 0x00")
 		&& q("hint").textContent === "Put the unit on the reject tray." && q("step").textContent === "verify"`))
-	waitFor(t, ctx, "slot 7 quarantined with Release", tileIs(7, `t.dataset.state === "quarantined" && !q("release").hidden && q("start").hidden`))
-	waitFor(t, ctx, "slot 4 passed", tileIs(4, `t.dataset.state === "passed" && q("state").textContent === "Passed"`))
+	waitFor(t, ctx, "slot 7 quarantined with Release", tileIs(7, `t.dataset.state === "quarantined" && shown(q("release")) && !shown(q("start"))`))
+	waitFor(t, ctx, "slot 4 passed", tileIs(4, `t.dataset.state === "passed" && q("state").textContent === "Passed"
+		&& !shown(q("start")) && !shown(q("release")) && q("pct").textContent === "100%"`))
 	waitFor(t, ctx, "slot 6 interrupted", tileIs(6, `t.dataset.state === "interrupted"`))
 	looks, err := chromedp.Run(ctx, chromedp.Evaluate[[]map[string]string](`[...document.querySelectorAll(".tile")].map((t) => {
 		const s = getComputedStyle(t);
 		return {state: t.dataset.state, word: t.querySelector(".state").textContent, look: s.backgroundColor + " " + s.backgroundImage,
-			height: String(t.getBoundingClientRect().height), button: String(t.querySelector(".start").getBoundingClientRect().height)};
+			height: String(t.getBoundingClientRect().height)};
 	})`))
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +188,7 @@ func TestOperatorPageInChromium(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "slot 7 released", tileIs(7, `t.dataset.state === "empty" && q("release").hidden`))
+	waitFor(t, ctx, "slot 7 released", tileIs(7, `t.dataset.state === "empty" && !shown(q("release"))`))
 	if _, released := b.control.calls(); fmt.Sprint(released) != "[7 Ada]" {
 		t.Errorf("Control.Release calls = %v, want [7 Ada]", released)
 	}

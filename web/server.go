@@ -235,7 +235,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getSlots(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, views(s.cfg.Tracker.Slots()))
+	writeJSON(w, http.StatusOK, s.views(s.cfg.Tracker.Slots()))
 }
 
 // slotParam parses {n} and checks that the slot exists; on failure it has
@@ -256,7 +256,7 @@ func (s *Server) slotParam(w http.ResponseWriter, r *http.Request) (jobs.SlotSta
 
 func (s *Server) getSlot(w http.ResponseWriter, r *http.Request) {
 	if st, ok := s.slotParam(w, r); ok {
-		writeJSON(w, http.StatusOK, view(st))
+		writeJSON(w, http.StatusOK, s.view(st))
 	}
 }
 

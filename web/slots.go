@@ -45,6 +45,24 @@ var startable = map[jobs.State]bool{
 	jobs.Failed:      true,
 }
 
+// view is the slot as this server shows it: without Start or Release
+// buttons when there is no Control to act on them.
+func (s *Server) view(st jobs.SlotStatus) SlotView {
+	v := view(st)
+	if s.cfg.Control == nil {
+		v.Start, v.Release = false, false
+	}
+	return v
+}
+
+func (s *Server) views(ss []jobs.SlotStatus) []SlotView {
+	out := make([]SlotView, len(ss))
+	for i, st := range ss {
+		out[i] = s.view(st)
+	}
+	return out
+}
+
 func view(s jobs.SlotStatus) SlotView {
 	v := SlotView{
 		Slot: s.Slot, Name: s.Name, State: s.State, Step: s.Step, Progress: s.Progress, Serial: s.Serial,
@@ -59,12 +77,4 @@ func view(s jobs.SlotStatus) SlotView {
 		v.Hint = defaultHints[v.State]
 	}
 	return v
-}
-
-func views(ss []jobs.SlotStatus) []SlotView {
-	out := make([]SlotView, len(ss))
-	for i, s := range ss {
-		out[i] = view(s)
-	}
-	return out
 }

@@ -340,6 +340,15 @@ func TestSlotErrors(t *testing.T) {
 
 func TestNoControl(t *testing.T) {
 	b := newBench(t, func(c *web.Config) { c.Control = nil; c.Records = nil })
+	b.bus.Publish(jobs.Event{Slot: 1, Kind: jobs.KindState, State: jobs.Present})
+	b.bus.Publish(jobs.Event{Slot: 2, Kind: jobs.KindState, State: jobs.Quarantined})
+	var slots []web.SlotView
+	json.Unmarshal([]byte(do(t, b.client(t), "GET", b.ts.URL+"/api/slots", "").body), &slots)
+	for _, v := range slots {
+		if v.Start || v.Release {
+			t.Errorf("without Control, slot %d (%s) offers start %v, release %v; want neither", v.Slot, v.State, v.Start, v.Release)
+		}
+	}
 	for _, p := range []string{"/api/slots/1/start"} {
 		if r := do(t, b.client(t), "POST", b.ts.URL+p, ""); r.code != http.StatusServiceUnavailable {
 			t.Errorf("POST %s without Control = %d, want 503", p, r.code)

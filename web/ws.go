@@ -112,7 +112,12 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 		}
 		return nil
 	}
-	if err := send("snapshot", views(s.cfg.Tracker.Slots())); err != nil {
+	goodbye := func() {
+		conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "the station is shutting down"),
+			time.Now().Add(time.Second))
+	}
+	if err := send("snapshot", s.views(s.cfg.Tracker.Slots())); err != nil {
 		return err
 	}
 	ping := time.NewTicker(s.cfg.PingInterval)
@@ -133,9 +138,7 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 	for {
 		select {
 		case <-s.ctx.Done():
-			conn.WriteControl(websocket.CloseMessage,
-				websocket.FormatCloseMessage(websocket.CloseGoingAway, "the station is shutting down"),
-				time.Now().Add(time.Second))
+			goodbye()
 			return errClosed
 		case <-readDone:
 			return nil
@@ -159,6 +162,13 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 				select {
 				case <-t.C:
 					break gather
+				case <-s.ctx.Done():
+					t.Stop()
+					goodbye()
+					return errClosed
+				case <-readDone:
+					t.Stop()
+					return nil
 				case e, ok := <-sub.C:
 					if !take(e, ok) {
 						t.Stop()
@@ -184,7 +194,7 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 			// all.
 			lost = d
 			clear(dirty)
-			if err := send("snapshot", views(s.cfg.Tracker.Slots())); err != nil {
+			if err := send("snapshot", s.views(s.cfg.Tracker.Slots())); err != nil {
 				return err
 			}
 			continue
@@ -195,7 +205,7 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 		slots := make([]SlotView, 0, len(dirty))
 		for _, st := range s.cfg.Tracker.Slots() {
 			if dirty[st.Slot] {
-				slots = append(slots, view(st))
+				slots = append(slots, s.view(st))
 			}
 		}
 		clear(dirty)

@@ -62,7 +62,11 @@ function show(v) {
   q("step").textContent = v.state === "running" || v.state === "failed" || v.state === "interrupted" ? (v.step || "") : "";
   const pct = Math.round(Math.min(Math.max(v.progress || 0, 0), 1) * 100);
   q("fill").style.width = pct + "%";
-  q("pct").textContent = v.state === "empty" ? "" : pct + "%";
+  q("pct").textContent = pct + "%";
+  // The bar shows work: a running job, a pass, or how far a job got
+  // before it stopped.
+  q("bar").hidden = !(v.state === "running" || v.state === "passed" ||
+    ((v.state === "failed" || v.state === "interrupted") && pct > 0));
   q("bar").setAttribute("aria-valuenow", String(pct));
   t.dataset.progress = String(pct);
   q("serial").textContent = v.serial ? "S/N " + v.serial : "";

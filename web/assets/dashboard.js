@@ -16,7 +16,7 @@ function cell(tr, text, cls) {
 }
 
 function bar(tr, frac, cls) {
-  const td = cell(tr, "");
+  const td = cell(tr, "", "barcell");
   const b = document.createElement("div");
   b.className = "hbar " + (cls || "");
   b.style.width = Math.round(Math.min(Math.max(frac, 0), 1) * 100) + "%";
