@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"flag"
@@ -16,9 +17,11 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/gpio"
+	"github.com/unbrick/unbrick/gpio/gpiosim"
 	"github.com/unbrick/unbrick/recipes"
 	"github.com/unbrick/unbrick/sim"
 	"github.com/unbrick/unbrick/sim/avrsim"
@@ -466,4 +469,57 @@ func strangerSignature(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return sig
+}
+
+// TestRecipeRecoversAnSTM32F407 runs the gateway-c recipe (an ELF image,
+// sector erases, a serial number provisioned from the pool) against the
+// STM32F407 model.
+func TestRecipeRecoversAnSTM32F407(t *testing.T) {
+	p, _, ims := compileExample(t, "stm32f407-gateway-c.yaml")
+	synctest.Test(t, func(t *testing.T) {
+		bank := gpiosim.NewBank()
+		settings := bytes.Repeat([]byte("net=10.0.0.7;"), 64)
+		m, err := stm32sim.New("stm32f407", stm32sim.Options{Board: "gateway-c", Seed: 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Flash().Program(0x08004000, settings); err != nil {
+			t.Fatal(err)
+		}
+		host, devEnd := sim.Pipe()
+		line := sim.NewLine(stm32sim.LineConfig())
+		line.Attach(devEnd)
+		dev := sim.NewDevice("stm32", m, line)
+		t.Cleanup(dev.Close)
+		power, boot, reset := bank.MustPin("sim:s3.power"), bank.MustPin("sim:s3.boot"), bank.MustPin("sim:s3.reset")
+		power.Listen(func(l pgpio.Level) { dev.SetPower(l == pgpio.High) })
+		boot.Listen(func(l pgpio.Level) { dev.SetBoot(l == pgpio.High) })
+		reset.Listen(func(l pgpio.Level) { dev.SetReset(l == pgpio.Low) })
+		slot := &Slot{Num: 3, Name: "slot 3",
+			Lines: map[gpio.Role]*gpio.Line{
+				gpio.Power: gpio.NewLine("sim:s3.power", gpio.Power, pgpio.High, power),
+				gpio.Boot:  gpio.NewLine("sim:s3.boot", gpio.Boot, pgpio.High, boot),
+				gpio.Reset: gpio.NewLine("sim:s3.reset", gpio.Reset, pgpio.Low, reset),
+			},
+			Open: func(ctx context.Context, md Mode) (Port, error) {
+				host.SetBaud(md.Baud)
+				return pipePort{host}, nil
+			},
+		}
+		rec := &memRecorder{}
+		res := stm32Runner(rec).Run(t.Context(), Job{Slot: slot, Plan: p, Revision: "C1"})
+		if res.Outcome != OutcomePassed || res.Version != "3.0.1" {
+			t.Fatalf("Run = %s %q: %v\nsteps: %v\nconsole:\n%s", res.Outcome, res.Version, res.Failure, rec.steps, rec.console.String())
+		}
+		got, _ := m.Flash().Read(0x08000000, len(ims["app"].Data))
+		if !bytes.Equal(got, ims["app"].Data) {
+			t.Error("the unit's flash does not hold the ELF file's segment")
+		}
+		if sn, _ := m.Flash().Read(0x08008000, 9); string(sn) != "SN000001\x00" {
+			t.Errorf("provisioned serial = %q, want SN000001 and a NUL", sn)
+		}
+		if kept, _ := m.Flash().Read(0x08004000, len(settings)); !bytes.Equal(kept, settings) {
+			t.Error("the protected settings sector changed")
+		}
+	})
 }
