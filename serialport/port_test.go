@@ -14,7 +14,7 @@ import (
 
 // newPTY returns a pseudo-terminal's master and the path of its slave, the
 // side a station opens as it opens /dev/ttyUSB0.
-func newPTY(t *testing.T) (*os.File, string) {
+func newPTY(t testing.TB) (*os.File, string) {
 	t.Helper()
 	master, slave, err := pty.Open()
 	if err != nil {
