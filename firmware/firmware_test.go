@@ -361,3 +361,19 @@ func TestCatalog(t *testing.T) {
 		t.Errorf("List(B2, app) = %v, %v; want the one image", list, err)
 	}
 }
+
+// BenchmarkParseHex parses a 1 MiB image written as Intel HEX.
+func BenchmarkParseHex(b *testing.B) {
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 31)
+	}
+	text := FormatHex([]Segment{{0x08000000, data}}, 0)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := ParseHex(text); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -107,7 +107,7 @@ func normalize(segs []Segment) ([]Segment, error) {
 			case uint64(s.Addr) < last.End():
 				return nil, fmt.Errorf("firmware: data at 0x%08X overlaps data already at 0x%08X-0x%08X", s.Addr, last.Addr, last.End()-1)
 			case uint64(s.Addr) == last.End():
-				last.Data = append(last.Data[:len(last.Data):len(last.Data)], s.Data...)
+				last.Data = append(last.Data, s.Data...) // out owns its segments' bytes
 				continue
 			}
 		}

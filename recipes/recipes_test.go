@@ -345,3 +345,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCheckFile checks the sensor-b example: parse, validate, load and
+// hash its image, verify its signature.
+func BenchmarkCheckFile(b *testing.B) {
+	keys := testKeys(b)
+	path := filepath.Join(examples, "stm32f103-sensor-b.yaml")
+	for b.Loop() {
+		if _, _, errs := CheckFile(path, keys); len(errs) > 0 {
+			b.Fatal(errs)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/recipe")
+}
