@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -304,6 +305,31 @@ func sortErrors(errs []error) {
 		pa, pb := errPos(a), errPos(b)
 		return cmp.Or(cmp.Compare(pa.File, pb.File), cmp.Compare(pa.Line, pb.Line), cmp.Compare(pa.Col, pb.Col))
 	})
+}
+
+// LoadDir loads and validates every recipe (*.yaml, *.yml) in dir, in name
+// order, returning those that have no error and the errors of the others.
+func LoadDir(dir string) ([]*Recipe, []error) {
+	var files []string
+	for _, pat := range []string{"*.yaml", "*.yml"} {
+		m, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return nil, []error{err}
+		}
+		files = append(files, m...)
+	}
+	slices.Sort(files)
+	var out []*Recipe
+	var errs []error
+	for _, f := range files {
+		r, e := Load(f)
+		if len(e) > 0 {
+			errs = append(errs, e...)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, errs
 }
 
 // Choose returns the recipe for a unit whose bootloader reports chip and

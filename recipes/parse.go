@@ -184,6 +184,10 @@ func (d *decoder) num(n *yaml.Node, what string, bits int) uint64 {
 	if n == nil {
 		return 0
 	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!float" {
+		d.fail(n, "write a whole number such as 4096, 0x1000 or 4K", "%s must be a whole number, not %s", what, n.Value)
+		return 0
+	}
 	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {
 		d.fail(n, "write a number such as 4096, 0x1000 or 4K", "%s must be a number, not %s", what, kindName(n))
 		return 0

@@ -142,6 +142,7 @@ func TestParseErrors(t *testing.T) {
 		want           []string
 	}{
 		{"wrong type", "version: 1", "version: [1]", []string{`r.yaml:2:10: version must be a number, not a list`}},
+		{"fraction", "version: 1", "version: 1.5", []string{`r.yaml:2:10: version must be a whole number, not 1.5`}},
 		{"not a number", "size: 64K,", "size: lots,", []string{`r.yaml:7:34: flash size "lots" is not a 32-bit number`}},
 		{"bad enum", "status: released", "status: done", []string{`r.yaml:3:9: status "done" is not one of draft, released`}},
 		{"unknown step", "      - wait: 10ms", "      - flash: app", []string{`r.yaml:19:9: unknown step "flash"`}},
@@ -285,6 +286,27 @@ func TestLoadExamples(t *testing.T) {
 	}
 	if app := ims["app"]; app.Addr != 0x08000000 || len(app.Data) != 12<<10 {
 		t.Errorf("ELF app = addr %#x, %d bytes; want 0x08000000, 12 KiB", app.Addr, len(app.Data))
+	}
+}
+
+func TestLoadDir(t *testing.T) {
+	rs, errs := LoadDir(examples)
+	if len(errs) > 0 || len(rs) != 6 {
+		t.Fatalf("LoadDir(examples) = %d recipes, %v; want 6, none", len(rs), errs)
+	}
+	r, err := Choose(rs, 0x410, "B2", false)
+	if err != nil || r.Name != "sensor-b-stm32f103" {
+		t.Errorf("Choose(examples, 0x410, B2) = %v, %v; want sensor-b-stm32f103", r, err)
+	}
+	if r, err := Choose(rs, 0xFFF0C101, "D1", false); err == nil {
+		t.Errorf("Choose(examples, ESP8266, D1, production) = %s, want none: plug-d is a draft", r.Name)
+	}
+	if r, err := Choose(rs, 0xFFF0C101, "D1", true); err != nil || r.Name != "plug-d-esp8266" {
+		t.Errorf("Choose(examples, ESP8266, D1, staging) = %v, %v; want plug-d-esp8266", r, err)
+	}
+	_, errs = LoadDir(filepath.Join(examples, "broken"))
+	if len(errs) < 3 {
+		t.Errorf("LoadDir(broken) = %d errors, want the load-time ones", len(errs))
 	}
 }
 
