@@ -57,8 +57,34 @@ func (r *Recipe) validate() []error {
 	for si := range r.Strategies {
 		s := &r.Strategies[si]
 		backups := map[string]Step{}
+		state := "off" // where the unit is: off, bootloader or app
 		for i := range s.Steps {
 			st := &s.Steps[i]
+			switch st.Kind {
+			case StepEnter:
+				state = "bootloader"
+			case StepBoot:
+				if state != "bootloader" && len(r.Boot) == 0 {
+					fail(st.Pos, "add enter before it, or a boot: sequence to the recipe", "step boot needs the unit in its bootloader (the recipe has no boot sequence)")
+				}
+				state = "app"
+			case StepReset:
+				state = "app"
+			case StepBootSlot:
+				if state != "bootloader" {
+					fail(st.Pos, "add enter before it", "step boot_slot needs the unit in its bootloader")
+				}
+				state = "app"
+			case StepExpect, StepSend:
+				if state != "app" {
+					fail(st.Pos, "add boot, reset or boot_slot before it", "step %s needs the unit's application running", st.Kind)
+				}
+			case StepWait:
+			default:
+				if state != "bootloader" {
+					fail(st.Pos, "add enter before it", "step %s needs the unit in its bootloader", st.Kind)
+				}
+			}
 			switch st.Kind {
 			case StepWrite, StepVerify:
 				if st.Image != "" && !seenImage[st.Image] {

@@ -142,11 +142,14 @@ func TestParseErrors(t *testing.T) {
 		want           []string
 	}{
 		{"wrong type", "version: 1", "version: [1]", []string{`r.yaml:2:10: version must be a number, not a list`}},
+		{"no enter", "      - enter\n", "", []string{`r.yaml:16:9: step erase needs the unit in its bootloader`}},
+		{"expect in the bootloader", "      - wait: 10ms", "      - expect: ready", []string{`r.yaml:19:9: step expect needs the unit's application running`}},
+		{"boot_slot after reset", "      - wait: 10ms", "      - reset\n      - boot_slot: b", []string{`r.yaml:20:9: step boot_slot needs the unit in its bootloader`}},
 		{"fraction", "version: 1", "version: 1.5", []string{`r.yaml:2:10: version must be a whole number, not 1.5`}},
 		{"not a number", "size: 64K,", "size: lots,", []string{`r.yaml:7:34: flash size "lots" is not a 32-bit number`}},
 		{"bad enum", "status: released", "status: done", []string{`r.yaml:3:9: status "done" is not one of draft, released`}},
 		{"unknown step", "      - wait: 10ms", "      - flash: app", []string{`r.yaml:19:9: unknown step "flash"`}},
-		{"bad regexp", "      - wait: 10ms", "      - expect: 'v(1'", []string{`r.yaml:19:17: expect "v(1" is not a valid regular expression: missing closing ): v(1`}},
+		{"bad regexp", "      - wait: 10ms", "      - reset\n      - expect: 'v(1'", []string{`r.yaml:20:17: expect "v(1" is not a valid regular expression: missing closing ): v(1`}},
 		{"bad window", "50ms..80ms", "80ms..50ms", []string{`r.yaml:12:12: wait "80ms..50ms" is not a window: its upper end must be a time no shorter than its lower end`}},
 		{"duplicate key", "version: 1", "version: 1\nversion: 2", []string{`r.yaml:3:1: key "version" appears twice in the recipe (first on line 2)`}},
 		{"erase all", "      - wait: 10ms", "      - erase: all", []string{`r.yaml:19:9: erase all would erase the protected region "cal"`}},
