@@ -10,7 +10,7 @@ import (
 	"github.com/unbrick/unbrick/recipes"
 )
 
-//go:generate go test -run TestExampleImages -update-examples .
+//go:generate go test . -run TestExampleImages -update-examples
 
 // FromRecipe compiles a parsed recipe and its images (from
 // recipes.LoadImages) into the plan the runner executes. An image that must

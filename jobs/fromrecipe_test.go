@@ -190,18 +190,16 @@ func TestExampleImages(t *testing.T) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
+			if old, err := os.ReadFile(path); err == nil && !bytes.Equal(old, data) {
+				rehash(t, flatHash(t, name, old), flatHash(t, name, data))
+			}
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(path+".minisig", sig, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			im, err := firmware.Parse(name, data, "", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, flat, _ := im.Flatten(0xFF)
-			t.Logf("%s: sha256 of the bytes written %s", name, firmware.SHA256(flat))
+			t.Logf("%s: sha256 of the bytes written %s", name, flatHash(t, name, data))
 			continue
 		}
 		got, err := os.ReadFile(path)
@@ -212,6 +210,40 @@ func TestExampleImages(t *testing.T) {
 			t.Errorf("%s.minisig differs from the test key's signature (%v): run go generate ./jobs", path, err)
 		}
 	}
+}
+
+// flatHash returns the sha256 of the bytes an image file writes.
+func flatHash(t *testing.T, name string, file []byte) string {
+	t.Helper()
+	im, err := firmware.Parse(name, file, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, flat, err := im.Flatten(0xFF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return firmware.SHA256(flat)
+}
+
+// rehash replaces an image's old hash with its new one in every recipe
+// under testdata/recipes.
+func rehash(t *testing.T, old, new string) {
+	t.Helper()
+	filepath.WalkDir(examplesDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".yaml" {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if s := strings.ReplaceAll(string(b), old, new); s != string(b) {
+			t.Logf("%s: sha256 %.12s... is now %.12s...", path, old, new)
+			return os.WriteFile(path, []byte(s), 0o644)
+		}
+		return nil
+	})
 }
 
 // compileExample loads, checks and compiles an example recipe with the test
