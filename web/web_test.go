@@ -150,7 +150,7 @@ func newBenchSlots(t *testing.T, n int) *bench {
 	return newBenchNamed(t, names, nil)
 }
 
-func newBenchNamed(t *testing.T, names map[int]string, mod func(*web.Config)) *bench {
+func newBenchNamed(t testing.TB, names map[int]string, mod func(*web.Config)) *bench {
 	t.Helper()
 	b := &bench{bus: &jobs.Bus{}, records: &records{}}
 	b.tracker = jobs.NewTracker(names)
