@@ -377,3 +377,27 @@ func BenchmarkParseHex(b *testing.B) {
 		}
 	}
 }
+
+func TestMemoryCatalog(t *testing.T) {
+	ctx := context.Background()
+	var m MemoryCatalog
+	sha := SHA256([]byte("x"))
+	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "1.0", Revisions: []string{"B2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "1.0", Revisions: []string{"B1"}}); err != nil {
+		t.Errorf("PutEntry(same bytes, new revision) = %v", err)
+	}
+	if e, err := m.Entry(ctx, sha); err != nil || !slices.Equal(e.Revisions, []string{"B1", "B2"}) {
+		t.Errorf("Entry = %+v, %v; want revisions B1, B2", e, err)
+	}
+	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "2.0"}); err == nil {
+		t.Error("PutEntry(same bytes, another version) succeeded, want an error")
+	}
+	if err := m.PutEntry(ctx, Entry{SHA256: "abc", Name: "app"}); err == nil {
+		t.Error("PutEntry(short hash) succeeded, want an error")
+	}
+	if _, err := m.Entry(ctx, SHA256([]byte("y"))); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Entry(unknown) = %v, want ErrNotFound", err)
+	}
+}
