@@ -1,0 +1,843 @@
+package esprom
+
+import (
+	"bytes"
+	"compress/zlib"
+	"context"
+	"crypto/md5"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/unbrick/unbrick/bootloader"
+)
+
+// Options configure a Client. The zero value suits a unit at 115200 that
+// is already in download mode.
+type Options struct {
+	// Timeout is how long any answer may take beyond its wire time and the
+	// unit's work (erasing, programming, hashing). 0 means 1 s.
+	Timeout time.Duration
+	// SyncAttempts is how many SYNCs Sync sends before giving up. 0 means 7.
+	SyncAttempts int
+	// SyncWait is how long one SYNC waits for its answer. 0 means 100 ms,
+	// as esptool waits.
+	SyncWait time.Duration
+	// Reset, if set, puts the unit into download mode (GPIO0 low while EN
+	// rises: bench lines, or ClassicReset / UnixTightReset on an adapter's
+	// DTR and RTS). Sync calls it before its first attempt and again every
+	// ResetEvery attempts.
+	Reset func(ctx context.Context) error
+	// ResetEvery is how many SYNCs Sync sends after each reset. 0 means 3.
+	ResetEvery int
+	// ResetDelay is how long to wait after Reset before the first SYNC, for
+	// the ROM to start and print its boot line. 0 means 50 ms; negative
+	// means none.
+	ResetDelay time.Duration
+	// Baud is the link's rate, to size deadlines. 0 means 115200.
+	Baud int
+	// BlockSize is the FLASH_DATA block size. 0 means BlockSize (0x400).
+	BlockSize int
+	// FlashSize is the unit's SPI flash size, for EraseAll. 0 means 4 MiB.
+	FlashSize uint32
+	// Log, if set, receives debug messages.
+	Log func(msg string)
+}
+
+// Budgets for the unit's work, generous against the SPI flash datasheets
+// (a 4 KiB sector erase takes 45 ms typically, 400 ms at most) and esptool's
+// timeouts (30 s per MB erased, 8 s per MB hashed).
+const (
+	eraseBudgetPerSector = 120 * time.Millisecond
+	md5BudgetPerMiB      = 8 * time.Second
+	blockBudget          = 500 * time.Millisecond
+)
+
+// Client speaks the ESP ROM serial protocol over a Port. It is not safe for
+// concurrent use.
+type Client struct {
+	conn *bootloader.Conn
+	opts Options
+
+	chip      Chip
+	haveChip  bool
+	statusLen int // learnt from SYNC's answer; 0 before
+	baud      int
+
+	dec  SLIPDecoder
+	rbuf []byte // bytes read from the port, not yet fed to dec
+	out  []byte
+
+	// written holds regions written this session, each block checked by
+	// the ROM's read-back, for Verify on a ROM without SPI_FLASH_MD5.
+	written map[[2]uint32][md5.Size]byte
+}
+
+// Info is what Identify learns about a unit.
+type Info struct {
+	Chip  Chip
+	Magic uint32
+	MAC   [6]byte
+}
+
+// Serial returns the MAC, the unit's serial number: "24:0A:C4:12:34:56".
+func (i Info) Serial() string { return FormatMAC(i.MAC) }
+
+func (i Info) String() string { return fmt.Sprintf("%s, MAC %s", i.Chip.Name, i.Serial()) }
+
+// New returns a client talking over p. It sends nothing until called.
+func New(p bootloader.Port, o Options) *Client {
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	if o.SyncAttempts <= 0 {
+		o.SyncAttempts = 7
+	}
+	if o.SyncWait <= 0 {
+		o.SyncWait = 100 * time.Millisecond
+	}
+	if o.ResetEvery <= 0 {
+		o.ResetEvery = 3
+	}
+	if o.ResetDelay == 0 {
+		o.ResetDelay = 50 * time.Millisecond
+	}
+	if o.Baud <= 0 {
+		o.Baud = 115200
+	}
+	if o.BlockSize <= 0 {
+		o.BlockSize = BlockSize
+	}
+	if o.FlashSize == 0 {
+		o.FlashSize = 4 << 20
+	}
+	return &Client{conn: bootloader.NewConn(p), opts: o, baud: o.Baud, rbuf: make([]byte, 0, 4096)}
+}
+
+// Chip returns the family Identify found (or SetChip set), and whether
+// there is one.
+func (c *Client) Chip() (Chip, bool) { return c.chip, c.haveChip }
+
+// SetChip tells the client which family it talks to, for hosts that know
+// it without Identify.
+func (c *Client) SetChip(ch Chip) { c.chip, c.haveChip, c.statusLen = ch, true, ch.StatusLen }
+
+func (c *Client) logf(format string, args ...any) {
+	if c.opts.Log != nil {
+		c.opts.Log(fmt.Sprintf(format, args...))
+	}
+}
+
+// wire returns a generous bound on the wire time of n bytes: twice their
+// time at the current rate.
+func (c *Client) wire(n int) time.Duration {
+	return time.Duration(int64(n) * 2 * 10 * int64(time.Second) / int64(c.baud))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func portError(what string, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrClosedPipe) {
+		return fmt.Errorf("esprom: %s: the port closed (unit unplugged?): %w", what, err)
+	}
+	return fmt.Errorf("esprom: %s: %w", what, err)
+}
+
+// send frames and writes one request.
+func (c *Client) send(op byte, checksum uint32, data []byte) error {
+	pkt := AppendRequest(make([]byte, 0, 8+len(data)), op, checksum, data)
+	c.out = AppendSLIP(c.out[:0], pkt)
+	if err := c.conn.Write(c.out); err != nil {
+		return portError("send "+OpName(op), err)
+	}
+	return nil
+}
+
+// packet reads the next SLIP packet within wait.
+func (c *Client) packet(ctx context.Context, wait time.Duration, op string) ([]byte, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		for len(c.rbuf) > 0 {
+			b := c.rbuf[0]
+			c.rbuf = c.rbuf[1:]
+			pkt, err := c.dec.Feed(b)
+			if err != nil {
+				c.logf("dropped a malformed packet: %v", err)
+				continue
+			}
+			if pkt != nil {
+				return pkt, nil
+			}
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, &bootloader.TimeoutError{Op: op, After: wait}
+		}
+		buf := c.rbuf[:cap(c.rbuf)]
+		n, err := c.conn.ReadSome(ctx, buf, left, op)
+		if err != nil {
+			var te *bootloader.TimeoutError
+			if errors.As(err, &te) {
+				return nil, &bootloader.TimeoutError{Op: op, After: wait}
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, portError("read "+op, err)
+		}
+		c.rbuf = buf[:n]
+	}
+}
+
+// flush drops undecoded input and resets the decoder.
+func (c *Client) flush(ctx context.Context) error {
+	c.rbuf = c.rbuf[:0]
+	c.dec = SLIPDecoder{}
+	if r, ok := c.conn.Port().(bootloader.InputResetter); ok {
+		return r.ResetInputBuffer()
+	}
+	return nil
+}
+
+// response waits for the answer to op, skipping answers to other opcodes
+// (the extra answers to SYNC) and anything that is not a response.
+func (c *Client) response(ctx context.Context, op byte, dataLen int, wait time.Duration, addr uint32) (Response, error) {
+	deadline := time.Now().Add(wait)
+	what := "answer to " + OpName(op)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return Response{}, &bootloader.TimeoutError{Op: what, After: wait}
+		}
+		pkt, err := c.packet(ctx, left, what)
+		if err != nil {
+			var te *bootloader.TimeoutError
+			if errors.As(err, &te) {
+				return Response{}, &bootloader.TimeoutError{Op: what, After: wait}
+			}
+			return Response{}, err
+		}
+		if len(pkt) < 8 || pkt[0] != 0x01 || pkt[1] != op {
+			c.logf("%s: skipped a packet (% X)", what, clip(pkt))
+			continue
+		}
+		r, err := DecodeResponse(pkt, c.statusLen, dataLen)
+		if err != nil {
+			return r, err
+		}
+		if err := r.Err(addr); err != nil {
+			return r, err
+		}
+		return r, nil
+	}
+}
+
+// command sends a request and waits for its answer; work is the unit's
+// modelled busy time on top of Timeout and the wire time.
+func (c *Client) command(ctx context.Context, op byte, checksum uint32, data []byte, dataLen int, work time.Duration, addr uint32) (Response, error) {
+	if err := c.send(op, checksum, data); err != nil {
+		return Response{}, err
+	}
+	wait := c.opts.Timeout + c.wire(SLIPLen(data)+16+max(dataLen, 0)*2) + work
+	return c.response(ctx, op, dataLen, wait, addr)
+}
+
+// Sync gets the ROM's attention. It calls the Reset hook first (if set),
+// waits ResetDelay, then sends SYNC until one is answered, resetting again
+// every ResetEvery attempts. The ROM answers a SYNC eight times; the
+// client learns from the first answer how many status bytes this ROM
+// sends, and skips the others as they arrive.
+func (c *Client) Sync(ctx context.Context) error {
+	var last error
+	for i := range c.opts.SyncAttempts {
+		if c.opts.Reset != nil && i%c.opts.ResetEvery == 0 {
+			c.logf("sync attempt %d: resetting the unit into download mode", i+1)
+			if err := c.opts.Reset(ctx); err != nil {
+				return fmt.Errorf("esprom: sync: reset into download mode: %w", err)
+			}
+			if err := sleep(ctx, c.opts.ResetDelay); err != nil {
+				return err
+			}
+			if err := c.flush(ctx); err != nil {
+				return portError("sync: drop the boot messages", err)
+			}
+		}
+		err := c.syncOnce(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var te *bootloader.TimeoutError
+		var pe *ProtocolError
+		var re *ROMError
+		if !errors.As(err, &te) && !errors.As(err, &pe) && !errors.As(err, &re) {
+			return err
+		}
+		c.logf("sync attempt %d: %v", i+1, err)
+		last = err
+	}
+	hint := ""
+	if c.opts.Reset == nil {
+		hint = " without a reset (a unit running its application never answers: set Options.Reset to the entry sequence)"
+	}
+	return fmt.Errorf("esprom: no answer to SYNC after %d attempts%s; check that GPIO0 is low while EN rises, that TX and RX are crossed, and the rate: %w",
+		c.opts.SyncAttempts, hint, last)
+}
+
+func (c *Client) syncOnce(ctx context.Context) error {
+	if err := c.send(OpSync, 0, SyncPayload); err != nil {
+		return err
+	}
+	wait := c.opts.SyncWait + c.wire(SLIPLen(SyncPayload)+20)
+	deadline := time.Now().Add(wait)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return &bootloader.TimeoutError{Op: "answer to SYNC", After: wait}
+		}
+		pkt, err := c.packet(ctx, left, "answer to SYNC")
+		if err != nil {
+			return err
+		}
+		if len(pkt) < 8 || pkt[0] != 0x01 || pkt[1] != OpSync {
+			continue
+		}
+		// The status bytes follow no data: their count is the length.
+		n := int(binary.LittleEndian.Uint16(pkt[2:]))
+		if n != 2 && n != 4 {
+			return &ProtocolError{Op: OpSync, Msg: fmt.Sprintf("answer with %d data bytes, want 2 or 4 status bytes", n)}
+		}
+		r, err := DecodeResponse(pkt, n, 0)
+		if err != nil {
+			return err
+		}
+		if err := r.Err(0); err != nil {
+			return err
+		}
+		c.statusLen = n
+		if r.Value == 0 {
+			c.logf("sync: answered with value 0: the flasher stub, not the ROM, is running")
+		}
+		c.logf("sync: synced (%d status bytes)", n)
+		return nil
+	}
+}
+
+// ReadReg reads a 32-bit word with READ_REG.
+func (c *Client) ReadReg(ctx context.Context, addr uint32) (uint32, error) {
+	var d [4]byte
+	binary.LittleEndian.PutUint32(d[:], addr)
+	r, err := c.command(ctx, OpReadReg, 0, d[:], 0, 0, addr)
+	if err != nil {
+		return 0, err
+	}
+	return r.Value, nil
+}
+
+// WriteReg writes value under mask at addr with WRITE_REG, after delay µs.
+func (c *Client) WriteReg(ctx context.Context, addr, value, mask, delayUS uint32) error {
+	d := binary.LittleEndian.AppendUint32(nil, addr)
+	d = binary.LittleEndian.AppendUint32(d, value)
+	d = binary.LittleEndian.AppendUint32(d, mask)
+	d = binary.LittleEndian.AppendUint32(d, delayUS)
+	_, err := c.command(ctx, OpWriteReg, 0, d, 0, 0, addr)
+	return err
+}
+
+// Identify reads the chip-detect word to tell the family, then the MAC
+// from the eFuses (ESP32) or the OTP (ESP8266).
+func (c *Client) Identify(ctx context.Context) (Info, error) {
+	var info Info
+	magic, err := c.ReadReg(ctx, ChipDetectReg)
+	if err != nil {
+		return info, fmt.Errorf("esprom: read the chip-detect word at 0x%08X: %w", ChipDetectReg, err)
+	}
+	info.Magic = magic
+	chip, ok := ChipByMagic(magic)
+	if !ok {
+		return info, &UnknownChipError{Magic: magic}
+	}
+	if c.statusLen != 0 && c.statusLen != chip.StatusLen {
+		return info, &ProtocolError{Op: OpReadReg, Msg: fmt.Sprintf("the unit says it is an %s, whose ROM sends %d status bytes, but it sent %d", chip.Name, chip.StatusLen, c.statusLen)}
+	}
+	c.SetChip(chip)
+	info.Chip = chip
+	words := make([]uint32, len(chip.MACRegs))
+	for i, a := range chip.MACRegs {
+		if words[i], err = c.ReadReg(ctx, a); err != nil {
+			return info, fmt.Errorf("esprom: read the %s MAC word at 0x%08X: %w", chip.Name, a, err)
+		}
+	}
+	if info.MAC, err = DecodeMAC(chip, words); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+func (c *Client) needChip(op byte) error {
+	if !c.haveChip {
+		return fmt.Errorf("esprom: %s: the chip is unknown; run Identify first", OpName(op))
+	}
+	return nil
+}
+
+func (c *Client) unsupported(op byte, why string) error {
+	return fmt.Errorf("esprom: %s: the %s ROM has no %s (%s): %w", OpName(op), c.chip.Name, OpName(op), why, ErrUnsupported)
+}
+
+// SPIAttach attaches the SPI flash with the default pins (the ESP32 ROM
+// needs it before any flash command). On the ESP8266 ROM, which has no
+// SPI_ATTACH, it does nothing: FLASH_BEGIN attaches the flash there.
+func (c *Client) SPIAttach(ctx context.Context) error {
+	if err := c.needChip(OpSPIAttach); err != nil {
+		return err
+	}
+	if !c.chip.Attach {
+		return nil
+	}
+	_, err := c.command(ctx, OpSPIAttach, 0, make([]byte, 8), 0, 0, 0)
+	return err
+}
+
+// ChangeBaud asks the ROM to switch to baud, then switches the port (which
+// must implement bootloader.BaudSetter). The ESP8266 ROM cannot.
+func (c *Client) ChangeBaud(ctx context.Context, baud int) error {
+	if err := c.needChip(OpChangeBaudrate); err != nil {
+		return err
+	}
+	if !c.chip.ChangeBaud {
+		return c.unsupported(OpChangeBaudrate, "it stays at the rate it measured on SYNC")
+	}
+	bs, ok := c.conn.Port().(bootloader.BaudSetter)
+	if !ok {
+		return fmt.Errorf("esprom: CHANGE_BAUDRATE to %d: the port cannot change its rate", baud)
+	}
+	d := binary.LittleEndian.AppendUint32(nil, uint32(baud))
+	d = binary.LittleEndian.AppendUint32(d, 0) // the ROM takes 0; the stub the old rate
+	if _, err := c.command(ctx, OpChangeBaudrate, 0, d, 0, 0, 0); err != nil {
+		return err
+	}
+	if err := bs.SetBaud(baud); err != nil {
+		return fmt.Errorf("esprom: set the port to %d after CHANGE_BAUDRATE: %w", baud, err)
+	}
+	c.baud = baud
+	// Bytes the ROM sent while both sides switched are garbage.
+	if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		return err
+	}
+	return c.flush(ctx)
+}
+
+// eraseWork bounds how long the ROM takes to erase size bytes.
+func eraseWork(size uint32) time.Duration {
+	return time.Duration((size+SectorSize-1)/SectorSize+1) * eraseBudgetPerSector
+}
+
+// beginParams builds FLASH_BEGIN's and FLASH_DEFL_BEGIN's data.
+func beginParams(eraseSize, blocks, blockSize, offset uint32) []byte {
+	d := binary.LittleEndian.AppendUint32(nil, eraseSize)
+	d = binary.LittleEndian.AppendUint32(d, blocks)
+	d = binary.LittleEndian.AppendUint32(d, blockSize)
+	return binary.LittleEndian.AppendUint32(d, offset)
+}
+
+// eraseSize is what to ask the ROM to erase for [offset, offset+size).
+func (c *Client) eraseSize(offset, size uint32) uint32 {
+	if c.chip.EraseBug {
+		return ESP8266EraseSize(offset, size)
+	}
+	return size
+}
+
+// FlashBegin starts an uncompressed write of size bytes at offset in blocks
+// of BlockSize; the ROM erases the sectors first.
+func (c *Client) FlashBegin(ctx context.Context, offset, size uint32) error {
+	if err := c.needChip(OpFlashBegin); err != nil {
+		return err
+	}
+	bs := uint32(c.opts.BlockSize)
+	blocks := (size + bs - 1) / bs
+	_, err := c.command(ctx, OpFlashBegin, 0, beginParams(c.eraseSize(offset, size), blocks, bs, offset), 0, eraseWork(size), offset)
+	return err
+}
+
+// blockData builds FLASH_DATA's and FLASH_DEFL_DATA's data: length, seq,
+// two zero words, the block.
+func (c *Client) blockData(seq uint32, block []byte) []byte {
+	d := make([]byte, 16, 16+len(block))
+	binary.LittleEndian.PutUint32(d[0:], uint32(len(block)))
+	binary.LittleEndian.PutUint32(d[4:], seq)
+	return append(d, block...)
+}
+
+// FlashData sends block number seq (padded with FF to the block size).
+func (c *Client) FlashData(ctx context.Context, seq uint32, block []byte, addr uint32) error {
+	if len(block) < c.opts.BlockSize {
+		padded := bytes.Repeat([]byte{0xFF}, c.opts.BlockSize)
+		copy(padded, block)
+		block = padded
+	}
+	return c.dataBlock(ctx, OpFlashData, seq, block, addr, blockBudget)
+}
+
+// blockAttempts is how many times a block the ROM refused for its checksum
+// is sent (esptool's WRITE_BLOCK_ATTEMPTS).
+const blockAttempts = 3
+
+// dataBlock sends one FLASH_DATA or FLASH_DEFL_DATA block, again when the
+// ROM answers that its checksum was wrong (a line error): the ROM did not
+// take it and waits for the same sequence number.
+func (c *Client) dataBlock(ctx context.Context, op byte, seq uint32, block []byte, addr uint32, work time.Duration) error {
+	var err error
+	for i := range blockAttempts {
+		_, err = c.command(ctx, op, Checksum(block), c.blockData(seq, block), 0, work, addr)
+		var re *ROMError
+		if !errors.As(err, &re) || re.Code != CodeBadCRC {
+			return err
+		}
+		c.logf("%s block %d at 0x%06X: checksum refused, attempt %d of %d", OpName(op), seq, addr, i+1, blockAttempts)
+	}
+	return err
+}
+
+// FlashEnd leaves flash mode: run true makes the ROM start the application
+// (it resets the unit), false keeps it in download mode.
+func (c *Client) FlashEnd(ctx context.Context, run bool) error {
+	return c.end(ctx, OpFlashEnd, run)
+}
+
+func (c *Client) end(ctx context.Context, op byte, run bool) error {
+	stay := uint32(1)
+	if run {
+		stay = 0
+	}
+	_, err := c.command(ctx, op, 0, binary.LittleEndian.AppendUint32(nil, stay), 0, 0, 0)
+	return err
+}
+
+// WriteFlash writes data at offset (sector-aligned) uncompressed: the ROM
+// erases the sectors at FLASH_BEGIN, then programs and reads back each
+// block. The ROM stays in download mode.
+func (c *Client) WriteFlash(ctx context.Context, offset uint32, data []byte, progress bootloader.Progress) error {
+	if err := c.checkRegion(OpFlashBegin, offset, len(data)); err != nil {
+		return err
+	}
+	if err := c.FlashBegin(ctx, offset, uint32(len(data))); err != nil {
+		return err
+	}
+	bs := c.opts.BlockSize
+	for seq, off := uint32(0), 0; off < len(data); seq, off = seq+1, off+bs {
+		block := data[off:min(off+bs, len(data))]
+		if err := c.FlashData(ctx, seq, block, offset+uint32(off)); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(int64(off+len(block)), int64(len(data)))
+		}
+	}
+	c.remember(offset, data)
+	return nil
+}
+
+func (c *Client) checkRegion(op byte, offset uint32, n int) error {
+	if offset%SectorSize != 0 {
+		return fmt.Errorf("esprom: %s at 0x%06X: the offset must be a multiple of 4 KiB (a flash sector)", OpName(op), offset)
+	}
+	if n == 0 {
+		return fmt.Errorf("esprom: %s at 0x%06X: nothing to write", OpName(op), offset)
+	}
+	if uint64(offset)+uint64(n) > uint64(c.opts.FlashSize) {
+		return fmt.Errorf("esprom: %s at 0x%06X+%d: beyond the %d KiB flash", OpName(op), offset, n, c.opts.FlashSize>>10)
+	}
+	return nil
+}
+
+func (c *Client) remember(offset uint32, data []byte) {
+	if c.written == nil {
+		c.written = map[[2]uint32][md5.Size]byte{}
+	}
+	c.written[[2]uint32{offset, uint32(len(data))}] = md5.Sum(data)
+}
+
+// Compress returns data as the zlib stream FLASH_DEFL_DATA carries.
+func Compress(data []byte) []byte {
+	var b bytes.Buffer
+	w, _ := zlib.NewWriterLevel(&b, zlib.BestCompression)
+	w.Write(data)
+	w.Close()
+	return b.Bytes()
+}
+
+// WriteFlashDeflate writes data at offset (sector-aligned) as a zlib
+// stream: FLASH_DEFL_BEGIN (the ROM erases the sectors the uncompressed
+// data covers), FLASH_DEFL_DATA blocks of the stream, which the ROM
+// inflates and programs. The ROM stays in download mode. Only the ESP32
+// ROM inflates.
+func (c *Client) WriteFlashDeflate(ctx context.Context, offset uint32, data []byte, progress bootloader.Progress) error {
+	if err := c.needChip(OpFlashDeflBegin); err != nil {
+		return err
+	}
+	if !c.chip.Deflate {
+		return c.unsupported(OpFlashDeflBegin, "write uncompressed with WriteFlash")
+	}
+	if err := c.checkRegion(OpFlashDeflBegin, offset, len(data)); err != nil {
+		return err
+	}
+	z := Compress(data)
+	bs := uint32(c.opts.BlockSize)
+	blocks := (uint32(len(z)) + bs - 1) / bs
+	// The ROM takes the erase size rounded up to whole blocks.
+	eraseSize := (uint32(len(data)) + bs - 1) / bs * bs
+	if _, err := c.command(ctx, OpFlashDeflBegin, 0, beginParams(eraseSize, blocks, bs, offset), 0, eraseWork(eraseSize), offset); err != nil {
+		return err
+	}
+	for seq, off := uint32(0), 0; off < len(z); seq, off = seq+1, off+int(bs) {
+		block := z[off:min(off+int(bs), len(z))]
+		// Progress counts uncompressed bytes, in proportion.
+		if err := c.dataBlock(ctx, OpFlashDeflData, seq, block, offset, 4*blockBudget); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(int64(len(data))*int64(off+len(block))/int64(len(z)), int64(len(data)))
+		}
+	}
+	c.remember(offset, data)
+	return nil
+}
+
+// FlashMD5 returns the MD5 of size bytes of flash at addr, which the ESP32
+// ROM computes and sends as 32 hex digits.
+func (c *Client) FlashMD5(ctx context.Context, addr, size uint32) ([md5.Size]byte, error) {
+	var sum [md5.Size]byte
+	if err := c.needChip(OpSPIFlashMD5); err != nil {
+		return sum, err
+	}
+	if !c.chip.MD5 {
+		return sum, c.unsupported(OpSPIFlashMD5, "it cannot hash flash")
+	}
+	d := binary.LittleEndian.AppendUint32(nil, addr)
+	d = binary.LittleEndian.AppendUint32(d, size)
+	d = append(d, make([]byte, 8)...)
+	work := time.Duration(int64(md5BudgetPerMiB) * int64(size) >> 20)
+	r, err := c.command(ctx, OpSPIFlashMD5, 0, d, 32, work, addr)
+	if err != nil {
+		return sum, err
+	}
+	n, err := hex.Decode(sum[:], r.Data)
+	if err != nil || n != md5.Size {
+		return sum, &ProtocolError{Op: OpSPIFlashMD5, Msg: fmt.Sprintf("answer %q is not 32 hex digits", r.Data)}
+	}
+	return sum, nil
+}
+
+// Verify checks that the unit holds data at addr: with SPI_FLASH_MD5 where
+// the ROM has it. The ESP8266 ROM can neither hash nor read flash; there
+// Verify passes only a region this client wrote in this session, every
+// block of which the ROM read back as it programmed it, and otherwise
+// returns an error matching ErrUnsupported.
+func (c *Client) Verify(ctx context.Context, addr uint32, data []byte) error {
+	if err := c.needChip(OpSPIFlashMD5); err != nil {
+		return err
+	}
+	want := md5.Sum(data)
+	if !c.chip.MD5 {
+		if got, ok := c.written[[2]uint32{addr, uint32(len(data))}]; ok && got == want {
+			c.logf("verify 0x%06X+%d: the %s ROM read back every block as it wrote it", addr, len(data), c.chip.Name)
+			return nil
+		}
+		return c.unsupported(OpSPIFlashMD5, "only a region written in this session, which the ROM read back block by block, can be vouched for")
+	}
+	got, err := c.FlashMD5(ctx, addr, uint32(len(data)))
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return &VerifyError{Addr: addr, Size: uint32(len(data)), Want: hex.EncodeToString(want[:]), Got: hex.EncodeToString(got[:])}
+	}
+	return nil
+}
+
+// ReadFlash reads n bytes at addr with READ_FLASH_SLOW, 64 bytes an
+// exchange (the ESP32 ROM; the ESP8266 ROM cannot read flash).
+func (c *Client) ReadFlash(ctx context.Context, addr uint32, n int, progress bootloader.Progress) ([]byte, error) {
+	if err := c.needChip(OpReadFlashSlow); err != nil {
+		return nil, err
+	}
+	if !c.chip.ReadFlash {
+		return nil, c.unsupported(OpReadFlashSlow, "it cannot read flash back")
+	}
+	out := make([]byte, 0, n)
+	for len(out) < n {
+		k := min(ReadBlock, n-len(out))
+		a := addr + uint32(len(out))
+		d := binary.LittleEndian.AppendUint32(nil, a)
+		d = binary.LittleEndian.AppendUint32(d, uint32(k))
+		r, err := c.command(ctx, OpReadFlashSlow, 0, d, ReadBlock, 0, a)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r.Data[:k]...)
+		if progress != nil {
+			progress(int64(len(out)), int64(n))
+		}
+	}
+	return out, nil
+}
+
+// EraseRegion erases the sectors [addr, addr+size) covers: FLASH_BEGIN
+// with no blocks to follow (the ROMs have no erase command; on the ESP8266
+// a small odd sector count erases one sector more).
+func (c *Client) EraseRegion(ctx context.Context, addr, size uint32) error {
+	if err := c.needChip(OpFlashBegin); err != nil {
+		return err
+	}
+	if addr%SectorSize != 0 {
+		return fmt.Errorf("esprom: erase at 0x%06X: the address must be a multiple of 4 KiB", addr)
+	}
+	bs := uint32(c.opts.BlockSize)
+	_, err := c.command(ctx, OpFlashBegin, 0, beginParams(c.eraseSize(addr, size), 0, bs, addr), 0, eraseWork(size), addr)
+	return err
+}
+
+// EraseAll erases the whole flash (Options.FlashSize) region by region.
+func (c *Client) EraseAll(ctx context.Context) error {
+	const step = 1 << 20
+	for a := uint32(0); a < c.opts.FlashSize; a += step {
+		if err := c.EraseRegion(ctx, a, min(step, c.opts.FlashSize-a)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run leaves download mode and starts the application: FLASH_END with
+// "reboot"; the ROM answers, then resets the unit.
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.needChip(OpFlashEnd); err != nil {
+		return err
+	}
+	// An empty FLASH_BEGIN first: the ROM takes FLASH_END only in flash mode.
+	if err := c.EraseRegion(ctx, 0, 0); err != nil {
+		return err
+	}
+	return c.FlashEnd(ctx, true)
+}
+
+// FlashOptions say how Flash writes.
+type FlashOptions struct {
+	// Compress writes with FLASH_DEFL_* where the ROM inflates.
+	Compress bool
+	// Delta compares the MD5 of each chunk on the unit with the image's
+	// and writes only the chunks that differ (where the ROM has MD5).
+	Delta bool
+	// Chunk is the delta granularity, a multiple of 4 KiB. 0 means 64 KiB.
+	Chunk uint32
+}
+
+// FlashResult says what Flash did.
+type FlashResult struct {
+	Chunks  int    // chunks the region was split into
+	Skipped int    // chunks whose MD5 already matched
+	Written uint32 // bytes written
+}
+
+// Flash writes data at offset the best way the ROM allows: compressed where
+// it inflates and o.Compress is set, skipping chunks that already match
+// when o.Delta is set. It does not verify: call Verify after it.
+func (c *Client) Flash(ctx context.Context, offset uint32, data []byte, o FlashOptions, progress bootloader.Progress) (FlashResult, error) {
+	var res FlashResult
+	if err := c.needChip(OpFlashBegin); err != nil {
+		return res, err
+	}
+	if err := c.checkRegion(OpFlashBegin, offset, len(data)); err != nil {
+		return res, err
+	}
+	write := c.WriteFlash
+	if o.Compress && c.chip.Deflate {
+		write = c.WriteFlashDeflate
+	}
+	if !o.Delta || !c.chip.MD5 {
+		res.Chunks = 1
+		res.Written = uint32(len(data))
+		return res, write(ctx, offset, data, progress)
+	}
+	chunk := o.Chunk
+	if chunk == 0 {
+		chunk = 64 << 10
+	}
+	if chunk%SectorSize != 0 {
+		return res, fmt.Errorf("esprom: delta chunk of %d bytes: use a multiple of 4 KiB", chunk)
+	}
+	// Which chunks differ. A run of differing chunks is written at once.
+	var runs [][2]int
+	for off := 0; off < len(data); off += int(chunk) {
+		part := data[off:min(off+int(chunk), len(data))]
+		res.Chunks++
+		sum, err := c.FlashMD5(ctx, offset+uint32(off), uint32(len(part)))
+		if err != nil {
+			return res, err
+		}
+		if sum == md5.Sum(part) {
+			res.Skipped++
+			continue
+		}
+		if n := len(runs); n > 0 && runs[n-1][1] == off {
+			runs[n-1][1] = off + len(part)
+		} else {
+			runs = append(runs, [2]int{off, off + len(part)})
+		}
+	}
+	c.logf("delta 0x%06X+%d: %d of %d chunks already match", offset, len(data), res.Skipped, res.Chunks)
+	total := 0
+	for _, r := range runs {
+		total += r[1] - r[0]
+	}
+	done := 0
+	for _, r := range runs {
+		part := data[r[0]:r[1]]
+		var p bootloader.Progress
+		if progress != nil {
+			base := done
+			p = func(d, _ int64) { progress(int64(base)+d, int64(total)) }
+		}
+		if err := write(ctx, offset+uint32(r[0]), part, p); err != nil {
+			return res, err
+		}
+		done += len(part)
+		res.Written += uint32(len(part))
+	}
+	if progress != nil && total == 0 {
+		progress(0, 0)
+	}
+	c.remember(offset, data)
+	return res, nil
+}
+
+// ParseEntry names an entry sequence: "classic" or "unix-tight".
+func ParseEntry(name string) (func(bootloader.ModemLines) func(context.Context) error, error) {
+	switch strings.ToLower(name) {
+	case "classic":
+		return func(l bootloader.ModemLines) func(context.Context) error { return ClassicReset(l, 0) }, nil
+	case "unix-tight", "unix_tight", "unixtight":
+		return func(l bootloader.ModemLines) func(context.Context) error { return UnixTightReset(l, 0) }, nil
+	}
+	return nil, fmt.Errorf("esprom: unknown entry sequence %q: use classic or unix-tight", name)
+}
