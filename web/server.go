@@ -167,7 +167,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Close ends every websocket connection and waits for their goroutines.
 // Plain HTTP requests are the http.Server's to shut down.
 func (s *Server) Close() error {
+	// Under mu, so that no connection can join the wait group after Wait
+	// has begun (see the websocket handler).
+	s.mu.Lock()
 	s.cancel()
+	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
 }
