@@ -1,0 +1,431 @@
+package uboot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/unbrick/unbrick/bootloader"
+	"github.com/unbrick/unbrick/bootloader/ymodem"
+)
+
+// Options configure a Client. The zero value works for a stock U-Boot at
+// 115200 with the hush shell.
+type Options struct {
+	// Prompt is the command prompt. "" means DefaultPrompt.
+	Prompt string
+	// StopWait is how long Stop waits for the autoboot countdown or a
+	// prompt. 0 means 20 s.
+	StopWait time.Duration
+	// Timeout is how long a command may take beyond its own wire time and
+	// the storage work it asks for. 0 means 5 s.
+	Timeout time.Duration
+	// Baud is the line rate, used only to size deadlines. 0 means 115200.
+	Baud int
+	// YMODEM tunes loady's transfers. Its zero value is set for U-Boot's
+	// receiver: no wait for a 'C' after block 0, a 5 s answer timeout and 3
+	// retries a block, so that a unit that stops answering ends the
+	// transfer within about 20 s.
+	YMODEM ymodem.Options
+	// Log, if set, receives everything read from the console, in order.
+	Log func([]byte)
+}
+
+// Storage budgets for deadlines: slow eMMC and NOR parts, several times
+// what typical ones need.
+const (
+	mmcBytesPerSec  = 2 << 20
+	sfWritePerByte  = 20 * time.Microsecond
+	sfErasePerBlock = 3 * time.Second
+)
+
+// Client drives a U-Boot console over a Port. It is not safe for
+// concurrent use.
+type Client struct {
+	port  bootloader.Port
+	conn  *bootloader.Conn
+	opts  Options
+	buf   []byte // read from the console, not yet consumed
+	nonce uint32
+	seq   uint32
+	sf    *SFInfo // what sf probe found, once probed
+}
+
+// New returns a client on p. It does not touch the port.
+func New(p bootloader.Port, o Options) *Client {
+	if o.Prompt == "" {
+		o.Prompt = DefaultPrompt
+	}
+	if o.StopWait == 0 {
+		o.StopWait = 20 * time.Second
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Baud == 0 {
+		o.Baud = 115200
+	}
+	y := &o.YMODEM
+	y.DataStartWait = -1
+	if y.Timeout == 0 {
+		y.Timeout = 5 * time.Second
+	}
+	if y.Retries == 0 {
+		y.Retries = 3
+	}
+	if y.StartTimeout == 0 {
+		y.StartTimeout = 10 * time.Second
+	}
+	c := &Client{port: p, opts: o, nonce: rand.Uint32() & 0xFFFF}
+	c.conn = bootloader.NewConn(&logPort{c})
+	return c
+}
+
+// logPort passes what is read to Options.Log.
+type logPort struct{ c *Client }
+
+func (l *logPort) Read(p []byte) (int, error) {
+	n, err := l.c.port.Read(p)
+	if n > 0 && l.c.opts.Log != nil {
+		l.c.opts.Log(p[:n])
+	}
+	return n, err
+}
+
+func (l *logPort) Write(p []byte) (int, error)          { return l.c.port.Write(p) }
+func (l *logPort) SetReadTimeout(d time.Duration) error { return l.c.port.SetReadTimeout(d) }
+
+// bufPort gives the YMODEM sender what the client has buffered before what
+// the port delivers, so that it sees a 'C' that came with console text.
+type bufPort struct{ logPort }
+
+func (b *bufPort) Read(p []byte) (int, error) {
+	if len(b.c.buf) > 0 {
+		n := copy(p, b.c.buf)
+		b.c.buf = b.c.buf[n:]
+		return n, nil
+	}
+	return b.logPort.Read(p)
+}
+
+// wire returns the time n bytes take on the line.
+func (c *Client) wire(n int) time.Duration {
+	return time.Duration(int64(n) * 10 * int64(time.Second) / int64(c.opts.Baud))
+}
+
+// fill reads what arrives within wait into the buffer; a timeout is not an
+// error.
+func (c *Client) fill(ctx context.Context, wait time.Duration, op string) error {
+	var tmp [512]byte
+	n, err := c.conn.ReadSome(ctx, tmp[:], wait, op)
+	c.buf = append(c.buf, tmp[:n]...)
+	return err
+}
+
+// until reads until find reports a match in the buffer, then consumes the
+// buffer up to the end of the match and returns what it consumed.
+func (c *Client) until(ctx context.Context, wait time.Duration, op string, find func([]byte) int) (string, error) {
+	end := time.Now().Add(wait)
+	for {
+		if i := find(c.buf); i >= 0 {
+			out := string(c.buf[:i])
+			c.buf = c.buf[i:]
+			return out, nil
+		}
+		left := time.Until(end)
+		if left <= 0 {
+			return string(c.buf), &bootloader.TimeoutError{Op: op, After: wait, Got: len(c.buf)}
+		}
+		if err := c.fill(ctx, left, op); err != nil {
+			var te *bootloader.TimeoutError
+			if errors.As(err, &te) {
+				return string(c.buf), &bootloader.TimeoutError{Op: op, After: wait, Got: len(c.buf)}
+			}
+			return string(c.buf), err
+		}
+	}
+}
+
+// after returns a finder for s: the index just past its first occurrence.
+func after(s string) func([]byte) int {
+	return func(b []byte) int {
+		if i := bytes.Index(b, []byte(s)); i >= 0 {
+			return i + len(s)
+		}
+		return -1
+	}
+}
+
+// Stop gets the unit to its command prompt: it interrupts the autoboot
+// countdown (it sends Ctrl-C until the countdown or a prompt shows, so a
+// key already waiting stops a short countdown too), then checks with a
+// marker command that the shell answers. Call it right after the unit is
+// reset or powered; it also works on a unit already at its prompt.
+func (c *Client) Stop(ctx context.Context) error {
+	end := time.Now().Add(c.opts.StopWait)
+	var seen []byte
+	lastKey := time.Time{}
+	for time.Now().Before(end) {
+		if time.Since(lastKey) >= 100*time.Millisecond {
+			if err := c.conn.Write([]byte{0x03}); err != nil {
+				return err
+			}
+			lastKey = time.Now()
+		}
+		err := c.fill(ctx, 50*time.Millisecond, "U-Boot's autoboot countdown or prompt")
+		var te *bootloader.TimeoutError
+		if err != nil && !errors.As(err, &te) {
+			return err
+		}
+		seen = append(seen, c.buf...)
+		if len(seen) > 4096 {
+			seen = seen[len(seen)-4096:]
+		}
+		c.buf = c.buf[:0]
+		if !bytes.HasSuffix(bytes.TrimRight(seen, " "), []byte(strings.TrimRight(c.opts.Prompt, " "))) {
+			continue
+		}
+		// A prompt: let the Ctrl-Cs already sent come back, then check.
+		if _, err := c.conn.Discard(ctx, 30*time.Millisecond, time.Second); err != nil {
+			return err
+		}
+		c.buf = c.buf[:0]
+		if _, err := c.exec(ctx, "true", time.Second); err == nil {
+			return nil
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		seen = seen[:0]
+	}
+	return &bootloader.TimeoutError{Op: fmt.Sprintf("U-Boot's prompt %q (autoboot not stopped: is bootdelay 0, or is the unit booting Linux?)", c.opts.Prompt), After: c.opts.StopWait}
+}
+
+// marker returns the marker text for the next command and the way it is
+// typed (with "" inside, so that the echo of the command line never holds
+// it).
+func (c *Client) marker() (typed, tag string) {
+	c.seq++
+	id := fmt.Sprintf("%04x%04x", c.nonce, c.seq&0xFFFF)
+	return `UB""K` + id, "UBK" + id
+}
+
+// send types a command line followed by its marker echoes and returns the
+// marker tag.
+func (c *Client) send(cmd string) (string, error) {
+	if strings.ContainsAny(cmd, "\r\n") {
+		return "", fmt.Errorf("uboot: command %q holds a line break", cmd)
+	}
+	typed, tag := c.marker()
+	line := fmt.Sprintf("%s && echo %s:0 || echo %s:1\r", cmd, typed, typed)
+	if len(line) > 1000 {
+		return "", fmt.Errorf("uboot: command %q is longer than U-Boot's 1024-byte line", cmd)
+	}
+	c.buf = c.buf[:0]
+	return tag, c.conn.Write([]byte(line))
+}
+
+// finish reads the output of the command sent with tag until its marker
+// and the prompt after it, and returns the output (without the echoed
+// command line, unless echoed says it was read already) and the command's
+// status.
+func (c *Client) finish(ctx context.Context, cmd, tag string, echoed bool, wait time.Duration) (string, int, error) {
+	var status int
+	find := func(b []byte) int {
+		for _, st := range []int{0, 1} {
+			m := fmt.Sprintf("\n%s:%d\r\n", tag, st)
+			if i := bytes.Index(b, []byte(m)); i >= 0 {
+				status = st
+				return i + 1
+			}
+		}
+		return -1
+	}
+	out, err := c.until(ctx, wait, fmt.Sprintf("the end of %q", cmd), find)
+	if err != nil {
+		return out, 0, err
+	}
+	// The marker line, then the prompt.
+	if _, err := c.until(ctx, c.opts.Timeout, fmt.Sprintf("the prompt after %q", cmd), after("\n"+c.opts.Prompt)); err != nil {
+		return out, status, err
+	}
+	c.buf = c.buf[:0]
+	// Drop the echoed command line.
+	if _, rest, found := strings.Cut(out, "\n"); found && !echoed {
+		out = rest
+	}
+	return strings.TrimRight(out, "\r\n"), status, nil
+}
+
+// exec runs one command and returns its output; a status other than 0 is
+// a *CommandError. wait bounds the whole command.
+func (c *Client) exec(ctx context.Context, cmd string, wait time.Duration) (string, error) {
+	tag, err := c.send(cmd)
+	if err != nil {
+		return "", err
+	}
+	out, status, err := c.finish(ctx, cmd, tag, false, wait+c.wire(2*len(cmd)+100))
+	if err != nil {
+		return out, err
+	}
+	if status != 0 {
+		return out, &CommandError{Cmd: cmd, Status: status, Output: out}
+	}
+	return out, nil
+}
+
+// Run runs one command at the prompt and returns what it printed. A
+// command that fails is a *CommandError holding its output. A line with
+// several commands (joined by ';') reports the status of the last.
+func (c *Client) Run(ctx context.Context, cmd string) (string, error) {
+	return c.exec(ctx, cmd, c.opts.Timeout)
+}
+
+// Env returns an environment variable's value (ErrNotDefined if unset).
+func (c *Client) Env(ctx context.Context, name string) (string, error) {
+	out, err := c.Run(ctx, "printenv "+name)
+	var ce *CommandError
+	if errors.As(err, &ce) && strings.Contains(out, "not defined") {
+		return "", fmt.Errorf("uboot: %s: %w", name, ErrNotDefined)
+	}
+	if err != nil {
+		return "", err
+	}
+	return ParseEnv(out, name)
+}
+
+// SetEnv sets an environment variable in RAM; SaveEnv stores it.
+func (c *Client) SetEnv(ctx context.Context, name, value string) error {
+	if strings.ContainsAny(name, " ;=\"'$") || strings.ContainsAny(value, "\"\\$") {
+		return fmt.Errorf("uboot: setenv %s %q: name or value holds characters the shell would interpret", name, value)
+	}
+	_, err := c.Run(ctx, fmt.Sprintf("setenv %s \"%s\"", name, value))
+	return err
+}
+
+// SaveEnv writes the environment to its storage (saveenv).
+func (c *Client) SaveEnv(ctx context.Context) error {
+	out, err := c.exec(ctx, "saveenv", c.opts.Timeout+2*time.Second)
+	if err == nil && !strings.Contains(out, "OK") {
+		return &ProtocolError{Op: "saveenv", Err: ErrUnexpected, Detail: fmt.Sprintf("no OK in %q", clip(out))}
+	}
+	return err
+}
+
+// CRC32 returns the CRC-32 of n bytes of RAM at addr, as U-Boot computes it.
+func (c *Client) CRC32(ctx context.Context, addr uint32, n int) (uint32, error) {
+	cmd := fmt.Sprintf("crc32 %x %x", addr, n)
+	out, err := c.exec(ctx, cmd, c.opts.Timeout+time.Duration(n)*time.Second/(20<<20))
+	if err != nil {
+		return 0, err
+	}
+	r, err := ParseCRC32(out)
+	if err != nil {
+		return 0, &ProtocolError{Op: cmd, Err: err}
+	}
+	if n > 0 && (r.Start != uint64(addr) || r.End != uint64(addr)+uint64(n)-1) {
+		return 0, &ProtocolError{Op: cmd, Err: ErrUnexpected, Detail: fmt.Sprintf("it covered %#x...%#x", r.Start, r.End)}
+	}
+	return r.CRC, nil
+}
+
+// Load sends data into RAM at addr with loady, then checks the size
+// U-Boot reports and the CRC-32 of what landed in RAM.
+func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	cmd := fmt.Sprintf("loady %x", addr)
+	tag, err := c.send(cmd)
+	if err != nil {
+		return err
+	}
+	ready := "## Ready for binary (ymodem) download"
+	failed := false
+	out, err := c.until(ctx, c.opts.Timeout, "loady's \"## Ready for binary\" line", func(b []byte) int {
+		i := bytes.Index(b, []byte(ready))
+		if i < 0 {
+			if bytes.Contains(b, []byte("\n"+tag+":1\r\n")) {
+				failed = true // the command failed: stop waiting
+				return len(b)
+			}
+			return -1
+		}
+		if j := bytes.IndexByte(b[i:], '\n'); j >= 0 {
+			return i + j + 1
+		}
+		return -1
+	})
+	if err != nil {
+		return fmt.Errorf("uboot: %s: %w", cmd, err)
+	}
+	if failed {
+		_, body, _ := strings.Cut(out, "\n")
+		body, _, _ = strings.Cut(body, tag)
+		return &CommandError{Cmd: cmd, Status: 1, Output: strings.TrimSpace(body)}
+	}
+	yo := c.opts.YMODEM
+	yo.Progress = p
+	var status int
+	serr := ymodem.Send(ctx, &bufPort{logPort{c}}, []ymodem.File{{Name: "unbrick.bin", Data: data}}, yo)
+	// Whatever happened, loady prints its total and returns to the prompt
+	// (after its own 2 s timeouts if the transfer broke off).
+	out, status, err = c.finish(ctx, cmd, tag, true, c.opts.Timeout+5*time.Second)
+	if serr != nil {
+		return fmt.Errorf("uboot: %s: YMODEM transfer of %d bytes: %w", cmd, len(data), serr)
+	}
+	if err != nil {
+		return fmt.Errorf("uboot: %s after the transfer: %w", cmd, err)
+	}
+	if status != 0 {
+		return &CommandError{Cmd: cmd, Status: status, Output: out}
+	}
+	n, err := ParseTotalSize(out)
+	if err != nil {
+		return &ProtocolError{Op: cmd, Err: err}
+	}
+	if n != int64(len(data)) {
+		return &ProtocolError{Op: cmd, Err: ErrUnexpected, Detail: fmt.Sprintf("U-Boot received %d bytes, %d were sent", n, len(data))}
+	}
+	got, err := c.CRC32(ctx, addr, len(data))
+	if err != nil {
+		return err
+	}
+	if want := crc32.ChecksumIEEE(data); got != want {
+		return &VerifyError{Where: "RAM after loady", Offset: int64(addr), Len: len(data), Want: want, Got: got}
+	}
+	return nil
+}
+
+// Boot runs bootcmd ("boot") and returns once the command is under way;
+// the output that follows belongs to the booting system.
+func (c *Client) Boot(ctx context.Context) error {
+	c.buf = c.buf[:0]
+	if err := c.conn.Write([]byte("boot\r")); err != nil {
+		return err
+	}
+	_, err := c.until(ctx, c.opts.Timeout, "the echo of \"boot\"", after("boot\r\n"))
+	c.buf = c.buf[:0]
+	return err
+}
+
+// BootSlot makes slot the A/B slot U-Boot boots (boot_slot) with a fresh
+// bootcount, saves the environment and boots.
+func (c *Client) BootSlot(ctx context.Context, slot string) error {
+	if err := c.SelectSlot(ctx, slot); err != nil {
+		return err
+	}
+	return c.Boot(ctx)
+}
+
+// SelectSlot sets boot_slot and bootcount=0 and saves the environment.
+func (c *Client) SelectSlot(ctx context.Context, slot string) error {
+	if err := c.SetEnv(ctx, "boot_slot", slot); err != nil {
+		return err
+	}
+	if err := c.SetEnv(ctx, "bootcount", "0"); err != nil {
+		return err
+	}
+	return c.SaveEnv(ctx)
+}
