@@ -56,7 +56,7 @@ type ParetoRow struct {
 	Share float64 `json:"share"` // of all failures with the same fault
 }
 
-// since parses the since parameter: a duration back from now ("8h", "7d"
+// sinceParam parses the since parameter: a duration back from now ("8h", "7d"
 // is not Go syntax, so days are spelled "168h"), an RFC 3339 time, or
 // nothing for all time.
 func sinceParam(r *http.Request, now time.Time) (time.Time, error) {
