@@ -387,7 +387,10 @@ func DecodeResponse(pkt []byte, statusLen, dataLen int) (Response, error) {
 	if n := int(binary.LittleEndian.Uint16(pkt[2:])); n != len(body) {
 		return r, &ProtocolError{Op: r.Op, Msg: fmt.Sprintf("length field %d, but %d data bytes", n, len(body))}
 	}
-	if statusLen <= 0 {
+	if statusLen != 0 && statusLen != 2 && statusLen != 4 {
+		return r, &ProtocolError{Op: r.Op, Msg: fmt.Sprintf("%d status bytes asked for; the ROMs send 2 or 4", statusLen)}
+	}
+	if statusLen == 0 {
 		statusLen = 2
 		if dataLen >= 0 && len(body)-dataLen == 4 {
 			statusLen = 4
