@@ -13,6 +13,7 @@ import (
 	"github.com/unbrick/unbrick/gpio"
 	"github.com/unbrick/unbrick/gpio/gpiosim"
 	"github.com/unbrick/unbrick/sim"
+	"github.com/unbrick/unbrick/sim/simbench"
 	"github.com/unbrick/unbrick/sim/ubootsim"
 )
 
@@ -26,7 +27,6 @@ type ubootBench struct {
 
 func newUBootBench(t *testing.T, o ubootsim.Options) *ubootBench {
 	t.Helper()
-	bank := gpiosim.NewBank()
 	o.Serial = "HMI-000042"
 	o.Layout = ubootsim.BenchLayout
 	if o.BootDelay == 0 {
@@ -37,6 +37,13 @@ func newUBootBench(t *testing.T, o ubootsim.Options) *ubootBench {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return wireUBoot(t, m)
+}
+
+// wireUBoot puts a U-Boot board model in slot 3.
+func wireUBoot(t *testing.T, m *ubootsim.Model) *ubootBench {
+	t.Helper()
+	bank := gpiosim.NewBank()
 	host, devEnd := sim.Pipe()
 	line := sim.NewLine(sim.LineConfig{Baud: 115200, Fast: true})
 	line.Attach(devEnd)
@@ -184,5 +191,35 @@ func TestUBootStorageOptions(t *testing.T) {
 		if _, err := ubootStorage(bad); err == nil {
 			t.Errorf("ubootStorage(%v) = nil error, want one", bad)
 		}
+	}
+}
+
+// TestUBootOnTheVirtualBench recovers each state of the bench's U-Boot
+// board (simbench.UBoot) with the image the bench's kind builds.
+func TestUBootOnTheVirtualBench(t *testing.T) {
+	for _, st := range []simbench.State{simbench.Good, simbench.Bricked, simbench.AppOnly, simbench.Erased} {
+		t.Run(string(st), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				k := simbench.UBoot
+				m, err := k.New(simbench.Spec{Kind: k.Name, Board: "hmi-a", State: st, Seed: 12})
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := wireUBoot(t, m.(*ubootsim.Model))
+				img, addr, err := k.Image("3.1.4", "hmi-a")
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := ubootPlan(t, "3.1.4")
+				p.Images["slot-a"] = &Image{Name: "slot-a", Version: "3.1.4", Addr: addr, Data: img}
+				p.Options = nil // the unit's own loadaddr, eMMC
+				rec := &memRecorder{}
+				r := &Runner{Rec: rec, Drivers: map[string]Driver{"uboot": UBoot{}}}
+				res := r.Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "A"})
+				if res.Outcome != OutcomePassed || res.Serial != "HMI-000012" || res.Version != "3.1.4" {
+					t.Fatalf("Run() = %s %v serial %q version %q, want passed, HMI-000012, 3.1.4\nsteps: %v", res.Outcome, res.Failure, res.Serial, res.Version, rec.steps)
+				}
+			})
+		})
 	}
 }
