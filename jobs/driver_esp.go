@@ -1,0 +1,186 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/unbrick/unbrick/bootloader"
+	"github.com/unbrick/unbrick/bootloader/esprom"
+)
+
+// ESP connects to ESP32 and ESP8266 units through the ROM's serial download
+// mode (esptool's protocol). The unit's serial number is its MAC.
+//
+// Plan options:
+//
+//   - entry: how the unit enters download mode. "gpio" (the default) runs
+//     the plan's entry sequence on the bench's lines (GPIO0 strap, EN);
+//     "classic" and "unix-tight" run the plan's entry sequence and then
+//     esptool's DTR/RTS sequence on the port's adapter (a development
+//     board's auto-reset circuit).
+//   - compress: "false" writes uncompressed even where the ROM inflates.
+//   - delta: "false" writes every byte even where the ROM has MD5.
+//   - delta_chunk: the delta granularity in bytes (a multiple of 4096).
+//   - flash_baud: a faster rate to switch to after connecting (ESP32 ROM
+//     only; the port must be able to change its rate).
+//   - flash_size: the unit's SPI flash size in bytes, for erase all (the
+//     plan's flash region when not set, else 4 MiB).
+type ESP struct {
+	Options esprom.Options // Reset is set per connection
+}
+
+// Connect syncs with the ROM (resetting the unit into download mode inside
+// the retries), identifies the chip and its MAC, and attaches the SPI
+// flash.
+func (d ESP) Connect(ctx context.Context, port Port, plan *Plan, reset func(context.Context) error) (Target, Identity, error) {
+	o := d.Options
+	if o.Baud == 0 {
+		o.Baud = plan.Port.Baud
+	}
+	switch entry := plan.Options["entry"]; entry {
+	case "", "gpio":
+		o.Reset = reset
+	default:
+		seq, err := esprom.ParseEntry(entry)
+		if err != nil {
+			return nil, Identity{}, &Failure{Class: "recipe", Fault: StationFault, Reason: err.Error(),
+				Hint: `set the recipe's entry option to "gpio", "classic" or "unix-tight"`, Err: err}
+		}
+		lines, ok := port.(bootloader.ModemLines)
+		if !ok {
+			return nil, Identity{}, &Failure{Class: "no-modem-lines", Fault: StationFault,
+				Reason: fmt.Sprintf("the %s entry needs the adapter's DTR and RTS, which this slot's port does not have", entry),
+				Hint:   `wire GPIO0 and EN to the bench's lines and use entry "gpio", or use a USB adapter with DTR/RTS`}
+		}
+		modem := seq(lines)
+		o.Reset = func(ctx context.Context) error {
+			if err := reset(ctx); err != nil {
+				return err
+			}
+			return modem(ctx)
+		}
+	}
+	size := plan.Flash.Size
+	if v := plan.Options["flash_size"]; v != "" {
+		n, err := strconv.ParseUint(v, 0, 32)
+		if err != nil {
+			return nil, Identity{}, optionFailure("flash_size", v, err)
+		}
+		size = uint32(n)
+	}
+	if size == 0 {
+		size = 4 << 20
+	}
+	o.FlashSize = size
+	c := esprom.New(port, o)
+	if err := c.Sync(ctx); err != nil {
+		return nil, Identity{}, espError(err)
+	}
+	info, err := c.Identify(ctx)
+	if err != nil {
+		return nil, Identity{}, espError(err)
+	}
+	if err := c.SPIAttach(ctx); err != nil {
+		return nil, Identity{}, espError(err)
+	}
+	if v := plan.Options["flash_baud"]; v != "" {
+		baud, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, Identity{}, optionFailure("flash_baud", v, err)
+		}
+		if info.Chip.ChangeBaud {
+			if err := c.ChangeBaud(ctx, baud); err != nil {
+				return nil, Identity{}, espError(err)
+			}
+		}
+	}
+	t := espTarget{c: c, fo: esprom.FlashOptions{Compress: plan.Options["compress"] != "false", Delta: plan.Options["delta"] != "false"}}
+	if v := plan.Options["delta_chunk"]; v != "" {
+		n, err := strconv.ParseUint(v, 0, 32)
+		if err != nil || n%esprom.SectorSize != 0 {
+			return nil, Identity{}, optionFailure("delta_chunk", v, fmt.Errorf("want a multiple of %d", esprom.SectorSize))
+		}
+		t.fo.Chunk = uint32(n)
+	}
+	id := Identity{Chip: info.Magic, ChipName: info.Chip.Name, Serial: info.Serial(), Flash: Region{0, size}}
+	return t, id, nil
+}
+
+func optionFailure(name, v string, err error) *Failure {
+	return &Failure{Class: "recipe", Fault: StationFault, Reason: fmt.Sprintf("option %s: %q: %v", name, v, err),
+		Hint: "correct the recipe's options", Err: err}
+}
+
+type espTarget struct {
+	c  *esprom.Client
+	fo esprom.FlashOptions
+}
+
+// Write writes compressed where the ROM inflates, and skips the chunks
+// whose MD5 on the unit already matches the image (delta flashing).
+func (t espTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	_, err := t.c.Flash(ctx, addr, data, t.fo, p)
+	return espError(err)
+}
+
+// Verify compares the region's MD5 on the unit with the image's. The
+// ESP8266 ROM has no MD5: there only a region written in this connection,
+// which the ROM read back block by block, passes.
+func (t espTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	if p != nil {
+		p(0, int64(len(data)))
+	}
+	if err := t.c.Verify(ctx, addr, data); err != nil {
+		return espError(err)
+	}
+	if p != nil {
+		p(int64(len(data)), int64(len(data)))
+	}
+	return nil
+}
+
+// Read reads flash with READ_FLASH_SLOW (the ESP32 ROM; not the ESP8266's).
+func (t espTarget) Read(ctx context.Context, addr uint32, n int, p bootloader.Progress) ([]byte, error) {
+	b, err := t.c.ReadFlash(ctx, addr, n, p)
+	return b, espError(err)
+}
+
+// Erase erases the 4 KiB sectors r touches.
+func (t espTarget) Erase(ctx context.Context, r Region) error {
+	return espError(t.c.EraseRegion(ctx, r.Start, r.Size))
+}
+
+func (t espTarget) EraseAll(ctx context.Context) error { return espError(t.c.EraseAll(ctx)) }
+
+// Start leaves download mode: the ROM runs the image in flash.
+func (t espTarget) Start(ctx context.Context) error { return espError(t.c.Run(ctx)) }
+
+func espError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ve *esprom.VerifyError
+	var re *esprom.ROMError
+	var pe *esprom.ProtocolError
+	var ue *esprom.UnknownChipError
+	switch {
+	case errors.As(err, &ve):
+		return &Failure{Class: "verify-mismatch", Fault: UnitFault,
+			Reason: fmt.Sprintf("verify failed: the MD5 of 0x%06X+%d on the unit is %s, the image's %s", ve.Addr, ve.Size, ve.Got, ve.Want), Hint: hintRepair, Err: err}
+	case errors.Is(err, esprom.ErrUnsupported):
+		return &Failure{Class: "unsupported", Fault: StationFault, Reason: err.Error(),
+			Hint: "this chip's ROM cannot do what the recipe asks; change the recipe's steps for this chip", Err: fmt.Errorf("%w: %w", ErrUnsupported, err)}
+	case errors.As(err, &re) && re.Code == esprom.CodeFlashWrite:
+		return &Failure{Class: "flash-write", Fault: UnitFault, Reason: err.Error(), Hint: hintRepair, Err: err}
+	case errors.As(err, &re):
+		return &Failure{Class: "rom-error", Fault: UnitFault, Reason: err.Error(), Hint: hintNoSync, Err: err}
+	case errors.As(err, &pe):
+		return &Failure{Class: "protocol", Fault: UnitFault, Reason: err.Error(), Hint: hintNoSync, Err: err}
+	case errors.As(err, &ue):
+		return &Failure{Class: "unknown-part", Fault: UnitFault, Reason: err.Error(),
+			Hint: "this unit's chip is not one the station knows: check the unit against its recipe", Err: err}
+	}
+	return err
+}
