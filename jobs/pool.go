@@ -66,22 +66,28 @@ func (p *Pool) Start(ctx context.Context, j Job) error {
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		defer func() {
+		free := func() {
 			p.mu.Lock()
 			delete(p.running, n)
 			p.mu.Unlock()
 			cancel()
-		}()
+		}
 		if p.sem != nil {
 			select {
 			case p.sem <- struct{}{}:
-				defer func() { <-p.sem }()
 			case <-jctx.Done():
+				free()
 				return
 			}
 		}
 		res := p.Runner.Run(jctx, j)
 		p.checkHealth(context.WithoutCancel(jctx), j.Slot, res)
+		if p.sem != nil {
+			<-p.sem
+		}
+		// The slot is free before Done hears of the result: Done may start
+		// the slot's next job.
+		free()
 		if p.Done != nil {
 			p.Done(res)
 		}

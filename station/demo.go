@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"regexp"
 	"time"
 
 	pgpio "periph.io/x/conn/v3/gpio"
 
+	"github.com/unbrick/unbrick/fixtures"
 	"github.com/unbrick/unbrick/gpio"
+	"github.com/unbrick/unbrick/gpio/gpiosim"
 	"github.com/unbrick/unbrick/jobs"
+	"github.com/unbrick/unbrick/serialport"
 	"github.com/unbrick/unbrick/sim/simbench"
 )
 
@@ -33,6 +37,8 @@ type DemoConfig struct {
 type Demo struct {
 	*Station
 	Bench *simbench.Bench
+	hw    *Hardware
+	fb    *fixtures.Bench
 }
 
 // NewDemo builds the virtual bench and opens a station on it. Every unit
@@ -76,55 +82,85 @@ func NewDemo(cfg DemoConfig) (*Demo, error) {
 			}
 			plans[kn] = p
 		}
-		slots = append(slots, SlotConfig{Slot: simSlot(i, u), Recipe: plans[kn].Recipe, Revision: "A"})
+		_ = u
+		slots = append(slots, SlotConfig{Recipe: plans[kn].Recipe, Revision: "A"})
 	}
 	byName := map[string]*jobs.Plan{}
 	for _, p := range plans {
 		byName[p.Recipe] = p
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	fb := SimFixtures(bench, 4)
+	hw := SimHardware(bench, cfg.Log)
+	js, err := hw.BuildSlots(fb)
+	if err != nil {
+		bench.Close()
+		return nil, err
+	}
+	for i := range slots {
+		slots[i].Slot = js[i]
 	}
 	st, err := Open(Config{DataDir: cfg.Dir, Slots: slots, Plans: byName, Log: cfg.Log, Workers: cfg.Workers})
 	if err != nil {
 		bench.Close()
 		return nil, err
 	}
-	d := &Demo{Station: st, Bench: bench}
-	for _, u := range bench.Units() {
-		if err := u.Plug(); err != nil {
-			d.Close()
-			return nil, fmt.Errorf("demo: plug slot %d: %w", u.Spec.Slot, err)
+	return &Demo{Station: st, Bench: bench, hw: hw, fb: fb}, nil
+}
+
+// SimHardware returns the backends of the virtual bench: its "sim:" lines
+// and its units' port links, opened through go.bug.st/serial as real
+// adapters are.
+func SimHardware(b *simbench.Bench, log *slog.Logger) *Hardware {
+	h := &Hardware{Lines: &gpio.Registry{}, Ports: &serialport.Opener{}, Log: log}
+	h.Lines.Register(gpiosim.Prefix, "simulated lines", func(name string) (pgpio.PinIO, error) { return b.Bank.Pin(name) })
+	return h
+}
+
+// SimFixtures describes the virtual bench's slots as a bench file would:
+// each unit's port link and its power, strap and reset lines with the
+// levels its kind needs. maxOn bounds how many units switch on within
+// 100 ms (0: no limit).
+func SimFixtures(b *simbench.Bench, maxOn int) *fixtures.Bench {
+	fb := &fixtures.Bench{File: "(virtual bench)", Name: "virtual", Power: fixtures.PowerLimit{MaxOn: maxOn, Window: 100 * time.Millisecond}}
+	for _, u := range b.Units() {
+		n := u.Spec.Slot
+		pn, bn, rn := simbench.LineNames(n)
+		lines := []fixtures.Line{{Role: gpio.Power, Name: pn, ActiveHigh: true}}
+		if u.Kind.HasStrap {
+			lines = append(lines, fixtures.Line{Role: gpio.Boot, Name: bn, ActiveHigh: u.Kind.Strap == pgpio.High})
 		}
-		st.Present(u.Spec.Slot)
+		lines = append(lines, fixtures.Line{Role: gpio.Reset, Name: rn, ActiveHigh: u.Kind.ResetActive == pgpio.High})
+		fb.Slots = append(fb.Slots, &fixtures.Slot{Num: n, Name: fmt.Sprintf("slot %d", n), Port: fixtures.Port{Path: b.PortPath(n)},
+			Lines: lines, Options: fixtures.Options{Auto: true, Revision: u.Spec.Revision}})
 	}
-	return d, nil
+	return fb
 }
 
-// simSlot wires slot n to a simulated unit's lines and port link.
-func simSlot(n int, u *simbench.Unit) *jobs.Slot {
-	pn, bn, rn := simbench.LineNames(n)
-	lines := map[gpio.Role]*gpio.Line{
-		gpio.Power: gpio.NewLine(pn, gpio.Power, pgpio.High, u.Power),
-		gpio.Reset: gpio.NewLine(rn, gpio.Reset, u.Kind.ResetActive, u.Reset),
-	}
-	if u.Kind.HasStrap {
-		lines[gpio.Boot] = gpio.NewLine(bn, gpio.Boot, u.Kind.Strap, u.Boot)
-	}
-	return &jobs.Slot{Num: n, Name: fmt.Sprintf("slot %d", n), Lines: lines, Open: openPath(u.Link), Auto: true}
-}
-
-// RunAll starts the job of every slot and waits for them all.
+// RunAll plugs every unit in, as an operator does, and waits until each
+// one's job is done. The station notices each port appear and starts the
+// slot's job by itself (the slots are auto). A unit whose chip has no
+// serial number carries a barcode label: the operator scans it first.
 func (d *Demo) RunAll(ctx context.Context) ([]*jobs.Result, error) {
 	n := len(d.Slots())
 	done := make(chan *jobs.Result, n)
 	d.Pool.Done = func(r *jobs.Result) { done <- r }
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		d.Watch(wctx, d.hw, d.fb)
+	}()
+	defer func() { stop(); <-watching }()
 	for _, u := range d.Bench.Units() {
-		// A unit whose chip has no serial number carries a barcode label;
-		// the demo's operator scans it.
-		serial := ""
 		if u.Kind.Label != nil {
-			serial = u.Kind.Label(u.Spec)
+			d.Scan(u.Spec.Slot, u.Kind.Label(u.Spec))
 		}
-		if err := d.Start(u.Spec.Slot, serial, "demo"); err != nil {
-			return nil, err
+		if err := u.Plug(); err != nil {
+			return nil, fmt.Errorf("demo: plug slot %d: %w", u.Spec.Slot, err)
 		}
 	}
 	var out []*jobs.Result

@@ -68,6 +68,9 @@ type Station struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	mu      sync.Mutex
+	scanned map[int]string // barcode scans waiting for their slot's next job
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -189,8 +192,22 @@ func (st *Station) Present(n int) {
 	st.Bus.Publish(jobs.Event{Slot: n, Kind: jobs.KindState, State: jobs.Present})
 }
 
+// Scan records a barcode scanned for slot n: the serial number of the unit
+// about to go in, for chips that cannot report one. The slot's next job
+// takes it.
+func (st *Station) Scan(n int, serial string) {
+	st.mu.Lock()
+	if st.scanned == nil {
+		st.scanned = map[int]string{}
+	}
+	st.scanned[n] = serial
+	st.mu.Unlock()
+	st.Bus.Publish(jobs.Event{Slot: n, Kind: jobs.KindLog, Serial: serial, Text: "scanned " + serial})
+}
+
 // Start starts the job of slot n for the unit in it. serial is the scanned
-// serial number for chips that have none; operator is who started it.
+// serial number for chips that have none ("" takes the slot's last scan);
+// operator is who started it.
 func (st *Station) Start(n int, serial, operator string) error {
 	sc, ok := st.slots[n]
 	if !ok {
@@ -208,6 +225,12 @@ func (st *Station) Start(n int, serial, operator string) error {
 	plan := st.cfg.Plans[sc.Recipe]
 	if plan == nil {
 		return fmt.Errorf("slot %d has no recipe; set one in the bench file", n)
+	}
+	if serial == "" {
+		st.mu.Lock()
+		serial = st.scanned[n]
+		delete(st.scanned, n)
+		st.mu.Unlock()
 	}
 	return st.Pool.Start(st.ctx, jobs.Job{Slot: sc.Slot, Plan: plan, Revision: sc.Revision, Serial: serial, Operator: operator})
 }

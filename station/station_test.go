@@ -3,6 +3,8 @@ package station
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -37,8 +39,15 @@ func newTestBench(t *testing.T, n int) *testBench {
 	}
 	tb := &testBench{t: t, dir: dir, bench: b, plan: plan}
 	for i := 1; i <= n; i++ {
-		u := tb.add(i, uint64(i))
-		tb.slots = append(tb.slots, SlotConfig{Slot: simSlot(i, u), Recipe: plan.Recipe, Revision: "A"})
+		tb.add(i, uint64(i))
+	}
+	hw := SimHardware(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	js, err := hw.BuildSlots(SimFixtures(b, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range js {
+		tb.slots = append(tb.slots, SlotConfig{Slot: s, Recipe: plan.Recipe, Revision: "A"})
 	}
 	return tb
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +45,15 @@ func TestKilledMidFlash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	var last []db.Attempt
+	defer func() {
+		if t.Failed() {
+			for _, a := range last {
+				t.Logf("attempt %d slot %d %s at %q", a.ID, a.Slot, a.Outcome, a.LastStep)
+			}
+			t.Logf("demo output:\n%s", out.String())
+		}
+	}()
 	waitFor(t, "a finished attempt and one writing", 3*time.Minute, func() bool {
 		if _, err := os.Stat(filepath.Join(dir, "unbrick.db")); err != nil {
 			return false // let the station create it
@@ -54,10 +64,11 @@ func TestKilledMidFlash(t *testing.T) {
 			switch {
 			case a.Outcome == db.Passed:
 				passed++
-			case a.Outcome == db.Running && a.LastStep == "write app":
+			case a.Outcome == db.Running && (strings.HasPrefix(a.LastStep, "erase") || a.LastStep == "write app" || a.LastStep == "verify app"):
 				writing++
 			}
 		}
+		last = as
 		return passed >= 1 && writing >= 1
 	})
 	cmd.Process.Signal(syscall.SIGKILL)

@@ -1,0 +1,176 @@
+package station
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	pgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/unbrick/unbrick/bootloader"
+	"github.com/unbrick/unbrick/fixtures"
+	"github.com/unbrick/unbrick/gpio"
+	"github.com/unbrick/unbrick/jobs"
+	"github.com/unbrick/unbrick/serialport"
+)
+
+// Hardware is what the station opens a bench file's names with.
+type Hardware struct {
+	Lines  *gpio.Registry
+	Ports  *serialport.Opener
+	Log    *slog.Logger
+	closer []func() error
+}
+
+// NewHardware returns the real backends: Pi header pins through the GPIO
+// character device, MCP23017/MCP23008 expander pins on the bench's I2C bus,
+// and serial ports by path, by-path link or USB identity. More backends
+// (the virtual bench's "sim:" lines) can be registered on Lines.
+func NewHardware(b *fixtures.Bench, log *slog.Logger) *Hardware {
+	h := &Hardware{Lines: &gpio.Registry{}, Ports: &serialport.Opener{}, Log: log}
+	(&gpio.Periph{}).Register(h.Lines)
+	mcp := &gpio.MCP{BusName: b.I2CBus}
+	mcp.Register(h.Lines)
+	h.closer = append(h.closer, mcp.Close)
+	return h
+}
+
+// Close releases the backends (the I2C bus).
+func (h *Hardware) Close() error {
+	var errs []error
+	for _, c := range h.closer {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// match turns a bench file's port into what the serial layer resolves.
+func match(p fixtures.Port) serialport.Match {
+	m := serialport.Match{Path: p.Path, ByPath: p.ByPath}
+	if u := p.USB; u != nil {
+		m.USB = &serialport.USB{VID: u.VID, PID: u.PID, Serial: u.Serial, Interface: u.Interface}
+	}
+	return m
+}
+
+// portOf adapts a serialport.Port to the job layer.
+type portOf struct{ *serialport.Port }
+
+var (
+	_ jobs.Port                = portOf{}
+	_ bootloader.InputResetter = portOf{}
+	_ bootloader.BaudSetter    = portOf{}
+	_ bootloader.ModemLines    = portOf{}
+)
+
+// BuildSlots opens every slot's lines and makes its port opener. A line
+// that cannot be opened is an error naming the slot, the line and where the
+// bench file names it. Power lines wait for the bench supply's inrush limit.
+func (h *Hardware) BuildSlots(b *fixtures.Bench) ([]*jobs.Slot, error) {
+	seq := gpio.NewSequencer(b.Power.MaxOn, b.Power.Window, nil)
+	var out []*jobs.Slot
+	var errs []error
+	for _, fs := range b.Slots {
+		lines := map[gpio.Role]*gpio.Line{}
+		for _, fl := range fs.Lines {
+			pin, err := h.Lines.Open(fl.Name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: slot %d: %s line %s: %w", fl.Pos, fs.Num, fl.Role, fl.Name, err))
+				continue
+			}
+			lines[fl.Role] = gpio.NewLine(fl.Name, fl.Role, pgpio.Level(fl.ActiveHigh), pin)
+		}
+		m := match(fs.Port)
+		num := fs.Num
+		s := &jobs.Slot{Num: fs.Num, Name: fs.Name, Lines: lines,
+			Staging: fs.Options.Staging, Auto: fs.Options.Auto, ModemReset: fs.Options.ModemReset,
+			Open: func(ctx context.Context, md jobs.Mode) (jobs.Port, error) {
+				p, err := h.Ports.Open(m, serialport.Mode(md))
+				if err != nil {
+					return nil, err
+				}
+				for _, n := range p.Notes {
+					h.Log.Debug("port", "slot", num, "note", n)
+				}
+				return portOf{p}, nil
+			}}
+		if b.Power.MaxOn > 0 {
+			s.PowerOn = seq.Wait
+		}
+		out = append(out, s)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Watch notices units plugged into and pulled out of the bench's slots
+// (their ports appearing and vanishing) within a second. A plugged-in unit
+// shows as present; on a slot marked auto its job starts by itself. It runs
+// until ctx ends.
+func (st *Station) Watch(ctx context.Context, h *Hardware, b *fixtures.Bench) {
+	matches := map[int]serialport.Match{}
+	for _, s := range b.Slots {
+		matches[s.Num] = match(s.Port)
+	}
+	for e := range h.Ports.Watch(ctx, serialport.DefaultInterval, matches) {
+		n := e.Key
+		sc, ok := st.slots[n]
+		if !ok {
+			continue
+		}
+		switch e.Change {
+		case serialport.Appeared:
+			st.log.Info("unit plugged in", "slot", n, "port", e.Path)
+			if st.Pool.Running(n) {
+				continue
+			}
+			st.Present(n)
+			if sc.Slot.Auto {
+				if err := st.Start(n, "", "auto"); err != nil {
+					st.log.Warn("auto start", "slot", n, "err", err)
+					st.Bus.Publish(jobs.Event{Slot: n, Kind: jobs.KindLog, Text: err.Error()})
+				}
+			}
+		case serialport.Vanished:
+			st.log.Info("unit pulled out", "slot", n)
+			if !st.Pool.Running(n) && !st.quarantined(n) {
+				st.Bus.Publish(jobs.Event{Slot: n, Kind: jobs.KindState, State: jobs.Empty})
+			}
+		case serialport.Trouble:
+			st.log.Warn("port trouble", "slot", n, "err", e.Err)
+			st.Bus.Publish(jobs.Event{Slot: n, Kind: jobs.KindLog, Text: fmt.Sprint(e.Err)})
+		}
+	}
+}
+
+func (st *Station) quarantined(n int) bool {
+	s, ok := st.Tracker.Slot(n)
+	return ok && s.State == jobs.Quarantined
+}
+
+// OpenPort opens the serial port at path as a job opens a slot's port: by
+// path, without touching DTR/RTS, with the adapter's latency timer tuned.
+func OpenPort(ctx context.Context, path string, m jobs.Mode) (jobs.Port, error) {
+	p, err := (&serialport.Opener{}).OpenPath(path, serialport.Mode(m))
+	if err != nil {
+		return nil, err
+	}
+	return portOf{p}, nil
+}
+
+// PulseDTR resets a unit through its adapter's DTR line, as an Arduino's
+// auto-reset circuit expects.
+func PulseDTR(ctx context.Context, ml bootloader.ModemLines) error {
+	if err := ml.SetDTR(true); err != nil {
+		return err
+	}
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return ml.SetDTR(false)
+}
