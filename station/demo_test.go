@@ -2,6 +2,8 @@ package station
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +60,35 @@ func TestDemoRecoversEveryUnit(t *testing.T) {
 		}
 		if len(full.ImageSHA256) != 64 || !strings.Contains(full.Console, "firmware v2.0.0") {
 			t.Errorf("attempt %d: image %q, console %q; want the image hash and the new version's banner", a.ID, full.ImageSHA256, full.Console)
+		}
+	}
+	// The page's API says the same, in the shape the issue gives.
+	addr, stop, err := d.Serve("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	resp, err := http.Get("http://" + addr + "/api/slots")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tiles []struct {
+		Slot     int     `json:"slot"`
+		State    string  `json:"state"`
+		Step     string  `json:"step"`
+		Progress float64 `json:"progress"`
+		Serial   string  `json:"serial"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tiles); err != nil {
+		t.Fatal(err)
+	}
+	if len(tiles) != 4 {
+		t.Fatalf("GET /api/slots gave %d tiles, want 4", len(tiles))
+	}
+	for _, tile := range tiles {
+		if tile.State != "passed" || tile.Progress != 1 || tile.Serial == "" {
+			t.Errorf("GET /api/slots tile %+v, want passed at 1 with a serial", tile)
 		}
 	}
 	// Every unit was left off with its strap released.
