@@ -28,6 +28,9 @@ func TestLrzszIntoLoady(t *testing.T) {
 	}{
 		{"sb into loady", "loady 83000000", []string{"sb", "--ymodem", "-k"}},
 		{"sx into loadx", "loadx 83000000", []string{"sx", "-k"}},
+		// loady takes XMODEM too, after dropping the first block unanswered
+		// (xyzModem_stream_open): sx sends it again after its timeout.
+		{"sx into loady", "loady 83000000", []string{"sx", "-k"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
