@@ -30,7 +30,7 @@ type Options struct {
 	// YMODEM tunes loady's transfers. Its zero value is set for U-Boot's
 	// receiver: no wait for a 'C' after block 0, a 5 s answer timeout and 3
 	// retries a block, so that a unit that stops answering ends the
-	// transfer within about 20 s.
+	// transfer within about 25 s.
 	YMODEM ymodem.Options
 	// Log, if set, receives everything read from the console, in order.
 	Log func([]byte)
@@ -371,7 +371,11 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 	serr := ymodem.Send(ctx, &bufPort{logPort{c}}, []ymodem.File{{Name: "unbrick.bin", Data: data}}, yo)
 	// Whatever happened, loady prints its total and returns to the prompt
 	// (after its own 2 s timeouts if the transfer broke off).
-	out, status, err = c.finish(ctx, cmd, tag, true, c.opts.Timeout+5*time.Second)
+	wait := c.opts.Timeout + 5*time.Second
+	if serr != nil {
+		wait = c.opts.Timeout // the sender cancelled: loady ends at once, if the unit still runs
+	}
+	out, status, err = c.finish(ctx, cmd, tag, true, wait)
 	if serr != nil {
 		return fmt.Errorf("uboot: %s: YMODEM transfer of %d bytes: %w", cmd, len(data), serr)
 	}

@@ -92,6 +92,11 @@ func TestStopAndRun(t *testing.T) {
 				if err != nil || !strings.Contains(out, "==> ") || !strings.HasSuffix(out, "after") {
 					t.Errorf("Run(crc32; echo after) = %q, %v; want the crc32 line then \"after\"", out, err)
 				}
+				// Nor does a line of output that is exactly the prompt.
+				out, err = c.Run(ctx, `echo "=> "; echo "==> "; echo last`)
+				if want := "=> \r\n==> \r\nlast"; err != nil || out != want {
+					t.Errorf("Run(echo prompts) = %q, %v; want %q", out, err, want)
+				}
 				if err := c.SetEnv(ctx, "x", "a b"); err != nil {
 					t.Fatal(err)
 				}
@@ -274,6 +279,7 @@ func TestUnitStopsMidTransfer(t *testing.T) {
 		if !strings.Contains(err.Error(), "loady") || !strings.Contains(err.Error(), "YMODEM") {
 			t.Errorf("Write() = %v, want it to name loady and the YMODEM transfer", err)
 		}
+		t.Logf("Write() after power loss = %v after %v", err, time.Since(start))
 		if d := time.Since(start); d > 60*time.Second {
 			t.Errorf("Write() took %v to give up, want under a minute", d)
 		}
@@ -308,4 +314,37 @@ func expect(t *testing.T, h *sim.PipeHost, want string, within time.Duration) {
 		}
 	}
 	t.Fatalf("after %v the unit sent %q, want %q", within, got, want)
+}
+
+// TestCancelMidTransferThenRecover: a write cancelled mid-transfer ends at
+// once with the context's error; the unit, still at loady, takes the
+// sender's CANs and the client gets its prompt back with Stop.
+func TestCancelMidTransferThenRecover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}})
+		c := u.stopped(t, uboot.Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		data := payload(64<<10, 6)
+		st := uboot.Storage{Kind: "mmc", LoadAddr: ubootsim.KernelAddr}
+		err := c.Write(ctx, st, 0x300000, data, func(done, total int64) {
+			if done >= 10<<10 {
+				cancel()
+			}
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Write() cancelled mid-transfer = %v, want context.Canceled", err)
+		}
+		if err := c.Stop(context.Background()); err != nil {
+			t.Fatalf("Stop() after the cancelled transfer = %v", err)
+		}
+		if out, err := c.Run(context.Background(), "echo still here"); err != nil || out != "still here" {
+			t.Errorf("Run(echo) after recovery = %q, %v", out, err)
+		}
+		if err := c.Write(context.Background(), st, 0x300000, data, nil); err != nil {
+			t.Fatalf("Write() after recovery = %v", err)
+		}
+		if got, _ := u.m.EMMC().Read(0x300000, len(data)); !bytes.Equal(got, data) {
+			t.Error("the eMMC does not hold the data written after recovery")
+		}
+	})
 }
