@@ -24,7 +24,9 @@ import (
 //   - delta: "false" writes every byte even where the ROM has MD5.
 //   - delta_chunk: the delta granularity in bytes (a multiple of 4096).
 //   - flash_baud: a faster rate to switch to after connecting (ESP32 ROM
-//     only; the port must be able to change its rate).
+//     only; the port must be able to change its rate). The port stays at
+//     that rate: the runner must set it back to the console's rate before
+//     the boot sequence, or the banner arrives garbled.
 //   - flash_size: the unit's SPI flash size in bytes, for erase all (the
 //     plan's flash region when not set, else 4 MiB).
 type ESP struct {

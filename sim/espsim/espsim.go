@@ -210,6 +210,10 @@ type Faults struct {
 	// FailPrograms makes the next n block programmings read back
 	// different, as a worn or write-protected flash: error 08.
 	FailPrograms int
+	// MangleAnswers makes the next n answers go out with a broken SLIP
+	// escape (DB followed by 00), as line noise would: the host must drop
+	// them.
+	MangleAnswers int
 	// HangAfter makes the ROM stop answering after this many more received
 	// bytes, until the next reset. 0 means never.
 	HangAfter int

@@ -302,9 +302,6 @@ func TestWriteVerifyRun(t *testing.T) {
 				if !bytes.Equal(got, img) {
 					t.Fatalf("flash differs from the image written")
 				}
-				// The sector after the image holds the old image's tail:
-				// it must be erased (the write covered part of it), and no
-				// further sector may be touched.
 				if err := c.Run(ctx); err != nil {
 					t.Fatalf("Run() = %v", err)
 				}
@@ -514,6 +511,22 @@ func TestFaults(t *testing.T) {
 			blk := append(beginWords(uint32(len(junk)), 0, 0, 0), junk...)
 			send(t, u, esprom.OpFlashDeflData, esprom.Checksum(junk), blk)
 			expectStatus(t, u, esprom.OpFlashDeflData, 1, esprom.CodeDeflate)
+		})
+	})
+	t.Run("mangled answer", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			u := newUnit(t, "esp32", Options{})
+			c, info := u.connect()
+			ctx := context.Background()
+			u.m.SetFaults(Faults{MangleAnswers: 1})
+			_, err := c.ReadReg(ctx, esprom.ChipDetectReg)
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadReg() answered by a mangled packet = %v, want a timeout (the packet dropped)", err)
+			}
+			// The next exchange is clean: the decoder resynchronised.
+			if got, err := c.Identify(ctx); err != nil || got.MAC != info.MAC {
+				t.Fatalf("Identify() after the mangled answer = %v, %v", got, err)
+			}
 		})
 	})
 	t.Run("hang", func(t *testing.T) {

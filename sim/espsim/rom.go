@@ -94,6 +94,12 @@ func (r *rom) reply(op byte, value uint32, data []byte, status, code byte) error
 	}
 	pkt := esprom.AppendResponse(nil, op, value, data, status, code, r.m.v.chip.StatusLen)
 	r.out = esprom.AppendSLIP(r.out[:0], pkt)
+	r.m.mu.Lock()
+	if r.m.faults.MangleAnswers > 0 {
+		r.m.faults.MangleAnswers--
+		r.out = append(r.out[:3:3], append([]byte{esprom.SLIPEsc, 0x00}, r.out[3:]...)...)
+	}
+	r.m.mu.Unlock()
 	_, err := r.s.Write(r.out)
 	return err
 }
