@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	pgpio "periph.io/x/conn/v3/gpio"
 
+	"github.com/unbrick/unbrick/db"
 	"github.com/unbrick/unbrick/fixtures"
 	"github.com/unbrick/unbrick/gpio"
 	"github.com/unbrick/unbrick/gpio/gpiosim"
@@ -25,8 +25,6 @@ type DemoConfig struct {
 	Units int      // how many units, one per slot
 	Kinds []string // the kinds of unit, in turn; empty means every kind
 	Fast  bool     // no line pacing (tests); the demo paces bytes at the real baud
-	// Version is the version the units are recovered to.
-	Version string
 	Log     *slog.Logger
 	Workers int
 }
@@ -42,24 +40,40 @@ type Demo struct {
 }
 
 // NewDemo builds the virtual bench and opens a station on it. Every unit
-// arrives bricked (a failed upgrade) and is plugged in.
+// arrives bricked (a failed upgrade); RunAll plugs them in. The recipes are
+// the examples shipped in the binary, installed in Dir/recipes.
 func NewDemo(cfg DemoConfig) (*Demo, error) {
 	if cfg.Units <= 0 {
 		return nil, fmt.Errorf("demo: --units must be at least 1, got %d", cfg.Units)
 	}
-	if cfg.Version == "" {
-		cfg.Version = "2.0.0"
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	keys, err := InstallExamples(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	book, err := LoadBook(filepath.Join(cfg.Dir, "recipes"), keys)
+	if err != nil {
+		return nil, err
 	}
 	bench, err := simbench.New(filepath.Join(cfg.Dir, "ports"), simbench.Kinds())
 	if err != nil {
 		return nil, err
 	}
+	drivers := Drivers()
 	kinds := cfg.Kinds
 	if len(kinds) == 0 {
-		kinds = bench.Kinds()
+		// Every kind the station can recover.
+		for _, kn := range bench.Kinds() {
+			k, _ := bench.Kind(kn)
+			if r := book.ForModel(simbench.DemoBoard(kn)); r != nil && drivers[k.Protocol] != nil {
+				kinds = append(kinds, kn)
+			}
+		}
 	}
-	plans := map[string]*jobs.Plan{}
 	var slots []SlotConfig
+	pools := map[string]bool{}
 	for i := 1; i <= cfg.Units; i++ {
 		kn := kinds[(i-1)%len(kinds)]
 		k, ok := bench.Kind(kn)
@@ -68,29 +82,28 @@ func NewDemo(cfg DemoConfig) (*Demo, error) {
 			return nil, fmt.Errorf("demo: unknown kind of unit %q (known: %v)", kn, bench.Kinds())
 		}
 		board := simbench.DemoBoard(kn)
-		u, err := bench.Add(simbench.Spec{Slot: i, Kind: kn, Board: board, Revision: "A", State: simbench.Bricked,
-			Version: "1.0.0", Seed: uint64(1000 + i), Fast: cfg.Fast})
-		if err != nil {
+		r := book.ForModel(board)
+		if r == nil || drivers[k.Protocol] == nil {
+			bench.Close()
+			return nil, fmt.Errorf("demo: no recipe the station can run for %s units (board %s)", kn, board)
+		}
+		rev := "A"
+		if len(r.Match.Revisions) > 0 {
+			rev = r.Match.Revisions[0]
+		}
+		if _, err := bench.Add(simbench.Spec{Slot: i, Kind: kn, Board: board, Revision: rev, State: simbench.Bricked,
+			Version: "1.0.0", Seed: uint64(1000 + i), Fast: cfg.Fast}); err != nil {
 			bench.Close()
 			return nil, err
 		}
-		if _, ok := plans[kn]; !ok {
-			p, err := demoPlan(k, board, cfg.Version)
-			if err != nil {
-				bench.Close()
-				return nil, err
+		for _, s := range book.Plans[r.Name].Strategies {
+			for _, st := range s.Steps {
+				if st.Pool != "" {
+					pools[st.Pool] = true
+				}
 			}
-			plans[kn] = p
 		}
-		_ = u
-		slots = append(slots, SlotConfig{Recipe: plans[kn].Recipe, Revision: "A"})
-	}
-	byName := map[string]*jobs.Plan{}
-	for _, p := range plans {
-		byName[p.Recipe] = p
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		slots = append(slots, SlotConfig{Recipe: r.Name, Revision: rev})
 	}
 	fb := SimFixtures(bench, 4)
 	hw := SimHardware(bench, cfg.Log)
@@ -102,7 +115,11 @@ func NewDemo(cfg DemoConfig) (*Demo, error) {
 	for i := range slots {
 		slots[i].Slot = js[i]
 	}
-	st, err := Open(Config{DataDir: cfg.Dir, Slots: slots, Plans: byName, Log: cfg.Log, Workers: cfg.Workers})
+	var dp []db.Pool
+	for name := range pools {
+		dp = append(dp, db.Pool{Name: name, Format: "SN%06d", First: 1, Last: 999999})
+	}
+	st, err := Open(Config{DataDir: cfg.Dir, Slots: slots, Plans: book.Plans, Pools: dp, Log: cfg.Log, Workers: cfg.Workers})
 	if err != nil {
 		bench.Close()
 		return nil, err
@@ -180,51 +197,4 @@ func (d *Demo) Close() error {
 	err := d.Station.Close()
 	d.Bench.Close()
 	return err
-}
-
-// demoPlan is the recovery plan for a kind of demo unit.
-func demoPlan(k *simbench.Kind, board, version string) (*jobs.Plan, error) {
-	img, addr, err := k.Image(version, board)
-	if err != nil {
-		return nil, err
-	}
-	p := &jobs.Plan{
-		Recipe: k.Name + "-" + board, Version: 1, Protocol: k.Protocol, Released: true, Chip: k.Chip,
-		Revisions: []string{"A"}, Model: board,
-		Port:        jobs.Mode{Baud: 115200},
-		ConsoleBaud: k.ConsoleBaud,
-		Images:      map[string]*jobs.Image{"app": {Name: "app", Version: version, Addr: addr, Data: img}},
-		Diagnose: []jobs.Diagnosis{
-			{Pattern: regexp.MustCompile(`bad image checksum|no valid image|invalid header`), Class: "image-corrupt",
-				Hint: "the application image is damaged: the station reflashes it"},
-		},
-		Validate: jobs.Validation{Version: regexp.MustCompile(`firmware v(\S+)`), Within: 10 * time.Second},
-	}
-	write := []jobs.Step{{Kind: jobs.StepWrite, Image: "app"}, {Kind: jobs.StepVerify, Image: "app"}}
-	switch k.Protocol {
-	case "stm32":
-		p.Port.Parity = "even"
-		p.Entry = []jobs.Action{
-			{Kind: jobs.ActSet, Role: gpio.Power, On: false},
-			{Kind: jobs.ActSet, Role: gpio.Boot, On: true},
-			{Kind: jobs.ActWait, Wait: 50 * time.Millisecond},
-			{Kind: jobs.ActSet, Role: gpio.Power, On: true},
-			{Kind: jobs.ActWait, Wait: 20 * time.Millisecond},
-		}
-		p.Boot = []jobs.Action{
-			{Kind: jobs.ActSet, Role: gpio.Boot, On: false},
-			{Kind: jobs.ActPulse, Role: gpio.Reset, Wait: 10 * time.Millisecond},
-		}
-		steps := []jobs.Step{{Kind: jobs.StepEnter}, {Kind: jobs.StepErase, Region: jobs.Region{Start: addr, Size: uint32(len(img))}}}
-		p.Strategies = []jobs.Strategy{{Name: "reflash", Steps: append(append(steps, write...), jobs.Step{Kind: jobs.StepBoot})}}
-	case "avr":
-		p.Entry = []jobs.Action{
-			{Kind: jobs.ActSet, Role: gpio.Power, On: true},
-			{Kind: jobs.ActPulse, Role: gpio.Reset, Wait: 10 * time.Millisecond},
-		}
-		p.Strategies = []jobs.Strategy{{Name: "reflash", Steps: append(append([]jobs.Step{{Kind: jobs.StepEnter}}, write...), jobs.Step{Kind: jobs.StepBoot})}}
-	default:
-		return nil, fmt.Errorf("demo: no plan for protocol %q", k.Protocol)
-	}
-	return p, nil
 }

@@ -40,6 +40,9 @@ type Config struct {
 	DataDir string
 	Slots   []SlotConfig
 	Plans   map[string]*jobs.Plan // by recipe name
+	// Pools are the number pools (serial numbers, MACs) the recipes'
+	// provision steps draw from; each is created if missing.
+	Pools []db.Pool
 	// Drivers by protocol; nil means every protocol the station speaks.
 	Drivers map[string]jobs.Driver
 	// Workers bounds how many jobs run at once; 0 means one per slot.
@@ -123,6 +126,12 @@ func Open(cfg Config) (*Station, error) {
 			st.Bus.Publish(jobs.Event{Slot: a.Slot, Attempt: a.ID, Kind: jobs.KindState, State: jobs.Interrupted, Serial: a.Serial,
 				Text:  fmt.Sprintf("the station stopped during %q", a.LastStep),
 				Class: "station-restart", Fault: jobs.StationFault, Hint: "start the unit's job again"})
+		}
+	}
+	for _, p := range cfg.Pools {
+		if err := store.CreatePool(st.ctx, p); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("station: pool %s: %w", p.Name, err)
 		}
 	}
 	q, err := store.Quarantined(st.ctx)

@@ -21,6 +21,7 @@ type testBench struct {
 	dir   string
 	bench *simbench.Bench
 	plan  *jobs.Plan
+	rev   string
 	slots []SlotConfig
 }
 
@@ -32,12 +33,16 @@ func newTestBench(t *testing.T, n int) *testBench {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	k, _ := b.Kind("stm32f103")
-	plan, err := demoPlan(k, "sensor-b", "2.0.0")
+	keys, err := InstallExamples(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := &testBench{t: t, dir: dir, bench: b, plan: plan}
+	book, err := LoadBook(dir+"/recipes", keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := book.ForModel("sensor-b")
+	tb := &testBench{t: t, dir: dir, bench: b, plan: book.Plans[r.Name], rev: r.Match.Revisions[0]}
 	for i := 1; i <= n; i++ {
 		tb.add(i, uint64(i))
 	}
@@ -47,7 +52,7 @@ func newTestBench(t *testing.T, n int) *testBench {
 		t.Fatal(err)
 	}
 	for _, s := range js {
-		tb.slots = append(tb.slots, SlotConfig{Slot: s, Recipe: plan.Recipe, Revision: "A"})
+		tb.slots = append(tb.slots, SlotConfig{Slot: s, Recipe: tb.plan.Recipe, Revision: tb.rev})
 	}
 	return tb
 }
@@ -55,7 +60,7 @@ func newTestBench(t *testing.T, n int) *testBench {
 // add puts a new bricked unit in slot n and plugs it in.
 func (tb *testBench) add(n int, seed uint64) *simbench.Unit {
 	tb.t.Helper()
-	u, err := tb.bench.Add(simbench.Spec{Slot: n, Kind: "stm32f103", Board: "sensor-b", State: simbench.Bricked, Seed: seed, Fast: true})
+	u, err := tb.bench.Add(simbench.Spec{Slot: n, Kind: "stm32f103", Board: "sensor-b", Revision: tb.rev, State: simbench.Bricked, Seed: seed, Fast: true})
 	if err != nil {
 		tb.t.Fatal(err)
 	}

@@ -22,7 +22,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kinds := fs.String("kinds", "", "comma-separated kinds of unit, in turn (default: every kind)")
 	fast := fs.Bool("fast", false, "do not pace bytes at the baud rate (for tests)")
 	exit := fs.Bool("exit", false, "exit once every unit is done instead of serving the page until stopped")
-	version := fs.String("version", "2.0.0", "the version the units are recovered to")
 	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -34,7 +33,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *kinds != "" {
 		ks = strings.Split(*kinds, ",")
 	}
-	d, err := station.NewDemo(station.DemoConfig{Dir: *data, Units: *units, Kinds: ks, Fast: *fast, Version: *version})
+	d, err := station.NewDemo(station.DemoConfig{Dir: *data, Units: *units, Kinds: ks, Fast: *fast})
 	if err != nil {
 		return err
 	}
