@@ -68,9 +68,10 @@ type Client struct {
 	statusLen int // learnt from SYNC's answer; 0 before
 	baud      int
 
-	dec  SLIPDecoder
-	rbuf []byte // bytes read from the port, not yet fed to dec
-	out  []byte
+	dec   SLIPDecoder
+	rdata [4096]byte
+	rbuf  []byte // bytes read from the port into rdata, not yet fed to dec
+	out   []byte
 
 	// written holds regions written this session, each block checked by
 	// the ROM's read-back, for Verify on a ROM without SPI_FLASH_MD5.
@@ -115,7 +116,7 @@ func New(p bootloader.Port, o Options) *Client {
 	if o.FlashSize == 0 {
 		o.FlashSize = 4 << 20
 	}
-	return &Client{conn: bootloader.NewConn(p), opts: o, baud: o.Baud, rbuf: make([]byte, 0, 4096)}
+	return &Client{conn: bootloader.NewConn(p), opts: o, baud: o.Baud}
 }
 
 // Chip returns the family Identify found (or SetChip set), and whether
@@ -189,7 +190,7 @@ func (c *Client) packet(ctx context.Context, wait time.Duration, op string) ([]b
 		if left <= 0 {
 			return nil, &bootloader.TimeoutError{Op: op, After: wait}
 		}
-		buf := c.rbuf[:cap(c.rbuf)]
+		buf := c.rdata[:]
 		n, err := c.conn.ReadSome(ctx, buf, left, op)
 		if err != nil {
 			var te *bootloader.TimeoutError

@@ -647,3 +647,19 @@ func TestEntrySequences(t *testing.T) {
 		}
 	})
 }
+
+// TestLongSession: thousands of exchanges in one connection, more answer
+// bytes than any read buffer holds.
+func TestLongSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, "esp32", Options{})
+		c, _ := u.connect()
+		ctx := context.Background()
+		for i := range 3000 {
+			v, err := c.ReadReg(ctx, esprom.ChipDetectReg)
+			if err != nil || v != esprom.ESP32.Magic {
+				t.Fatalf("ReadReg() #%d = %#x, %v; want %#x", i, v, err, esprom.ESP32.Magic)
+			}
+		}
+	})
+}
