@@ -21,10 +21,10 @@ import (
 
 // DemoConfig sets up the virtual bench.
 type DemoConfig struct {
-	Dir   string   // data directory: the database and the units' port links
-	Units int      // how many units, one per slot
-	Kinds []string // the kinds of unit, in turn; empty means every kind
-	Fast  bool     // no line pacing (tests); the demo paces bytes at the real baud
+	Dir     string   // data directory: the database and the units' port links
+	Units   int      // how many units, one per slot
+	Kinds   []string // the kinds of unit, in turn; empty means every kind
+	Fast    bool     // no line pacing (tests); the demo paces bytes at the real baud
 	Log     *slog.Logger
 	Workers int
 }

@@ -92,4 +92,3 @@ func (r webRecords) Pareto(ctx context.Context, since time.Time) ([]web.ParetoRo
 func (r webRecords) ExportCSV(ctx context.Context, w io.Writer, since time.Time) error {
 	return r.s.ExportCSV(ctx, w, db.Filter{Since: since})
 }
-
