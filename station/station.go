@@ -160,6 +160,7 @@ func Drivers() map[string]jobs.Driver {
 	return map[string]jobs.Driver{
 		"stm32": jobs.STM32{},
 		"avr":   jobs.AVR{},
+		"uboot": jobs.UBoot{},
 	}
 }
 

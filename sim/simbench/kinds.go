@@ -11,7 +11,8 @@ import (
 
 // Kinds returns every kind of part the virtual bench can build.
 func Kinds() []*Kind {
-	return []*Kind{STM32F103(), STM32F407(), ATmega328P()}
+	uboot := UBoot
+	return []*Kind{STM32F103(), STM32F407(), ATmega328P(), &uboot}
 }
 
 // boards names the board each kind of demo unit is.
