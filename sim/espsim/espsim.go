@@ -418,6 +418,15 @@ func (m *Model) runImage(s *sim.Session) {
 		return
 	}
 	m.count(func(st *Stats) { st.AppRuns++ })
+	// The ROM reports what it loads, at its own rate, then jumps.
+	entry := m.v.iram[0]
+	load := []string{"mode:DIO, clock div:2", fmt.Sprintf("load:0x%08x,len:%d", entry, d.Length-uint32(DescOffset)), fmt.Sprintf("entry 0x%08x", entry)}
+	if m.v.chip.Magic == esprom.ESP8266.Magic {
+		load = []string{fmt.Sprintf("load 0x%08x, len %d, room 16", entry, d.Length-uint32(DescOffset))}
+	}
+	if m.printROM(s, load) != nil {
+		return
+	}
 	sim.RunApp(s, sim.AppConsole{Desc: d, Board: m.opts.Board, ID: m.Serial(), Baud: 115200, Reboot: m.opts.Reboot})
 }
 
