@@ -46,9 +46,6 @@ func NewDemo(cfg DemoConfig) (*Demo, error) {
 	if cfg.Units <= 0 {
 		return nil, fmt.Errorf("demo: --units must be at least 1, got %d", cfg.Units)
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
 	keys, err := InstallExamples(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -57,55 +54,87 @@ func NewDemo(cfg DemoConfig) (*Demo, error) {
 	if err != nil {
 		return nil, err
 	}
+	drivers := Drivers()
+	kinds := cfg.Kinds
+	if len(kinds) == 0 {
+		// Every kind the station can recover.
+		for _, k := range simbench.Kinds() {
+			if r := book.ForModel(simbench.DemoBoard(k.Name)); r != nil && drivers[k.Protocol] != nil {
+				kinds = append(kinds, k.Name)
+			}
+		}
+	}
+	var units []SimUnit
+	for i := 1; i <= cfg.Units; i++ {
+		kn := kinds[(i-1)%len(kinds)]
+		r := book.ForModel(simbench.DemoBoard(kn))
+		if r == nil {
+			return nil, fmt.Errorf("demo: no recipe for %s units (board %s)", kn, simbench.DemoBoard(kn))
+		}
+		units = append(units, SimUnit{Kind: kn, Recipe: r.Name, State: simbench.Bricked})
+	}
+	return NewSimStation(cfg, book, units, false)
+}
+
+// SimUnit is a unit of the virtual bench and the recipe its slot runs.
+type SimUnit struct {
+	Kind   string // a simbench kind
+	Recipe string // the recipe name
+	State  simbench.State
+}
+
+// NewSimStation builds a virtual bench with the given units, one per slot
+// from 1, and opens a station on it running the book's plans. On a staging
+// bench, draft recipes run.
+func NewSimStation(cfg DemoConfig, book *Book, units []SimUnit, staging bool) (*Demo, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	bench, err := simbench.New(filepath.Join(cfg.Dir, "ports"), simbench.Kinds())
 	if err != nil {
 		return nil, err
 	}
 	drivers := Drivers()
-	kinds := cfg.Kinds
-	if len(kinds) == 0 {
-		// Every kind the station can recover.
-		for _, kn := range bench.Kinds() {
-			k, _ := bench.Kind(kn)
-			if r := book.ForModel(simbench.DemoBoard(kn)); r != nil && drivers[k.Protocol] != nil {
-				kinds = append(kinds, kn)
-			}
-		}
-	}
 	var slots []SlotConfig
 	pools := map[string]bool{}
-	for i := 1; i <= cfg.Units; i++ {
-		kn := kinds[(i-1)%len(kinds)]
-		k, ok := bench.Kind(kn)
+	for i, su := range units {
+		n := i + 1
+		k, ok := bench.Kind(su.Kind)
 		if !ok {
 			bench.Close()
-			return nil, fmt.Errorf("demo: unknown kind of unit %q (known: %v)", kn, bench.Kinds())
+			return nil, fmt.Errorf("unknown kind of unit %q (known: %v)", su.Kind, bench.Kinds())
 		}
-		board := simbench.DemoBoard(kn)
-		r := book.ForModel(board)
-		if r == nil || drivers[k.Protocol] == nil {
+		plan := book.Plans[su.Recipe]
+		if plan == nil || drivers[k.Protocol] == nil || plan.Protocol != k.Protocol {
 			bench.Close()
-			return nil, fmt.Errorf("demo: no recipe the station can run for %s units (board %s)", kn, board)
+			return nil, fmt.Errorf("slot %d: recipe %q cannot run on %s units (protocol %s)", n, su.Recipe, su.Kind, k.Protocol)
 		}
 		rev := "A"
-		if len(r.Match.Revisions) > 0 {
-			rev = r.Match.Revisions[0]
+		if len(plan.Revisions) > 0 {
+			rev = plan.Revisions[0]
 		}
-		if _, err := bench.Add(simbench.Spec{Slot: i, Kind: kn, Board: board, Revision: rev, State: simbench.Bricked,
-			Version: "1.0.0", Seed: uint64(1000 + i), Fast: cfg.Fast}); err != nil {
+		board := plan.Model
+		if board == "" {
+			board = simbench.DemoBoard(su.Kind)
+		}
+		if _, err := bench.Add(simbench.Spec{Slot: n, Kind: su.Kind, Board: board, Revision: rev, State: su.State,
+			Version: "1.0.0", Seed: uint64(1000 + n), Fast: cfg.Fast}); err != nil {
 			bench.Close()
 			return nil, err
 		}
-		for _, s := range book.Plans[r.Name].Strategies {
+		for _, s := range plan.Strategies {
 			for _, st := range s.Steps {
 				if st.Pool != "" {
 					pools[st.Pool] = true
 				}
 			}
 		}
-		slots = append(slots, SlotConfig{Recipe: r.Name, Revision: rev})
+		slots = append(slots, SlotConfig{Recipe: su.Recipe, Revision: rev})
 	}
 	fb := SimFixtures(bench, 4)
+	for _, s := range fb.Slots {
+		s.Options.Staging = staging
+	}
 	hw := SimHardware(bench, cfg.Log)
 	js, err := hw.BuildSlots(fb)
 	if err != nil {

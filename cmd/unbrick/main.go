@@ -58,6 +58,7 @@ func init() {
 		"demo":    {"run the station on a virtual bench of bricked units", runDemo},
 		"flash":   {"flash one unit on one port and verify it", runFlash},
 		"records": {"list recovery records from the database", runRecords},
+		"recipe":  {"check recipe files, or test one on the virtual bench", runRecipe},
 	}
 }
 

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testKey = "../../testdata/keys/unbrick-test.pub"
+
+func TestRecipeCheck(t *testing.T) {
+	good, _ := filepath.Glob("../../testdata/recipes/*.yaml")
+	broken, _ := filepath.Glob("../../testdata/recipes/broken/*.yaml")
+	if len(good) < 6 || len(broken) < 6 {
+		t.Fatalf("found %d example and %d broken recipes", len(good), len(broken))
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), append([]string{"recipe", "check", "--key", testKey}, good...), &stdout, &stderr); err != nil {
+		t.Fatalf("recipe check on the examples: %v\n%s", err, stderr.String())
+	}
+	for _, f := range broken {
+		stdout.Reset()
+		stderr.Reset()
+		err := run(context.Background(), []string{"recipe", "check", "--key", testKey, f}, &stdout, &stderr)
+		var ee exitError
+		if !errors.As(err, &ee) || ee.code != 1 {
+			t.Errorf("recipe check %s = %v, want exit status 1", f, err)
+		}
+		// Every error names file:line:col and a hint.
+		first := strings.SplitN(stderr.String(), "\n", 2)[0]
+		if !strings.HasPrefix(first, f+":") || !strings.Contains(first, "(hint: ") {
+			t.Errorf("recipe check %s printed %q, want file:line:col: ... (hint: ...)", f, first)
+		}
+	}
+}
+
+// TestRecipeTest runs `unbrick recipe test` on the examples the station
+// speaks, and on a recipe whose expectation the unit never meets.
+func TestRecipeTest(t *testing.T) {
+	for _, name := range []string{"stm32f103-sensor-b", "stm32f407-gateway-c", "atmega328p-uno-r3"} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			err := run(ctx, []string{"recipe", "test", "--key", testKey, "../../testdata/recipes/" + name + ".yaml"}, &stdout, &stderr)
+			if err != nil {
+				t.Fatalf("recipe test: %v\n%s%s", err, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), "2 of 2 units recovered") {
+				t.Errorf("output:\n%s", stdout.String())
+			}
+		})
+	}
+	t.Run("wrong banner", func(t *testing.T) {
+		dir := t.TempDir()
+		b, err := os.ReadFile("../../testdata/recipes/stm32f103-sensor-b.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte(`expect: 'sensor-b firmware v1\.2\.0'`), []byte(`expect: 'sensor-b firmware v9\.9\.9'`), 1)
+		f := filepath.Join(dir, "r.yaml")
+		os.WriteFile(f, b, 0o644)
+		os.Symlink(filepath.Join(mustAbs(t, "../../testdata/recipes"), "images"), filepath.Join(dir, "images"))
+		var stdout, stderr bytes.Buffer
+		err = run(context.Background(), []string{"recipe", "test", "--key", testKey, "--states", "bricked", f}, &stdout, &stderr)
+		var ee exitError
+		if !errors.As(err, &ee) || ee.code != 1 {
+			t.Fatalf("recipe test of a recipe that cannot pass = %v, want exit status 1\n%s%s", err, stdout.String(), stderr.String())
+		}
+		if !strings.Contains(stdout.String(), "FAILED") || !strings.Contains(stdout.String(), "what to do:") {
+			t.Errorf("output lacks the failure and the hint:\n%s", stdout.String())
+		}
+	})
+}
+
+func mustAbs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
