@@ -36,6 +36,13 @@
 //     the typical times of a W25Q32-class chip as busy time.
 //   - FLASH_END with "run" starts the application in the same run, as the
 //     ROM jumps into it.
+//   - Registers: READ_REG answers the chip-detect word, the MAC words and
+//     UART_CLKDIV (from which esptool guesses the crystal); WRITE_REG to the
+//     SPI controller runs a user command, of which RDID (9F) answers a
+//     Winbond JEDEC ID with the flash's size, as esptool's flash_id and
+//     --flash_size detect need.
+//   - Code sent with MEM_BEGIN/DATA/END is not run: esptool must be told
+//     --no-stub, and then talks to the ROM itself.
 //
 // Fault knobs (SetFaults) garble a received block, make programming fail,
 // or make the ROM stop answering.
@@ -110,13 +117,15 @@ type variant struct {
 	iram       [2]uint32 // entry points must lie in [iram[0], iram[1])
 	clkdivReg  uint32    // UART_CLKDIV, which esptool reads to guess the crystal
 	uartClock  int       // Hz the UART divides
+	spiBase    uint32    // the SPI flash controller (SPI1 / SPI0)
+	spiW0      uint32    // offset of its first data register
 	bootLine   func(download bool, c sim.Cause) []string
 }
 
 var variants = map[string]variant{
 	"esp32": {
 		chip: esprom.ESP32, bootOffset: 0x1000, iram: [2]uint32{0x40080000, 0x400A0000},
-		clkdivReg: 0x3FF40014, uartClock: 40000000,
+		clkdivReg: 0x3FF40014, uartClock: 40000000, spiBase: 0x3FF42000, spiW0: 0x80,
 		bootLine: func(download bool, c sim.Cause) []string {
 			rst := "rst:0x1 (POWERON_RESET)"
 			if c != sim.PowerOn {
@@ -130,7 +139,7 @@ var variants = map[string]variant{
 	},
 	"esp8266": {
 		chip: esprom.ESP8266, bootOffset: 0, iram: [2]uint32{0x40100000, 0x40108000},
-		clkdivReg: 0x60000014, uartClock: 52000000,
+		clkdivReg: 0x60000014, uartClock: 52000000, spiBase: 0x60000200, spiW0: 0x40,
 		bootLine: func(download bool, c sim.Cause) []string {
 			cause := 1
 			if c != sim.PowerOn {
@@ -377,6 +386,42 @@ func (m *Model) reg(addr uint32, baud int) uint32 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.regs[addr]
+}
+
+// SPI controller registers and flash commands the model executes.
+const (
+	spiCmdUSR   = 1 << 18 // SPI_CMD_REG: start the user command; cleared when done
+	spiUSR2Offs = 0x24    // SPI_USR2_REG: the command byte in bits 0-15
+	flashRDID   = 0x9F
+)
+
+// JEDECID returns what the flash answers to RDID (9F), as the controller
+// leaves it in its first data register: manufacturer Winbond (EF), type 40,
+// then the capacity code, log2 of the size in bytes (16 for 4 MiB).
+func (m *Model) JEDECID() uint32 {
+	code := uint32(0)
+	for n := m.flash.Size(); n > 1; n >>= 1 {
+		code++
+	}
+	return code<<16 | 0x40<<8 | 0xEF
+}
+
+// writeReg stores a WRITE_REG and runs a user command written to the SPI
+// controller, as esptool's flash_id does: RDID answers the JEDEC ID, any
+// other command reads zeros.
+func (m *Model) writeReg(addr, val, mask uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.regs[addr] = m.regs[addr]&^mask | val&mask
+	if addr != m.v.spiBase || m.regs[addr]&spiCmdUSR == 0 {
+		return
+	}
+	var out uint32
+	if m.regs[m.v.spiBase+spiUSR2Offs]&0xFFFF == flashRDID {
+		out = m.JEDECID()
+	}
+	m.regs[m.v.spiBase+m.v.spiW0] = out
+	m.regs[addr] &^= spiCmdUSR
 }
 
 // Run runs the unit from a reset: download mode when GPIO0 was low, the

@@ -113,6 +113,12 @@ func TestEsptool(t *testing.T) {
 				t.Fatalf("esptool read_mac lacks %q:\n%s", want, out)
 			}
 			base := append([]string{"--chip", chip}, common...)
+			out = esptool(t, tool, append(base, "flash_id")...)
+			for _, want := range []string{"Manufacturer: ef", "Device: 4016", "Detected flash size: 4MB"} {
+				if !strings.Contains(out, want) {
+					t.Fatalf("esptool flash_id lacks %q:\n%s", want, out)
+				}
+			}
 
 			img := appImage(t, chip, "2.0", 24<<10+512)
 			file := filepath.Join(dir, "app.bin")
@@ -123,11 +129,16 @@ func TestEsptool(t *testing.T) {
 			if m.BootOffset() == 0 {
 				off = "0x0"
 			}
-			args := append(base, "write_flash", "--flash_mode", "keep", "--flash_freq", "keep", "--flash_size", "keep")
+			// The flash size is detected: esptool runs RDID through the SPI
+			// controller's registers.
+			args := append(base, "write_flash", "--flash_mode", "keep", "--flash_freq", "keep", "--flash_size", "detect")
 			if chip == "esp32" {
 				args = append(args, "--compress")
 			}
 			out = esptool(t, tool, append(args, off, file)...)
+			if !strings.Contains(out, "Auto-detected Flash size: 4MB") {
+				t.Errorf("esptool write_flash did not detect the 4 MB flash:\n%s", out)
+			}
 			if !strings.Contains(out, "Wrote ") {
 				t.Fatalf("esptool write_flash did not write:\n%s", out)
 			}

@@ -172,12 +172,9 @@ func (r *rom) handle(pkt []byte) error {
 			return r.fail(req.Op, esprom.CodeInvalidMessage)
 		}
 		w := words(d)
-		r.m.mu.Lock()
 		for i := 0; i+3 < len(w); i += 4 {
-			addr, val, mask := w[i], w[i+1], w[i+2]
-			r.m.regs[addr] = r.m.regs[addr]&^mask | val&mask
+			r.m.writeReg(w[i], w[i+1], w[i+2])
 		}
-		r.m.mu.Unlock()
 		return r.ok(req.Op, 0, nil)
 	case esprom.OpSPIAttach:
 		if len(d) != 8 {
