@@ -57,6 +57,7 @@ func init() {
 		"sim":     {"run one device model on a pseudo-terminal for third-party tools", runSim},
 		"demo":    {"run the station on a virtual bench of bricked units", runDemo},
 		"flash":   {"flash one unit on one port and verify it", runFlash},
+		"serve":   {"run the station on a real bench described by a bench file", runServe},
 		"records": {"list recovery records from the database", runRecords},
 		"recipe":  {"check recipe files, or test one on the virtual bench", runRecipe},
 	}
