@@ -153,6 +153,11 @@ func NewSimStation(cfg DemoConfig, book *Book, units []SimUnit, staging bool) (*
 		bench.Close()
 		return nil, err
 	}
+	if err := st.CatalogBook(context.Background(), book); err != nil {
+		st.Close()
+		bench.Close()
+		return nil, err
+	}
 	return &Demo{Station: st, Bench: bench, hw: hw, fb: fb}, nil
 }
 

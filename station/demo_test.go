@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/unbrick/unbrick/db"
+	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/jobs"
 )
 
@@ -60,6 +63,23 @@ func TestDemoRecoversEveryUnit(t *testing.T) {
 		}
 		if len(full.ImageSHA256) != 64 || full.ImageVersion == "" || !strings.Contains(full.Console, "firmware v"+full.ImageVersion) {
 			t.Errorf("attempt %d: image %q, console %q; want the image hash and the new version's banner", a.ID, full.ImageSHA256, full.Console)
+		}
+	}
+	// The catalog lists the images the recipes write, with their bytes in
+	// the content-addressed store.
+	ims, err := d.Store.Images(ctx, db.ImageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ims) < 3 {
+		t.Errorf("the catalog holds %d images, want at least the three recipes' images", len(ims))
+	}
+	for _, im := range ims {
+		if b, err := os.ReadFile(filepath.Join(dir, "images", im.SHA256)); err != nil || firmware.SHA256(b) != im.SHA256 {
+			t.Errorf("image %s %s: stored bytes missing or wrong (%v)", im.Name, im.SHA256, err)
+		}
+		if im.Version == "" || im.Purpose == "" || im.AddedBy == "" {
+			t.Errorf("catalog entry %+v lacks its version, purpose or origin", im)
 		}
 	}
 	// The page's API says the same, in the shape the issue gives.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,6 +24,7 @@ func runRecords(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	csv := fs.Bool("csv", false, "export the attempts as CSV")
 	asJSON := fs.Bool("json", false, "print JSON")
 	limit := fs.Int("limit", 50, "at most this many attempts")
+	images := fs.Bool("images", false, "list the firmware catalog (the versions log) instead")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -36,6 +38,20 @@ func runRecords(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer s.Close()
 	f := db.Filter{Serial: *serial, Slot: *slot, Limit: *limit}
 	switch {
+	case *images:
+		ims, err := s.Images(ctx, db.ImageFilter{})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(ims)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SHA256\tNAME\tVERSION\tPURPOSE\tREVISIONS\tSIGNER\tSIZE\tADDED BY")
+		for _, im := range ims {
+			fmt.Fprintf(tw, "%.16s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", im.SHA256, im.Name, im.Version, im.Purpose, strings.Join(im.Targets, ","), im.Signer, im.Size, im.AddedBy)
+		}
+		return tw.Flush()
 	case *attempt != 0:
 		a, err := s.Attempt(ctx, *attempt)
 		if err != nil {

@@ -104,6 +104,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
+	if err := st.CatalogBook(ctx, book); err != nil {
+		return err
+	}
 	addr, stopWeb, err := st.Serve(*listen, *password)
 	if err != nil {
 		return err
