@@ -519,18 +519,17 @@ func (c *Client) dataBlock(ctx context.Context, op byte, seq uint32, block []byt
 	return err
 }
 
-// FlashEnd leaves flash mode: run true makes the ROM start the application
-// (it resets the unit), false keeps it in download mode.
-func (c *Client) FlashEnd(ctx context.Context, run bool) error {
-	return c.end(ctx, OpFlashEnd, run)
-}
-
-func (c *Client) end(ctx context.Context, op byte, run bool) error {
-	stay := uint32(1)
-	if run {
-		stay = 0
+// FlashEnd ends flash mode, which the ROM answers and then leaves: with
+// reboot it resets the unit (which comes back in download mode while GPIO0
+// is still low), without it runs the user code in flash (the word FLASH_END
+// carries is 0 to reboot, 1 to run user code). To stay in download mode,
+// send no FLASH_END at all.
+func (c *Client) FlashEnd(ctx context.Context, reboot bool) error {
+	run := uint32(1)
+	if reboot {
+		run = 0
 	}
-	_, err := c.command(ctx, op, 0, binary.LittleEndian.AppendUint32(nil, stay), 0, 0, 0)
+	_, err := c.command(ctx, OpFlashEnd, 0, binary.LittleEndian.AppendUint32(nil, run), 0, 0, 0)
 	return err
 }
 
@@ -729,8 +728,9 @@ func (c *Client) EraseAll(ctx context.Context) error {
 	return nil
 }
 
-// Run leaves download mode and starts the application: FLASH_END with
-// "reboot"; the ROM answers, then resets the unit.
+// Run leaves download mode and starts the application: an empty
+// FLASH_BEGIN, then FLASH_END with "run user code", as esptool's run does;
+// the ROM answers and jumps into the image in flash.
 func (c *Client) Run(ctx context.Context) error {
 	if err := c.needChip(OpFlashEnd); err != nil {
 		return err
@@ -739,7 +739,7 @@ func (c *Client) Run(ctx context.Context) error {
 	if err := c.EraseRegion(ctx, 0, 0); err != nil {
 		return err
 	}
-	return c.FlashEnd(ctx, true)
+	return c.FlashEnd(ctx, false)
 }
 
 // FlashOptions say how Flash writes.

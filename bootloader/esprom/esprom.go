@@ -77,6 +77,12 @@ const (
 	OpFlashDeflEnd    = 0x12
 	OpSPIFlashMD5     = 0x13
 	OpGetSecurityInfo = 0x14
+	// Commands only esptool's flasher stub has (it runs from RAM after
+	// MEM_END).
+	OpEraseFlash  = 0xD0
+	OpEraseRegion = 0xD1
+	OpReadFlash   = 0xD2
+	OpRunUserCode = 0xD3
 )
 
 // OpName names an opcode as esptool's documentation does.
@@ -118,6 +124,14 @@ func OpName(op byte) string {
 		return "SPI_FLASH_MD5"
 	case OpGetSecurityInfo:
 		return "GET_SECURITY_INFO"
+	case OpEraseFlash:
+		return "ERASE_FLASH"
+	case OpEraseRegion:
+		return "ERASE_REGION"
+	case OpReadFlash:
+		return "READ_FLASH"
+	case OpRunUserCode:
+		return "RUN_USER_CODE"
 	}
 	return fmt.Sprintf("opcode 0x%02X", op)
 }
@@ -131,6 +145,20 @@ const (
 	CodeFlashRead      = 0x09 // reading the SPI flash failed
 	CodeReadLength     = 0x0A // a read length is invalid
 	CodeDeflate        = 0x0B // the compressed stream is corrupt
+)
+
+// Error codes of esptool's flasher stub, in the same place.
+const (
+	CodeStubBadDataLen     = 0xC0
+	CodeStubBadChecksum    = 0xC1
+	CodeStubBadBlockSize   = 0xC2
+	CodeStubInvalidCommand = 0xC3
+	CodeStubFailedSPIOp    = 0xC4
+	CodeStubFailedUnlock   = 0xC5
+	CodeStubNotInFlashMode = 0xC6
+	CodeStubInflateError   = 0xC7
+	CodeStubNotEnoughData  = 0xC8
+	CodeStubTooMuchData    = 0xC9
 )
 
 // SLIP bytes.
@@ -438,6 +466,26 @@ func CodeText(code byte) string {
 		return "flash read length error"
 	case CodeDeflate:
 		return "deflate error: the compressed stream is corrupt"
+	case CodeStubBadDataLen:
+		return "flasher stub: bad data length"
+	case CodeStubBadChecksum:
+		return "flasher stub: the data checksum is wrong"
+	case CodeStubBadBlockSize:
+		return "flasher stub: bad block size"
+	case CodeStubInvalidCommand:
+		return "flasher stub: invalid command"
+	case CodeStubFailedSPIOp:
+		return "flasher stub: an SPI flash operation failed"
+	case CodeStubFailedUnlock:
+		return "flasher stub: the SPI flash could not be unlocked"
+	case CodeStubNotInFlashMode:
+		return "flasher stub: not in flash mode (no FLASH_BEGIN)"
+	case CodeStubInflateError:
+		return "flasher stub: inflate error"
+	case CodeStubNotEnoughData:
+		return "flasher stub: not enough data"
+	case CodeStubTooMuchData:
+		return "flasher stub: too much data"
 	}
 	return fmt.Sprintf("unknown error code 0x%02X", code)
 }

@@ -34,15 +34,18 @@
 //     the ROM answers error 08. Erasing (45 ms a sector, 150 ms an aligned
 //     64 KiB block), programming (0.7 ms a 256-byte page) and hashing take
 //     the typical times of a W25Q32-class chip as busy time.
-//   - FLASH_END with "run" starts the application in the same run, as the
-//     ROM jumps into it.
+//   - FLASH_END with "run user code" (1) starts the application in the
+//     same run, as the ROM jumps into it; with "reboot" (0) the unit resets
+//     and the strap decides again.
+//   - esptool's flasher stub: code sent with MEM_BEGIN/DATA/END and
+//     started is taken to be esptool's stub, which the model then plays
+//     (see stub.go): OHAI, two status bytes, erase as it writes, raw MD5s,
+//     ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE.
 //   - Registers: READ_REG answers the chip-detect word, the MAC words and
 //     UART_CLKDIV (from which esptool guesses the crystal); WRITE_REG to the
 //     SPI controller runs a user command, of which RDID (9F) answers a
 //     Winbond JEDEC ID with the flash's size, as esptool's flash_id and
 //     --flash_size detect need.
-//   - Code sent with MEM_BEGIN/DATA/END is not run: esptool must be told
-//     --no-stub, and then talks to the ROM itself.
 //
 // Fault knobs (SetFaults) garble a received block, make programming fail,
 // or make the ROM stop answering.

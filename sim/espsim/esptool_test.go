@@ -172,3 +172,73 @@ func hex32(v uint32) string {
 	}
 	return string(b)
 }
+
+// TestEsptoolStub lets esptool load its flasher stub, as it does by
+// default: the model takes the upload for the stub and speaks the stub's
+// protocol from then on. write_flash (compressed), verify_flash,
+// read_flash and erase_region go through it, and the unit boots what was
+// written.
+func TestEsptoolStub(t *testing.T) {
+	tool := esptoolPath(t)
+	for _, chip := range chips {
+		t.Run(chip, func(t *testing.T) {
+			m, err := New(chip, Options{Board: "meter-e", Seed: 12})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			link := filepath.Join(dir, "tty")
+			pt, err := sim.OpenPTY(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := LineConfig()
+			cfg.Fast = true
+			line := sim.NewLine(cfg)
+			var con console
+			line.Tap(con.tap)
+			line.Attach(pt)
+			d := sim.NewDevice(chip, m, line)
+			defer d.Close()
+			d.SetBoot(true)
+			d.SetPower(true)
+
+			base := []string{"--chip", chip, "--port", link, "--baud", "115200", "--before", "no_reset", "--after", "no_reset"}
+			img := appImage(t, chip, "3.0", 40<<10+100)
+			file := filepath.Join(dir, "app.bin")
+			if err := os.WriteFile(file, img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			off := "0x0"
+			if m.BootOffset() != 0 {
+				off = "0x1000"
+			}
+			out := esptool(t, tool, append(base, "write_flash", off, file)...)
+			for _, want := range []string{"Stub running...", "Hash of data verified"} {
+				if !strings.Contains(out, want) {
+					t.Fatalf("esptool write_flash lacks %q:\n%s", want, out)
+				}
+			}
+			// esptool left the stub with a soft reset (FLASH_END "reboot"):
+			// with GPIO0 still low the ROM is back, and the next esptool
+			// uploads the stub again.
+			out = esptool(t, tool, append(base, "verify_flash", off, file)...)
+			if !strings.Contains(out, "verify OK") || !strings.Contains(out, "Uploading stub") {
+				t.Fatalf("esptool verify_flash:\n%s", out)
+			}
+			back := filepath.Join(dir, "back.bin")
+			esptool(t, tool, append(base, "read_flash", off, "5000", back)...)
+			if got, _ := os.ReadFile(back); !bytes.Equal(got, img[:5000]) {
+				t.Fatalf("esptool read_flash read %d bytes that differ from the image", len(got))
+			}
+			esptool(t, tool, append(base, "erase_region", "0x200000", "0x2000")...)
+			d.SetBoot(false)
+			d.SetReset(true)
+			d.SetReset(false)
+			con.waitFor(t, "meter-e firmware v3.0 (id "+m.Serial()+")", 10*time.Second)
+			if st := m.Stats(); st.SectorsErased < 2 {
+				t.Errorf("Stats() = %+v, want the erased sectors counted", st)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"io"
 
 	"github.com/unbrick/unbrick/bootloader/esprom"
@@ -32,8 +33,11 @@ type rom struct {
 	pos       uint32 // next address to program (deflate)
 	inf       *inflater
 
-	mem bool // MEM_BEGIN seen
-	out []byte
+	mem     bool // MEM_BEGIN seen
+	out     []byte
+	buf     []byte
+	pending []byte // received bytes not yet decoded
+	stub    *stub  // the flasher stub, once esptool has started it
 	// done is set when the run must end: the unit jumped to code.
 	done bool
 }
@@ -48,25 +52,48 @@ func (r *rom) run() {
 	}
 	r.s.SetBaud(0) // autobaud: follow the host
 	r.baud = 115200
-	buf := make([]byte, 4096)
 	for !r.done {
-		n, err := r.s.Read(buf)
+		pkt, err := r.nextPacket()
 		if err != nil {
 			return
 		}
-		for _, b := range buf[:n] {
+		if r.stub != nil {
+			err = r.stub.handle(pkt)
+		} else {
+			err = r.handle(pkt)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// errHung ends a run whose HangAfter fault fired.
+var errHung = errors.New("espsim: unit hung")
+
+// nextPacket returns the next SLIP packet the host sends, dropping bytes
+// outside packets and malformed packets. It is valid until the next call.
+func (r *rom) nextPacket() ([]byte, error) {
+	for {
+		for len(r.pending) > 0 {
+			b := r.pending[0]
+			r.pending = r.pending[1:]
 			if r.countByte() {
 				<-r.s.Context().Done()
-				return
+				return nil, errHung
 			}
-			pkt, err := r.dec.Feed(b)
-			if err != nil || pkt == nil {
-				continue
-			}
-			if r.handle(pkt) != nil || r.done {
-				return
+			if pkt, err := r.dec.Feed(b); err == nil && pkt != nil {
+				return pkt, nil
 			}
 		}
+		if r.buf == nil {
+			r.buf = make([]byte, 4096)
+		}
+		n, err := r.s.Read(r.buf)
+		if err != nil {
+			return nil, err
+		}
+		r.pending = r.buf[:n]
 	}
 }
 
@@ -92,7 +119,11 @@ func (r *rom) reply(op byte, value uint32, data []byte, status, code byte) error
 	if status != 0 {
 		r.m.count(func(st *Stats) { st.Errors++ })
 	}
-	pkt := esprom.AppendResponse(nil, op, value, data, status, code, r.m.v.chip.StatusLen)
+	statusLen := r.m.v.chip.StatusLen
+	if r.stub != nil {
+		statusLen = 2 // the flasher stub sends two on every chip
+	}
+	pkt := esprom.AppendResponse(nil, op, value, data, status, code, statusLen)
 	r.out = esprom.AppendSLIP(r.out[:0], pkt)
 	r.m.mu.Lock()
 	if r.m.faults.MangleAnswers > 0 {
@@ -235,15 +266,14 @@ func (r *rom) handle(pkt []byte) error {
 		if err := r.ok(req.Op, 0, nil); err != nil {
 			return err
 		}
-		if binary.LittleEndian.Uint32(d) == 0 { // no entry: stay
-			r.mem = false
+		r.mem = false
+		if binary.LittleEndian.Uint32(d) != 0 { // "do not execute": stay
 			return nil
 		}
-		// The model runs no uploaded code (no flasher stub): the core
-		// sits in it until the next reset.
-		<-r.s.Context().Done()
-		r.done = true
-		return nil
+		// The model knows one program sent to RAM: esptool's flasher stub.
+		// It greets the host with OHAI and takes over the line.
+		r.stub = newStub(r)
+		return r.stub.greet()
 	}
 	return r.fail(req.Op, esprom.CodeInvalidMessage)
 }
@@ -388,11 +418,14 @@ func (r *rom) end(req esprom.Request) error {
 	if err := r.ok(req.Op, 0, nil); err != nil {
 		return err
 	}
+	r.done = true
 	if binary.LittleEndian.Uint32(req.Data) == 0 {
-		// "Run user code": the ROM jumps to the image in flash.
-		r.m.runImage(r.s)
-		r.done = true
+		// Reboot: a software reset, after which the strap decides again.
+		r.s.Reset()
+		return nil
 	}
+	// Run user code: the ROM jumps into the image in flash.
+	r.m.runImage(r.s)
 	return nil
 }
 
