@@ -42,6 +42,11 @@ func (c webControl) Start(slot int) error { return c.st.Start(slot, "", "operato
 
 func (c webControl) Release(slot int, by string) error { return c.st.Release(slot, by) }
 
+// StartScanned starts a slot's job for the unit whose label was scanned.
+func (c webControl) StartScanned(slot int, serial string) error {
+	return c.st.Start(slot, serial, "operator")
+}
+
 // webRecords answers the dashboard from the database.
 type webRecords struct{ s *db.Store }
 

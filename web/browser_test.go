@@ -91,6 +91,12 @@ func TestOperatorPageInChromium(t *testing.T) {
 	b.bus.Publish(jobs.Event{Slot: 2, Kind: jobs.KindState, State: jobs.Present, Serial: "0x1F2E3D"})
 	waitFor(t, ctx, "slot 2 present with Start", tileIs(2, `t.dataset.state === "present" && q("state").textContent === "Present"
 		&& shown(q("start")) && !shown(q("release")) && q("serial").textContent.includes("0x1F2E3D")`))
+	// The operator scans the unit's label (a scanner types fast and ends
+	// with Enter), then taps Start: the serial goes with the start.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("AVR-000077\r")); err != nil {
+		t.Fatalf("typing a scan: %v", err)
+	}
+	waitFor(t, ctx, "the scan badge", `(() => { const s = document.getElementById("scan"); return !s.hidden && s.textContent.includes("AVR-000077"); })()`)
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#slot-2 .start"))); err != nil {
 		t.Fatalf("clicking Start on slot 2: %v", err)
 	}
@@ -102,6 +108,13 @@ func TestOperatorPageInChromium(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Start on slot 2's tile posted nothing")
 	}
+	b.control.mu.Lock()
+	scans := fmt.Sprint(b.control.scans)
+	b.control.mu.Unlock()
+	if scans != "[2 AVR-000077]" {
+		t.Errorf("the scan went with the start as %s, want [2 AVR-000077]", scans)
+	}
+	waitFor(t, ctx, "the scan badge gone", `document.getElementById("scan").hidden`)
 	waitFor(t, ctx, "slot 2 running", tileIs(2, `t.dataset.state === "running" && q("state").textContent === "Running"
 		&& !shown(q("start")) && shown(q("bar"))`))
 

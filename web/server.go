@@ -22,7 +22,7 @@
 //	GET  /assets/...               embedded scripts and styles
 //	GET  /api/slots                every slot, as a JSON array of [SlotView]
 //	GET  /api/slots/{n}            one slot
-//	POST /api/slots/{n}/start      start the slot's job (operators)
+//	POST /api/slots/{n}/start      start the slot's job (operators); {"serial": S} for a scanned label
 //	POST /api/slots/{n}/release    release a quarantined slot (supervisor session)
 //	GET  /ws                       websocket: a snapshot, then every change ([Message])
 //	GET  /api/yield?by=all|revision|slot|recipe&since=24h
@@ -40,6 +40,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -64,6 +65,13 @@ type Control interface {
 	// Release returns quarantined slot n to service; by names the
 	// supervisor who released it.
 	Release(slot int, by string) error
+}
+
+// ScanStarter is a Control that can start a job for a unit identified by a
+// barcode scan: the serial number on its label, for chips that cannot
+// report one. A start request carrying {"serial": "..."} uses it.
+type ScanStarter interface {
+	StartScanned(slot int, serial string) error
 }
 
 // Config says what the server serves.
@@ -273,7 +281,25 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "this station cannot start jobs from the web page")
 		return
 	}
-	if err := s.cfg.Control.Start(st.Slot); err != nil {
+	var body struct {
+		Serial string `json:"serial"`
+	}
+	if r.ContentLength != 0 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&body); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("start slot %d: the request body is not JSON like {\"serial\": \"SN123\"}: %v", st.Slot, err))
+			return
+		}
+	}
+	serial := strings.TrimSpace(body.Serial)
+	var err error
+	if ss, ok := s.cfg.Control.(ScanStarter); ok && serial != "" {
+		err = ss.StartScanned(st.Slot, serial)
+	} else if serial != "" {
+		err = fmt.Errorf("this station does not take scanned serial numbers")
+	} else {
+		err = s.cfg.Control.Start(st.Slot)
+	}
+	if err != nil {
 		writeError(w, http.StatusConflict, fmt.Sprintf("slot %d did not start: %v", st.Slot, err))
 		return
 	}

@@ -28,6 +28,7 @@ type control struct {
 	mu       sync.Mutex
 	started  []int
 	released []string // "slot by"
+	scans    []string // "slot serial"
 	starts   chan int // if set, receives every started slot
 }
 
@@ -52,6 +53,13 @@ func (c *control) Start(slot int) error {
 		c.starts <- slot
 	}
 	return nil
+}
+
+func (c *control) StartScanned(slot int, serial string) error {
+	c.mu.Lock()
+	c.scans = append(c.scans, fmt.Sprintf("%d %s", slot, serial))
+	c.mu.Unlock()
+	return c.Start(slot)
 }
 
 func (c *control) Release(slot int, by string) error {
@@ -335,6 +343,39 @@ func TestSlotErrors(t *testing.T) {
 	json.Unmarshal([]byte(r.body), &e)
 	if r.code != http.StatusConflict || !strings.Contains(e.Error, "slot 1 did not start: slot is quarantined") {
 		t.Errorf("POST start refused by Control = %d %s, want 409 with the reason", r.code, r.body)
+	}
+}
+
+// TestStartWithScan: a start carrying a scanned serial number reaches the
+// station with it; a malformed body is refused.
+func TestStartWithScan(t *testing.T) {
+	b := newBench(t, nil)
+	b.bus.Publish(jobs.Event{Slot: 1, Kind: jobs.KindState, State: jobs.Present})
+	req, _ := http.NewRequest("POST", b.ts.URL+"/api/slots/1/start", strings.NewReader(`{"serial": " AVR-000042 "}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST start with a scan = %d", resp.StatusCode)
+	}
+	b.control.mu.Lock()
+	scans := fmt.Sprint(b.control.scans)
+	b.control.mu.Unlock()
+	if scans != "[1 AVR-000042]" {
+		t.Errorf("StartScanned calls = %s, want [1 AVR-000042]", scans)
+	}
+	req, _ = http.NewRequest("POST", b.ts.URL+"/api/slots/1/start", strings.NewReader(`{"serial": `))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = b.client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("POST start with a broken body = %d, want 400", resp.StatusCode)
 	}
 }
 

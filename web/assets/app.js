@@ -111,10 +111,39 @@ async function post(url, body) {
   return { ok: r.ok, status: r.status, data };
 }
 
+// Barcode scanner: a USB scanner types the label's code fast and ends it
+// with Enter. The last code scanned goes with the next Start tapped, for
+// units whose chip cannot report a serial number.
+let scanned = "";
+let keys = "";
+let lastKey = 0;
+const scanBadge = document.getElementById("scan");
+document.addEventListener("keydown", (ev) => {
+  if (dialog.open || ev.ctrlKey || ev.altKey || ev.metaKey) return;
+  const now = performance.now();
+  if (now - lastKey > 100) keys = "";
+  lastKey = now;
+  if (ev.key === "Enter") {
+    if (keys.length >= 4) {
+      scanned = keys;
+      scanBadge.textContent = `scanned ${scanned}: tap Start on its slot`;
+      scanBadge.hidden = false;
+    }
+    keys = "";
+  } else if (ev.key.length === 1) {
+    keys += ev.key;
+  }
+});
+
 async function startSlot(n, button) {
   button.disabled = true;
   try {
-    const r = await post(`/api/slots/${n}/start`);
+    const body = scanned ? { serial: scanned } : undefined;
+    const r = await post(`/api/slots/${n}/start`, body);
+    if (r.ok && scanned) {
+      scanned = "";
+      scanBadge.hidden = true;
+    }
     if (!r.ok) say(r.data.error || `Slot ${n} did not start (HTTP ${r.status}).`);
   } catch (e) {
     say(`Slot ${n} did not start: the station does not answer.`);
