@@ -65,7 +65,8 @@ type Client struct {
 
 	chip      Chip
 	haveChip  bool
-	statusLen int // learnt from SYNC's answer; 0 before
+	statusLen int  // learnt from SYNC's answer; 0 before
+	stub      bool // SYNC was answered with value 0: esptool's flasher stub runs
 	baud      int
 
 	dec   SLIPDecoder
@@ -126,6 +127,12 @@ func (c *Client) Chip() (Chip, bool) { return c.chip, c.haveChip }
 // SetChip tells the client which family it talks to, for hosts that know
 // it without Identify.
 func (c *Client) SetChip(ch Chip) { c.chip, c.haveChip, c.statusLen = ch, true, ch.StatusLen }
+
+// Stub reports whether the unit answered SYNC as esptool's flasher stub
+// does (value 0): a stub left running by esptool (--after no_reset_stub)
+// rather than the ROM. The client then uses the stub's forms: raw MD5s,
+// ERASE_REGION and RUN_USER_CODE.
+func (c *Client) Stub() bool { return c.stub }
 
 func (c *Client) logf(format string, args ...any) {
 	if c.opts.Log != nil {
@@ -334,8 +341,9 @@ func (c *Client) syncOnce(ctx context.Context) error {
 			return err
 		}
 		c.statusLen = n
-		if r.Value == 0 {
-			c.logf("sync: answered with value 0: the flasher stub, not the ROM, is running")
+		c.stub = r.Value == 0
+		if c.stub {
+			c.logf("sync: answered with value 0: esptool's flasher stub, not the ROM, is running")
 		}
 		c.logf("sync: synced (%d status bytes)", n)
 		return nil
@@ -375,6 +383,12 @@ func (c *Client) Identify(ctx context.Context) (Info, error) {
 	chip, ok := ChipByMagic(magic)
 	if !ok {
 		return info, &UnknownChipError{Magic: magic}
+	}
+	if c.stub {
+		// The stub has what the ROM lacks (but reads flash only by its
+		// streamed READ_FLASH, which the client does not speak) and sends
+		// two status bytes.
+		chip.StatusLen, chip.Deflate, chip.MD5, chip.ChangeBaud, chip.Attach, chip.EraseBug, chip.ReadFlash = 2, true, true, true, true, false, false
 	}
 	if c.statusLen != 0 && c.statusLen != chip.StatusLen {
 		return info, &ProtocolError{Op: OpReadReg, Msg: fmt.Sprintf("the unit says it is an %s, whose ROM sends %d status bytes, but it sent %d", chip.Name, chip.StatusLen, c.statusLen)}
@@ -432,7 +446,11 @@ func (c *Client) ChangeBaud(ctx context.Context, baud int) error {
 		return fmt.Errorf("esprom: CHANGE_BAUDRATE to %d: the port cannot change its rate", baud)
 	}
 	d := binary.LittleEndian.AppendUint32(nil, uint32(baud))
-	d = binary.LittleEndian.AppendUint32(d, 0) // the ROM takes 0; the stub the old rate
+	old := uint32(0) // the ROM takes 0; the stub the old rate
+	if c.stub {
+		old = uint32(c.baud)
+	}
+	d = binary.LittleEndian.AppendUint32(d, old)
 	if _, err := c.command(ctx, OpChangeBaudrate, 0, d, 0, 0, 0); err != nil {
 		return err
 	}
@@ -604,8 +622,12 @@ func (c *Client) WriteFlashDeflate(ctx context.Context, offset uint32, data []by
 	z := Compress(data)
 	bs := uint32(c.opts.BlockSize)
 	blocks := (uint32(len(z)) + bs - 1) / bs
-	// The ROM takes the erase size rounded up to whole blocks.
+	// The ROM takes the erase size rounded up to whole blocks, the stub
+	// the exact size.
 	eraseSize := (uint32(len(data)) + bs - 1) / bs * bs
+	if c.stub {
+		eraseSize = uint32(len(data))
+	}
 	if _, err := c.command(ctx, OpFlashDeflBegin, 0, beginParams(eraseSize, blocks, bs, offset), 0, eraseWork(eraseSize), offset); err != nil {
 		return err
 	}
@@ -637,6 +659,14 @@ func (c *Client) FlashMD5(ctx context.Context, addr, size uint32) ([md5.Size]byt
 	d = binary.LittleEndian.AppendUint32(d, size)
 	d = append(d, make([]byte, 8)...)
 	work := time.Duration(int64(md5BudgetPerMiB) * int64(size) >> 20)
+	if c.stub { // the stub answers 16 raw bytes
+		r, err := c.command(ctx, OpSPIFlashMD5, 0, d, md5.Size, work, addr)
+		if err != nil {
+			return sum, err
+		}
+		copy(sum[:], r.Data)
+		return sum, nil
+	}
 	r, err := c.command(ctx, OpSPIFlashMD5, 0, d, 32, work, addr)
 	if err != nil {
 		return sum, err
@@ -712,6 +742,13 @@ func (c *Client) EraseRegion(ctx context.Context, addr, size uint32) error {
 	if addr%SectorSize != 0 {
 		return fmt.Errorf("esprom: erase at 0x%06X: the address must be a multiple of 4 KiB", addr)
 	}
+	if c.stub { // the stub erases as it writes: FLASH_BEGIN erases nothing
+		size = (size + SectorSize - 1) / SectorSize * SectorSize
+		d := binary.LittleEndian.AppendUint32(nil, addr)
+		d = binary.LittleEndian.AppendUint32(d, size)
+		_, err := c.command(ctx, OpEraseRegion, 0, d, 0, eraseWork(size), addr)
+		return err
+	}
 	bs := uint32(c.opts.BlockSize)
 	_, err := c.command(ctx, OpFlashBegin, 0, beginParams(c.eraseSize(addr, size), 0, bs, addr), 0, eraseWork(size), addr)
 	return err
@@ -734,6 +771,9 @@ func (c *Client) EraseAll(ctx context.Context) error {
 func (c *Client) Run(ctx context.Context) error {
 	if err := c.needChip(OpFlashEnd); err != nil {
 		return err
+	}
+	if c.stub { // RUN_USER_CODE is not answered
+		return c.send(OpRunUserCode, 0, nil)
 	}
 	// An empty FLASH_BEGIN first: the ROM takes FLASH_END only in flash mode.
 	if err := c.EraseRegion(ctx, 0, 0); err != nil {

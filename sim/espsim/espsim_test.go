@@ -663,3 +663,89 @@ func TestLongSession(t *testing.T) {
 		}
 	})
 }
+
+// loadStub sends what esptool sends to start its flasher stub: a RAM
+// upload and MEM_END with the entry point, and waits for OHAI.
+func (u *unit) loadStub() {
+	u.t.Helper()
+	code := bytes.Repeat([]byte{0x36, 0x41, 0x00}, 100)
+	send(u.t, u, esprom.OpMemBegin, 0, beginWords(uint32(len(code)), 1, 0x1800, 0x40090000))
+	expectStatus(u.t, u, esprom.OpMemBegin, 0, 0)
+	send(u.t, u, esprom.OpMemData, esprom.Checksum(code), append(beginWords(uint32(len(code)), 0, 0, 0), code...))
+	expectStatus(u.t, u, esprom.OpMemData, 0, 0)
+	send(u.t, u, esprom.OpMemEnd, 0, beginWords(0, 0x40090004, 0, 0)[:8])
+	got := u.quiet(200 * time.Millisecond)
+	if !bytes.Contains(got, esprom.AppendSLIP(nil, []byte("OHAI"))) {
+		u.t.Fatalf("after MEM_END the unit sent % X, want OHAI", got)
+	}
+}
+
+// TestFlasherStub: a unit whose ROM started esptool's flasher stub (as a
+// crashed or --after no_reset_stub esptool leaves it) is still flashed:
+// the client sees SYNC answered with 0 and uses the stub's forms.
+func TestFlasherStub(t *testing.T) {
+	for _, chip := range chips {
+		t.Run(chip, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				u := newUnit(t, chip, Options{Board: "meter-e"})
+				c, _ := u.connect()
+				u.loadStub()
+				c = esprom.New(u.host, esprom.Options{})
+				ctx := context.Background()
+				if err := c.Sync(ctx); err != nil {
+					t.Fatalf("Sync() with the stub = %v", err)
+				}
+				info, err := c.Identify(ctx)
+				if err != nil || !c.Stub() || info.MAC != u.m.MAC() {
+					t.Fatalf("Identify() = %v, %v, Stub() = %v; want the unit, through the stub", info, err, c.Stub())
+				}
+				if err := c.SPIAttach(ctx); err != nil {
+					t.Fatal(err)
+				}
+				img := appImage(t, chip, "4.0", 20<<10)
+				off := u.m.BootOffset()
+				// The stub inflates on the ESP8266 too, and erases as it writes.
+				if _, err := c.Flash(ctx, off, img, esprom.FlashOptions{Compress: true, Delta: true}, nil); err != nil {
+					t.Fatalf("Flash() = %v", err)
+				}
+				if err := c.Verify(ctx, off, img); err != nil {
+					t.Fatalf("Verify() with the stub's raw MD5 = %v", err)
+				}
+				if err := c.EraseRegion(ctx, 0x100000, 0x1000); err != nil {
+					t.Fatalf("EraseRegion() = %v", err)
+				}
+				if err := c.Run(ctx); err != nil {
+					t.Fatalf("Run() = %v", err)
+				}
+				u.readUntil("meter-e firmware v4.0", 2*time.Second)
+			})
+		})
+	}
+}
+
+// TestFlashEndReboot: FLASH_END with "reboot" resets the unit; with GPIO0
+// still low it comes back in download mode.
+func TestFlashEndReboot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, "esp32", Options{})
+		c, _ := u.connect()
+		ctx := context.Background()
+		if err := c.EraseRegion(ctx, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.FlashEnd(ctx, true); err != nil {
+			t.Fatalf("FlashEnd(reboot) = %v", err)
+		}
+		// The client may have read the boot line along with the answer:
+		// judge by the unit's boots once it is idle.
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if n := u.m.Stats().BootloaderRuns; n != 2 {
+			t.Errorf("download mode ran %d times, want twice", n)
+		}
+		b := u.dev.Boots()
+		if last := b[len(b)-1]; last.Cause != sim.Software || !last.Strap {
+			t.Errorf("last boot = %+v, want a software reset into download mode", last)
+		}
+	})
+}
