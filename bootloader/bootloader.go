@@ -195,3 +195,19 @@ func (c *Conn) Discard(ctx context.Context, quiet, most time.Duration) (int, err
 	}
 	return total, nil
 }
+
+// Sleep waits d or until ctx is done, and returns ctx's error if it is. A
+// d of zero or less only checks ctx.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

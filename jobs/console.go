@@ -145,27 +145,7 @@ func (c *Console) Expect(ctx context.Context, re *regexp.Regexp, within time.Dur
 }
 
 // Drain reads whatever arrives for d, keeping it.
-func (c *Console) Drain(ctx context.Context, d time.Duration) error {
-	buf := make([]byte, 512)
-	end := time.Now().Add(d)
-	for {
-		left := time.Until(end)
-		if left <= 0 {
-			return nil
-		}
-		n, err := c.conn.ReadSome(ctx, buf, left, "console text")
-		if n > 0 {
-			c.add(buf[:n])
-		}
-		if err != nil {
-			var te *bootloader.TimeoutError
-			if errors.As(err, &te) {
-				return nil
-			}
-			return err
-		}
-	}
-}
+func (c *Console) Drain(ctx context.Context, d time.Duration) error { return c.Settle(ctx, d, d) }
 
 // Settle reads until the unit has been quiet for quiet, or for at most
 // most, keeping what arrives: the rest of a banner after the line a check

@@ -36,7 +36,7 @@ func (d STM32) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 	if delay == 0 {
 		delay = 20 * time.Millisecond
 	}
-	if err := sleep(ctx, delay); err != nil {
+	if err := bootloader.Sleep(ctx, delay); err != nil {
 		return nil, Identity{}, err
 	}
 	c := stm32.New(port, o)

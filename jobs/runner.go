@@ -575,7 +575,7 @@ func (u *run) do(ctx context.Context, st Step) error {
 	case StepEnter:
 		return u.enter(ctx)
 	case StepWait:
-		return sleep(ctx, st.Within)
+		return bootloader.Sleep(ctx, st.Within)
 	case StepBoot:
 		return u.boot(ctx)
 	case StepReset:
@@ -952,7 +952,7 @@ func (u *run) runActions(ctx context.Context, acts []Action) *Failure {
 				return classify("set "+string(a.Role), err)
 			}
 		case ActWait:
-			if err := sleep(ctx, a.Wait); err != nil {
+			if err := bootloader.Sleep(ctx, a.Wait); err != nil {
 				return classify("wait", err)
 			}
 			if a.Max > 0 {
@@ -966,7 +966,7 @@ func (u *run) runActions(ctx context.Context, acts []Action) *Failure {
 			if err := u.slot.set(ctx, a.Role, true); err != nil {
 				return classify("pulse "+string(a.Role), err)
 			}
-			err := sleep(ctx, a.Wait)
+			err := bootloader.Sleep(ctx, a.Wait)
 			if e := u.slot.set(ctx, a.Role, false); err == nil {
 				err = e
 			}
@@ -987,18 +987,4 @@ func (u *run) runActions(ctx context.Context, acts []Action) *Failure {
 		last = time.Now()
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

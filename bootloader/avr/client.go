@@ -122,7 +122,7 @@ func (c *Client) Sync(ctx context.Context) error {
 			if err := c.opts.Reset(ctx); err != nil {
 				return fmt.Errorf("avr: reset for sync attempt %d: %w", i, err)
 			}
-			if err := sleep(ctx, c.opts.ResetDelay); err != nil {
+			if err := bootloader.Sleep(ctx, c.opts.ResetDelay); err != nil {
 				return err
 			}
 		}
@@ -148,21 +148,6 @@ func (c *Client) Sync(ctx context.Context) error {
 		op += " without a reset hook (optiboot listens only for about 1 s after an external reset)"
 	}
 	return &bootloader.TimeoutError{Op: op, After: time.Duration(c.opts.SyncAttempts) * c.opts.SyncWait, Got: seen}
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // awaitSync reads until the pair STK_INSYNC STK_OK arrives, within

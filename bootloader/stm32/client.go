@@ -155,20 +155,6 @@ func (c *Client) wire(n int) time.Duration {
 	return time.Duration(int64(n) * 2 * int64(c.opts.BitsPerByte) * int64(time.Second) / int64(c.opts.Baud))
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // portError wraps an error of the port itself: closed, unplugged.
 func portError(what string, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrClosedPipe) {
@@ -257,7 +243,7 @@ func (c *Client) Sync(ctx context.Context) error {
 			if err := c.opts.Reset(ctx); err != nil {
 				return fmt.Errorf("stm32: sync: reset hook: %w", err)
 			}
-			if err := sleep(ctx, c.opts.ResetDelay); err != nil {
+			if err := bootloader.Sleep(ctx, c.opts.ResetDelay); err != nil {
 				return err
 			}
 		}
@@ -749,7 +735,7 @@ func (c *Client) Verify(ctx context.Context, addr uint32, data []byte, progress 
 // resetting finishes a command after which the unit resets itself: wait
 // for the ROM to start again and sync.
 func (c *Client) resetting(ctx context.Context, cmd byte) error {
-	if err := sleep(ctx, c.opts.ResetDelay); err != nil {
+	if err := bootloader.Sleep(ctx, c.opts.ResetDelay); err != nil {
 		return err
 	}
 	if err := c.Sync(ctx); err != nil {
