@@ -146,20 +146,6 @@ func (c *Client) wire(n int) time.Duration {
 	return time.Duration(int64(n) * 2 * 10 * int64(time.Second) / int64(c.baud))
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func portError(what string, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrClosedPipe) {
 		return fmt.Errorf("esprom: %s: the port closed (unit unplugged?): %w", what, err)
@@ -279,7 +265,7 @@ func (c *Client) Sync(ctx context.Context) error {
 			if err := c.opts.Reset(ctx); err != nil {
 				return fmt.Errorf("esprom: sync: reset into download mode: %w", err)
 			}
-			if err := sleep(ctx, c.opts.ResetDelay); err != nil {
+			if err := bootloader.Sleep(ctx, c.opts.ResetDelay); err != nil {
 				return err
 			}
 			if err := c.flush(ctx); err != nil {
@@ -459,7 +445,7 @@ func (c *Client) ChangeBaud(ctx context.Context, baud int) error {
 	}
 	c.baud = baud
 	// Bytes the ROM sent while both sides switched are garbage.
-	if err := sleep(ctx, 20*time.Millisecond); err != nil {
+	if err := bootloader.Sleep(ctx, 20*time.Millisecond); err != nil {
 		return err
 	}
 	return c.flush(ctx)

@@ -71,7 +71,7 @@ func runSteps(ctx context.Context, l bootloader.ModemLines, name string, steps [
 		if err != nil {
 			return fmt.Errorf("esprom: %s reset: set DTR/RTS: %w (a pseudo-terminal has no modem lines)", name, err)
 		}
-		if err := sleep(ctx, s.wait); err != nil {
+		if err := bootloader.Sleep(ctx, s.wait); err != nil {
 			return err
 		}
 	}
