@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/unbrick/unbrick/bootloader/avr"
 	"github.com/unbrick/unbrick/sim"
+	"github.com/unbrick/unbrick/sim/simtest"
 )
 
 // writeHex writes data at base as Intel HEX: 16-byte data records,
@@ -45,54 +45,6 @@ func writeHex(w io.Writer, base uint32, data []byte) error {
 	return bw.Flush()
 }
 
-// traffic collects what crosses a line.
-type traffic struct {
-	mu     sync.Mutex
-	rx, tx bytes.Buffer
-}
-
-func (tr *traffic) tap(dir byte, b []byte) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if dir == '<' {
-		tr.rx.Write(b)
-	} else {
-		tr.tx.Write(b)
-	}
-}
-
-func (tr *traffic) sent() []byte {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return append([]byte(nil), tr.tx.Bytes()...)
-}
-
-func (tr *traffic) received() []byte {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return append([]byte(nil), tr.rx.Bytes()...)
-}
-
-// waitSent waits until the unit has sent want.
-func (tr *traffic) waitSent(t *testing.T, want string, within time.Duration) {
-	t.Helper()
-	end := time.Now().Add(within)
-	for time.Now().Before(end) {
-		if bytes.Contains(tr.sent(), []byte(want)) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real process's effect, not synchronising goroutines
-	}
-	t.Fatalf("the unit never sent %q within %v; it sent %q", want, within, tail(tr.sent(), 200))
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
 func avrdude(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -109,8 +61,8 @@ func avrdude(t *testing.T, args ...string) string {
 func clientInitCommands(t *testing.T, part string) (setDevice, setDeviceExt []byte) {
 	synctest.Test(t, func(t *testing.T) {
 		u := newUnit(t, part, Options{})
-		var tr traffic
-		u.dev.Line.Tap(tr.tap)
+		var tr simtest.Traffic
+		u.dev.Line.Tap(tr.Tap)
 		u.dev.SetPower(true)
 		c := u.client()
 		if err := c.Sync(context.Background()); err != nil {
@@ -119,7 +71,7 @@ func clientInitCommands(t *testing.T, part string) (setDevice, setDeviceExt []by
 		if _, err := c.Identify(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		rx := tr.received()
+		rx := tr.Received()
 		i := bytes.Index(rx, []byte{avr.CmdReadSign, avr.SyncCRCEOP}) + 2
 		setDevice, setDeviceExt = rx[i:i+22], rx[i+22:i+29]
 	})
@@ -157,8 +109,8 @@ func TestAvrdude(t *testing.T) {
 				t.Fatal(err)
 			}
 			line := sim.NewLine(sim.LineConfig{Fast: true})
-			var tr traffic
-			line.Tap(tr.tap)
+			var tr simtest.Traffic
+			line.Tap(tr.Tap)
 			line.Attach(pt)
 			d := sim.NewDevice(tt.part, m, line)
 			defer d.Close()
@@ -171,7 +123,7 @@ func TestAvrdude(t *testing.T) {
 			}
 			port.Close()
 			d.SetPower(true)
-			tr.waitSent(t, "uno-r3 firmware v1.0 (id SN-7)", 10*time.Second)
+			tr.WaitSent(t, "uno-r3 firmware v1.0 (id SN-7)", 10*time.Second)
 
 			img := appImage(t, tt.part, "2.0", tt.size)
 			f, err := os.Create(filepath.Join(dir, "app.hex"))
@@ -190,7 +142,7 @@ func TestAvrdude(t *testing.T) {
 			if want := fmt.Sprintf("%d bytes of flash verified", len(img)); !strings.Contains(out, want) {
 				t.Fatalf("avrdude output lacks %q:\n%s", want, out)
 			}
-			tr.waitSent(t, "uno-r3 firmware v2.0 (id SN-7)", 10*time.Second)
+			tr.WaitSent(t, "uno-r3 firmware v2.0 (id SN-7)", 10*time.Second)
 			snap := m.Flash().Snapshot()
 			if !bytes.Equal(snap[:len(img)], img) {
 				t.Fatal("after avrdude's write the flash does not hold the image")
@@ -198,7 +150,7 @@ func TestAvrdude(t *testing.T) {
 
 			// avrdude initialises the unit as this package's client does.
 			sd, sde := clientInitCommands(t, tt.part)
-			if rx := tr.received(); !bytes.Contains(rx, sd) || !bytes.Contains(rx, sde) {
+			if rx := tr.Received(); !bytes.Contains(rx, sd) || !bytes.Contains(rx, sde) {
 				t.Errorf("avrdude did not send the client's SET_DEVICE % X and SET_DEVICE_EXT % X", sd, sde)
 			}
 

@@ -13,6 +13,7 @@ import (
 	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/bootloader/avr"
 	"github.com/unbrick/unbrick/sim"
+	"github.com/unbrick/unbrick/sim/simtest"
 )
 
 // unit is a simulated unit on an in-memory link, for tests under synctest.
@@ -49,41 +50,14 @@ func (u *unit) client() *avr.Client {
 	return avr.New(u.host, avr.Options{Reset: u.pulse})
 }
 
-// readUntil reads from the host side until the text contains want, or
-// fails after within.
+// readUntil reads from the host side until the text contains want.
 func (u *unit) readUntil(want string, within time.Duration) string {
 	u.t.Helper()
-	var got []byte
-	buf := make([]byte, 256)
-	end := time.Now().Add(within)
-	u.host.SetReadTimeout(20 * time.Millisecond)
-	for time.Now().Before(end) {
-		n, err := u.host.Read(buf)
-		got = append(got, buf[:n]...)
-		if bytes.Contains(got, []byte(want)) {
-			return string(got)
-		}
-		if err != nil {
-			break
-		}
-	}
-	u.t.Fatalf("after %v the unit sent %q, want it to contain %q", within, got, want)
-	return ""
+	return simtest.ReadUntil(u.t, u.host, want, within)
 }
 
-// quiet returns what the unit sends within d.
-func (u *unit) quiet(d time.Duration) []byte {
-	var got []byte
-	buf := make([]byte, 256)
-	u.host.SetReadTimeout(d)
-	for {
-		n, _ := u.host.Read(buf)
-		if n == 0 {
-			return got
-		}
-		got = append(got, buf[:n]...)
-	}
-}
+// quiet returns what the unit sends until it is quiet for d.
+func (u *unit) quiet(d time.Duration) []byte { return simtest.Quiet(u.host, d) }
 
 func appImage(t *testing.T, part, version string, size int) []byte {
 	t.Helper()

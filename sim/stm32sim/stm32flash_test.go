@@ -7,50 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.bug.st/serial"
 
 	"github.com/unbrick/unbrick/sim"
+	"github.com/unbrick/unbrick/sim/simtest"
 )
-
-// traffic collects what crosses a line.
-type traffic struct {
-	mu     sync.Mutex
-	rx, tx bytes.Buffer
-}
-
-func (tr *traffic) tap(dir byte, b []byte) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if dir == '<' {
-		tr.rx.Write(b)
-	} else {
-		tr.tx.Write(b)
-	}
-}
-
-func (tr *traffic) sent() []byte {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return bytes.Clone(tr.tx.Bytes())
-}
-
-// waitSent waits until the unit has sent want.
-func (tr *traffic) waitSent(t *testing.T, want string, within time.Duration) {
-	t.Helper()
-	end := time.Now().Add(within)
-	for time.Now().Before(end) {
-		if bytes.Contains(tr.sent(), []byte(want)) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real process's effect, not synchronising goroutines
-	}
-	s := tr.sent()
-	t.Fatalf("the unit never sent %q within %v; it sent %q", want, within, s[max(0, len(s)-200):])
-}
 
 func stm32flash(t *testing.T, args ...string) string {
 	t.Helper()
@@ -116,8 +80,8 @@ func TestStm32flash(t *testing.T) {
 				t.Fatal(err)
 			}
 			line := sim.NewLine(sim.LineConfig{Fast: true})
-			var tr traffic
-			line.Tap(tr.tap)
+			var tr simtest.Traffic
+			line.Tap(tr.Tap)
 			line.Attach(pt)
 			d := sim.NewDevice(tt.part, m, line)
 			defer d.Close()
@@ -163,7 +127,7 @@ func TestStm32flash(t *testing.T) {
 			before := m.Stats()
 			out = stm32flash(t, append(port, "-w", bin, "-v", "-g", "0x0", pt.Path())...)
 			mustContain(t, out, "Wrote and verified address", "Starting execution at address 0x08000000... done.")
-			tr.waitSent(t, "sensor-b firmware v2.0 (id "+m.Serial()+")", 10*time.Second)
+			tr.WaitSent(t, "sensor-b firmware v2.0 (id "+m.Serial()+")", 10*time.Second)
 			snap := m.Flash().Snapshot()
 			if !bytes.Equal(snap[:len(img)], img) {
 				t.Fatal("after stm32flash's write the flash does not hold the image")

@@ -14,6 +14,7 @@ import (
 	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/bootloader/stm32"
 	"github.com/unbrick/unbrick/sim"
+	"github.com/unbrick/unbrick/sim/simtest"
 )
 
 var ctx = context.Background()
@@ -73,22 +74,7 @@ func (u *unit) client(o stm32.Options) *stm32.Client {
 // readUntil reads from the host side until the text contains want.
 func (u *unit) readUntil(want string, within time.Duration) string {
 	u.t.Helper()
-	var got []byte
-	buf := make([]byte, 256)
-	end := time.Now().Add(within)
-	u.host.SetReadTimeout(20 * time.Millisecond)
-	for time.Now().Before(end) {
-		n, err := u.host.Read(buf)
-		got = append(got, buf[:n]...)
-		if bytes.Contains(got, []byte(want)) {
-			return string(got)
-		}
-		if err != nil {
-			break
-		}
-	}
-	u.t.Fatalf("after %v the unit sent %q, want it to contain %q", within, got, want)
-	return ""
+	return simtest.ReadUntil(u.t, u.host, want, within)
 }
 
 // exchange writes raw bytes and returns what comes back within d.
