@@ -2,10 +2,31 @@ package esprom
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
+
+// lineLog records DTR and RTS writes.
+type lineLog struct{ ops []string }
+
+func (l *lineLog) SetDTR(on bool) error {
+	l.ops = append(l.ops, fmt.Sprintf("DTR=%d", b2i(on)))
+	return nil
+}
+func (l *lineLog) SetRTS(on bool) error {
+	l.ops = append(l.ops, fmt.Sprintf("RTS=%d", b2i(on)))
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func TestAppendSLIP(t *testing.T) {
 	tests := []struct {
@@ -221,6 +242,16 @@ func TestParseEntry(t *testing.T) {
 		if _, err := ParseEntry(name); err != nil {
 			t.Errorf("ParseEntry(%q) = %v", name, err)
 		}
+	}
+	var l lineLog
+	if err := ModemReset(context.Background(), &l, "unix-tight"); err != nil {
+		t.Fatal(err)
+	}
+	// Both lines end off; EN was held low (RTS on, DTR off) and then
+	// released with GPIO0 low (DTR on, RTS off).
+	want := []string{"DTR=0", "RTS=0", "DTR=1", "RTS=1", "DTR=0", "RTS=1", "DTR=1", "RTS=0", "DTR=0", "RTS=0", "DTR=0"}
+	if strings.Join(l.ops, " ") != strings.Join(want, " ") {
+		t.Errorf("unix-tight on lines without an atomic setter = %v, want %v", l.ops, want)
 	}
 	if _, err := ParseEntry("gpio"); err == nil {
 		t.Errorf("ParseEntry(\"gpio\") = nil error; the bench's lines are not a modem sequence")

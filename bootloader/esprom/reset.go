@@ -115,3 +115,13 @@ func UnixTightReset(l bootloader.ModemLines, delay time.Duration) func(context.C
 		})
 	}
 }
+
+// ModemReset runs the named DTR/RTS entry sequence ("classic" or
+// "unix-tight") on lines with the default delay.
+func ModemReset(ctx context.Context, lines bootloader.ModemLines, sequence string) error {
+	seq, err := ParseEntry(sequence)
+	if err != nil {
+		return err
+	}
+	return seq(lines)(ctx)
+}
