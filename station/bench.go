@@ -91,6 +91,9 @@ func (h *Hardware) BuildSlots(b *fixtures.Bench) ([]*jobs.Slot, error) {
 				if err != nil {
 					return nil, err
 				}
+				if l := p.Latency; l.File != "" && l.Before != l.After {
+					h.Log.Info("tuned the adapter's latency timer", "slot", num, "port", p.Path, "from", l.Before, "to", l.After)
+				}
 				for _, n := range p.Notes {
 					h.Log.Debug("port", "slot", num, "note", n)
 				}
