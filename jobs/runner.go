@@ -769,7 +769,9 @@ func (u *run) enter(ctx context.Context) error {
 
 // toBootloader sets the port for the bootloader's protocol.
 func (u *run) toBootloader() error {
-	if bs, ok := u.port.(bootloader.BaudSetter); ok && u.plan.ConsoleBaud != 0 && u.plan.ConsoleBaud != u.plan.Port.Baud {
+	// Always: a driver may have raised the rate for the transfer
+	// (CHANGE_BAUDRATE) or the console left it elsewhere.
+	if bs, ok := u.port.(bootloader.BaudSetter); ok && u.plan.Port.Baud != 0 {
 		return bs.SetBaud(u.plan.Port.Baud)
 	}
 	return nil
@@ -781,8 +783,12 @@ func (u *run) toConsole(ctx context.Context) *Failure {
 	if ir, ok := u.port.(bootloader.InputResetter); ok {
 		ir.ResetInputBuffer()
 	}
-	if bs, ok := u.port.(bootloader.BaudSetter); ok && u.plan.ConsoleBaud != 0 && u.plan.ConsoleBaud != u.plan.Port.Baud {
-		if err := bs.SetBaud(u.plan.ConsoleBaud); err != nil {
+	baud := u.plan.ConsoleBaud
+	if baud == 0 {
+		baud = u.plan.Port.Baud
+	}
+	if bs, ok := u.port.(bootloader.BaudSetter); ok && baud != 0 {
+		if err := bs.SetBaud(baud); err != nil {
 			return classify("console baud", err)
 		}
 	}

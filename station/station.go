@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unbrick/unbrick/bootloader/esprom"
 	"github.com/unbrick/unbrick/db"
 	"github.com/unbrick/unbrick/jobs"
 )
@@ -148,7 +149,7 @@ func Open(cfg Config) (*Station, error) {
 	if drivers == nil {
 		drivers = Drivers()
 	}
-	runner := &jobs.Runner{Bus: st.Bus, Rec: record{store}, Drivers: drivers, Retries: cfg.Retries}
+	runner := &jobs.Runner{Bus: st.Bus, Rec: record{store}, Drivers: drivers, Retries: cfg.Retries, ModemReset: esprom.ModemReset}
 	runner.Observe = cfg.Observe
 	workers := cfg.Workers
 	st.Pool = &jobs.Pool{Runner: runner, Health: record{store}, Threshold: cfg.Threshold, Workers: workers, Done: cfg.Done}
@@ -158,9 +159,10 @@ func Open(cfg Config) (*Station, error) {
 // Drivers returns a driver for every protocol the station speaks.
 func Drivers() map[string]jobs.Driver {
 	return map[string]jobs.Driver{
-		"stm32": jobs.STM32{},
-		"avr":   jobs.AVR{},
-		"uboot": jobs.UBoot{},
+		"stm32":  jobs.STM32{},
+		"avr":    jobs.AVR{},
+		"uboot":  jobs.UBoot{},
+		"esprom": jobs.ESP{},
 	}
 }
 

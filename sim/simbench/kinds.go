@@ -11,8 +11,8 @@ import (
 
 // Kinds returns every kind of part the virtual bench can build.
 func Kinds() []*Kind {
-	uboot := UBoot
-	return []*Kind{STM32F103(), STM32F407(), ATmega328P(), &uboot}
+	uboot, esp32, esp8266 := UBoot, ESP32, ESP8266
+	return []*Kind{STM32F103(), STM32F407(), ATmega328P(), &esp32, &esp8266, &uboot}
 }
 
 // boards names the board each kind of demo unit is.
