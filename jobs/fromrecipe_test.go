@@ -25,6 +25,7 @@ import (
 	"github.com/unbrick/unbrick/recipes"
 	"github.com/unbrick/unbrick/sim"
 	"github.com/unbrick/unbrick/sim/avrsim"
+	"github.com/unbrick/unbrick/sim/espsim"
 	"github.com/unbrick/unbrick/sim/stm32sim"
 )
 
@@ -65,36 +66,16 @@ func exampleImages(t testing.TB) map[string][]byte {
 		boot[i] = byte(i * 7)
 	}
 	out["optiboot-8.0.hex"] = firmware.FormatHex([]firmware.Segment{{Addr: 0x7E00, Data: boot}}, 0)
-	// ESP32 "meter-e" and ESP8266 "plug-d": raw application images with
-	// the ESP image header (magic 0xE9, one segment).
-	out["meter-e-1.5.0.bin"] = must(sim.BuildApp(espHeader(true), espDescOffset, 64<<10, "1.5.0", "meter-e"))
-	out["plug-d-1.1.0.bin"] = must(sim.BuildApp(espHeader(false), espDescOffset, 32<<10, "1.1.0", "plug-d"))
+	// ESP32 "meter-e" and ESP8266 "plug-d": application images in the ESP
+	// image format, as the ESP models boot them (the ESP32's from its
+	// factory partition at 0x10000, behind ESP-IDF's bootloader).
+	out["meter-e-1.5.0.bin"] = must(espsim.AppImage("esp32", "1.5.0", "meter-e", 64<<10))
+	out["plug-d-1.1.0.bin"] = must(espsim.AppImage("esp8266", "1.1.0", "plug-d", 32<<10))
 	// The A/B Linux board "hmi-a": a legacy uImage kernel and a squashfs
 	// root file system, as the U-Boot model builds them.
 	out["hmi-a-kernel-2.1.0.uimg"] = must(exampleKernel("2.1.0", "hmi-a", 64<<10))
 	out["hmi-a-rootfs-2.1.0.squashfs"] = must(exampleRootFS("2.1.0", "hmi-a", 64<<10))
 	return out
-}
-
-// espDescOffset is where the ESP example images carry the sim descriptor:
-// after the image header and the first segment's header.
-const espDescOffset = 0x40
-
-// espHeader returns the ESP image header (esptool's image format: magic
-// 0xE9, segment count, SPI mode, size and frequency, entry point; the ESP32
-// adds a 16-byte extended header) and the first segment's header.
-func espHeader(esp32 bool) []byte {
-	h := []byte{0xE9, 1, 2, 0x20}
-	entry, load := uint32(0x40100004), uint32(0x40100000)
-	if esp32 {
-		entry, load = 0x400D0018, 0x3F400020
-	}
-	h = binary.LittleEndian.AppendUint32(h, entry)
-	if esp32 {
-		h = append(h, 0xEE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) // wp pin, drive, chip 0 (ESP32), ...
-	}
-	h = binary.LittleEndian.AppendUint32(h, load)
-	return binary.LittleEndian.AppendUint32(h, 0) // the segment's length: the sim does not read it
 }
 
 // exampleKernel is a legacy uImage (U-Boot include/image.h): a 64-byte

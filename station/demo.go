@@ -57,9 +57,10 @@ func NewDemo(cfg DemoConfig) (*Demo, error) {
 	drivers := Drivers()
 	kinds := cfg.Kinds
 	if len(kinds) == 0 {
-		// Every kind the station can recover.
+		// Every kind the station can recover with a released recipe (a
+		// draft runs only on staging slots: `unbrick recipe test`).
 		for _, k := range simbench.Kinds() {
-			if r := book.ForModel(simbench.DemoBoard(k.Name)); r != nil && drivers[k.Protocol] != nil {
+			if r := book.ForModel(simbench.DemoBoard(k.Name)); r != nil && r.Released() && drivers[k.Protocol] != nil {
 				kinds = append(kinds, k.Name)
 			}
 		}

@@ -457,8 +457,36 @@ func (m *Model) boot(s *sim.Session) {
 	m.runImage(s)
 }
 
+// BootloaderTarget is the target an image at the ESP32's boot offset
+// carries when it is the second-stage bootloader rather than an
+// application: it loads the application from AppOffset, as ESP-IDF's
+// bootloader loads the factory partition.
+const BootloaderTarget = "idf-bootloader"
+
+// AppOffset is where the ESP32's second-stage bootloader finds the
+// application: the factory app partition of ESP-IDF's default table.
+const AppOffset = 0x10000
+
+// BootloaderImage returns a second-stage bootloader for the named chip: a
+// valid ESP image that, at boot, loads the application at AppOffset.
+func BootloaderImage(chip string) ([]byte, error) {
+	return AppImage(chip, "5.1", BootloaderTarget, 16<<10)
+}
+
 func (m *Model) runImage(s *sim.Session) {
-	d, err := m.checkImage()
+	d, err := m.checkImageAt(m.v.bootOffset)
+	if err == nil && d.Target == BootloaderTarget {
+		// ESP-IDF's second stage: it reports itself, then loads the app.
+		lines := []string{fmt.Sprintf("I (29) boot: ESP-IDF v%s 2nd stage bootloader", d.Version),
+			fmt.Sprintf("I (35) boot: Loaded app from partition at offset 0x%x", AppOffset)}
+		if m.printROM(s, lines) != nil {
+			return
+		}
+		d, err = m.checkImageAt(AppOffset)
+		if err != nil {
+			err = fmt.Errorf("E (41) esp_image: %v\r\nE (45) boot: Factory app partition is not bootable", err)
+		}
+	}
 	if err != nil {
 		m.count(func(st *Stats) { st.BootFailures++ })
 		s.SetBaud(m.v.chip.BootBaud)
@@ -487,10 +515,9 @@ var (
 	ErrImageTruncated = errors.New("image runs past the end of flash")
 )
 
-// checkImage checks the image at BootOffset as the ROM (header, segment
+// checkImageAt checks the image at off as the ROM (header, segment
 // count, entry point) and the sim boot code (descriptor, CRC) do.
-func (m *Model) checkImage() (sim.AppDescriptor, error) {
-	off := m.v.bootOffset
+func (m *Model) checkImageAt(off uint32) (sim.AppDescriptor, error) {
 	mem, err := m.flash.Read(off, m.flash.Size()-int(off))
 	if err != nil || len(mem) < DescOffset+sim.DescriptorSize {
 		return sim.AppDescriptor{}, fmt.Errorf("%w: no room for an image at 0x%X", ErrInvalidHeader, off)

@@ -19,7 +19,7 @@ import (
 // compression nor MD5 (every byte is written, and the ROM's read-back of
 // each block vouches for it), and it prints its boot messages at 74880.
 //
-// Unit states: good (a valid image of the old version at the boot offset),
+// Unit states: good (a valid image of the old version where it boots from),
 // bricked (the image's second half erased by a cut-short upgrade), app-bad
 // (one 4 KiB sector near the end of the image damaged: delta flashing
 // rewrites only the chunk holding it), erased (nothing in flash: the ROM
@@ -30,10 +30,18 @@ var ESP32, ESP8266 = espKind("esp32", 0x00F01D83), espKind("esp8266", 0xFFF0C101
 const espImageSize = 64 << 10
 
 func espKind(chip string, magic uint32) Kind {
+	// The ESP32 runs ESP-IDF's layout: the second-stage bootloader at the
+	// boot offset (0x1000, never rewritten by a recovery), the application
+	// in the factory partition at 0x10000. The ESP8266 boots its
+	// application straight from 0.
+	idf := chip == "esp32"
 	image := func(version, board string) ([]byte, uint32, error) {
 		off, err := espsim.BootOffset(chip)
 		if err != nil {
 			return nil, 0, err
+		}
+		if idf {
+			off = espsim.AppOffset
 		}
 		img, err := espsim.AppImage(chip, version, board, espImageSize)
 		return img, off, err
@@ -59,9 +67,25 @@ func espKind(chip string, magic uint32) Kind {
 			} else if img, err = flashImage(s.State, good); err != nil {
 				return nil, err
 			}
-			m, err := espsim.New(chip, espsim.Options{Board: s.Board, Seed: s.Seed, Image: img})
+			if !idf {
+				m, err := espsim.New(chip, espsim.Options{Board: s.Board, Seed: s.Seed, Image: img})
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", chip, err)
+				}
+				return m, nil
+			}
+			boot, err := espsim.BootloaderImage(chip)
+			if err != nil {
+				return nil, err
+			}
+			m, err := espsim.New(chip, espsim.Options{Board: s.Board, Seed: s.Seed, Image: boot})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", chip, err)
+			}
+			if img != nil {
+				if err := m.Flash().Load(espsim.AppOffset, img); err != nil {
+					return nil, err
+				}
 			}
 			return m, nil
 		},
