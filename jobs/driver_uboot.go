@@ -36,7 +36,7 @@ func (d UBoot) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 	}
 	st, err := ubootStorage(plan.Options)
 	if err != nil {
-		return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault, Reason: err.Error(), Hint: hintSupervisor}
+		return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault, Reason: err.Error(), Hint: hintSetup}
 	}
 	attempts := d.Attempts
 	if attempts <= 0 {
@@ -74,12 +74,12 @@ func (d UBoot) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		v, err := c.Env(ctx, "loadaddr")
 		if err != nil {
 			return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault,
-				Reason: fmt.Sprintf("the unit has no loadaddr variable (%v) and the recipe sets no loadaddr option", err), Hint: hintSupervisor, Err: err}
+				Reason: fmt.Sprintf("the unit has no loadaddr variable (%v) and the recipe sets no loadaddr option", err), Hint: hintSetup, Err: err}
 		}
 		a, perr := strconv.ParseUint(strings.TrimPrefix(v, "0x"), 16, 32)
 		if perr != nil || a == 0 {
 			return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault,
-				Reason: fmt.Sprintf("the unit's loadaddr %q is not a 32-bit hexadecimal address; set the recipe's loadaddr option", v), Hint: hintSupervisor}
+				Reason: fmt.Sprintf("the unit's loadaddr %q is not a 32-bit hexadecimal address; set the recipe's loadaddr option", v), Hint: hintSetup}
 		}
 		st.LoadAddr = uint32(a)
 	}

@@ -52,6 +52,7 @@ const (
 	hintMoveSlot    = "move the unit to another slot; if that slot fails too, the unit goes to repair"
 	hintRepair      = "put the unit in the repair bin: its flash does not keep what is written"
 	hintSupervisor  = "call a supervisor: the station refused this job before touching the unit"
+	hintSetup       = "call a supervisor: the recipe or the station's setup needs fixing; the unit is not to blame"
 	hintNoSync      = "check the unit sits fully in the slot and its cable is seated, then start again"
 )
 

@@ -653,7 +653,7 @@ func (u *run) do(ctx context.Context, st Step) error {
 	case StepRestore:
 		b, ok := u.backups[st.Name]
 		if !ok {
-			return &Failure{Class: "recipe-error", Fault: StationFault, Reason: fmt.Sprintf("%s: restore %s: no backup of that name was taken in this strategy", st.Pos, st.Name), Hint: hintSupervisor}
+			return &Failure{Class: "recipe-error", Fault: StationFault, Reason: fmt.Sprintf("%s: restore %s: no backup of that name was taken in this strategy", st.Pos, st.Name), Hint: hintSetup}
 		}
 		if f := u.writable(Region{b.addr, uint32(len(b.data))}, "restore "+st.Name); f != nil {
 			return f
@@ -665,7 +665,7 @@ func (u *run) do(ctx context.Context, st Step) error {
 	case StepProvision:
 		v, err := u.r.Rec.Allocate(ctx, u.res.Attempt, st.Pool)
 		if err != nil {
-			return &Failure{Class: "pool-error", Fault: StationFault, Reason: fmt.Sprintf("provision from pool %s: %v", st.Pool, err), Hint: hintSupervisor, Err: err}
+			return &Failure{Class: "pool-error", Fault: StationFault, Reason: fmt.Sprintf("provision from pool %s: %v", st.Pool, err), Hint: hintSetup, Err: err}
 		}
 		data := provisionBytes(v)
 		if f := u.writable(Region{st.Addr, uint32(len(data))}, "provision"); f != nil {
@@ -695,7 +695,7 @@ func provisionBytes(v string) []byte {
 
 func (u *run) needs(st Step, what string) error {
 	return &Failure{Class: "recipe-error", Fault: StationFault,
-		Reason: fmt.Sprintf("%s: step %s needs %s", st.Pos, st.Label(), what), Hint: hintSupervisor}
+		Reason: fmt.Sprintf("%s: step %s needs %s", st.Pos, st.Label(), what), Hint: hintSetup}
 }
 
 // progress returns a Progress that publishes at most one event a percent.
@@ -758,7 +758,7 @@ func (u *run) enter(ctx context.Context) error {
 		err := u.r.Rec.UnitIdentified(ctx, u.res.Attempt, UnitInfo{Serial: serial, Protocol: u.plan.Protocol,
 			Chip: id.ChipName, Revision: u.j.Revision, Model: u.plan.Model})
 		if err != nil {
-			return &Failure{Class: "record-error", Fault: StationFault, Reason: fmt.Sprintf("cannot record unit %s: %v", serial, err), Hint: hintSupervisor, Err: err}
+			return &Failure{Class: "record-error", Fault: StationFault, Reason: fmt.Sprintf("cannot record unit %s: %v", serial, err), Hint: hintSetup, Err: err}
 		}
 		u.identified = true
 		u.emit(Event{Kind: KindLog, Serial: serial, Text: fmt.Sprintf("identified %s %s", id.ChipName, serial)})
@@ -811,7 +811,7 @@ func (u *run) boot(ctx context.Context) error {
 		s, ok := u.target.(Starter)
 		if u.target == nil || !ok {
 			return &Failure{Class: "recipe-error", Fault: StationFault,
-				Reason: fmt.Sprintf("recipe %s has no boot sequence and its bootloader cannot start the application by itself", u.plan.Recipe), Hint: hintSupervisor}
+				Reason: fmt.Sprintf("recipe %s has no boot sequence and its bootloader cannot start the application by itself", u.plan.Recipe), Hint: hintSetup}
 		}
 		if f := u.toConsole(ctx); f != nil {
 			return f
