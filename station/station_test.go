@@ -1,12 +1,18 @@
 package station
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/unbrick/unbrick/db"
 	"github.com/unbrick/unbrick/gpio"
@@ -231,5 +237,76 @@ func TestOneOwnerPerSlot(t *testing.T) {
 	}
 	if err := st.Start(9, "", "a"); err == nil {
 		t.Error("Start on a slot that does not exist did not fail")
+	}
+}
+
+// TestTamperedImageIsRefused: an image file changed after it was signed and
+// catalogued is refused before the unit is touched; the record says why,
+// and the sim lines' timeline shows the slot's lines were never asserted.
+func TestTamperedImageIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	keys, err := InstallExamples(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hex := filepath.Join(dir, "recipes", "images", "sensor-b-1.2.0.hex")
+	b, err := os.ReadFile(hex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Change one data digit of the first record (and fix nothing else: the
+	// record's checksum no longer matches, or the bytes' hash does not).
+	i := bytes.IndexByte(b[9:], '0') + 9
+	b[i] = '1'
+	os.WriteFile(hex, b, 0o644)
+	book, err := LoadBook(filepath.Join(dir, "recipes"), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := book.ForModel("sensor-b")
+	bench, err := simbench.New(filepath.Join(dir, "ports"), simbench.Kinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bench.Close()
+	u, err := bench.Add(simbench.Spec{Slot: 1, Kind: "stm32f103", Board: "sensor-b", Revision: r.Match.Revisions[0], State: simbench.Bricked, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Plug()
+	hw := SimHardware(bench, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	js, err := hw.BuildSlots(SimFixtures(bench, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan *jobs.Result, 1)
+	st, err := Open(Config{DataDir: dir, Slots: []SlotConfig{{Slot: js[0], Recipe: r.Name, Revision: r.Match.Revisions[0]}},
+		Plans: book.Plans, Done: func(r *jobs.Result) { results <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	before := bench.Bank.Timeline.Len()
+	if err := st.Start(1, "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	res := <-results
+	if res.Outcome != jobs.OutcomeRefused || res.Failure == nil || !strings.HasPrefix(res.Failure.Class, "image-") {
+		t.Fatalf("tampered image: %s %+v, want refused with an image class", res.Outcome, res.Failure)
+	}
+	a, err := st.Store.Attempt(context.Background(), res.Attempt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Outcome != db.Refused || a.Reason == "" || a.Hint == "" || a.Fault != "refused" {
+		t.Errorf("the record of the refusal = %+v, want refused with a reason and a hint", a)
+	}
+	for _, c := range bench.Bank.Timeline.Changes()[before:] {
+		if c.Level == pgpio.High && strings.HasSuffix(c.Pin, ".power") {
+			t.Errorf("a refused job switched %s on", c.Pin)
+		}
+	}
+	if u.Device.Powered() || len(u.Device.Boots()) != 0 {
+		t.Errorf("the unit was powered (%d boots) by a refused job", len(u.Device.Boots()))
 	}
 }
