@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"flag"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +26,7 @@ import (
 	"github.com/unbrick/unbrick/sim/avrsim"
 	"github.com/unbrick/unbrick/sim/espsim"
 	"github.com/unbrick/unbrick/sim/stm32sim"
+	"github.com/unbrick/unbrick/sim/ubootsim"
 )
 
 var updateExamples = flag.Bool("update-examples", false, "rewrite the example recipes' images and signatures in testdata/recipes/images")
@@ -73,48 +73,9 @@ func exampleImages(t testing.TB) map[string][]byte {
 	out["plug-d-1.1.0.bin"] = must(espsim.AppImage("esp8266", "1.1.0", "plug-d", 32<<10))
 	// The A/B Linux board "hmi-a": a legacy uImage kernel and a squashfs
 	// root file system, as the U-Boot model builds them.
-	out["hmi-a-kernel-2.1.0.uimg"] = must(exampleKernel("2.1.0", "hmi-a", 64<<10))
-	out["hmi-a-rootfs-2.1.0.squashfs"] = must(exampleRootFS("2.1.0", "hmi-a", 64<<10))
+	system, _, err := ubootsim.Bundle("2.1.0", "hmi-a", ubootsim.BenchLayout, "a")
+	out["hmi-a-system-2.1.0.img"] = must(system, err)
 	return out
-}
-
-// exampleKernel is a legacy uImage (U-Boot include/image.h): a 64-byte
-// big-endian header with CRCs, then a stand-in zImage carrying the sim
-// descriptor 0x200 bytes in.
-func exampleKernel(version, target string, size int) ([]byte, error) {
-	zimage := make([]byte, 0x30)
-	binary.LittleEndian.PutUint32(zimage[0x24:], 0x016f2818)
-	data, err := sim.BuildApp(zimage, 0x200, size-64, version, target)
-	if err != nil {
-		return nil, err
-	}
-	h := make([]byte, 64)
-	be := binary.BigEndian
-	be.PutUint32(h[0:], 0x27051956)
-	be.PutUint32(h[8:], 1704700000)
-	be.PutUint32(h[12:], uint32(len(data)))
-	be.PutUint32(h[16:], 0x80008000)
-	be.PutUint32(h[20:], 0x80008000)
-	be.PutUint32(h[24:], crc32.ChecksumIEEE(data))
-	h[28], h[29], h[30], h[31] = 5, 2, 2, 0 // Linux, ARM, kernel, uncompressed
-	copy(h[32:], "Linux-"+version)
-	be.PutUint32(h[4:], crc32.ChecksumIEEE(h))
-	return append(h, data...), nil
-}
-
-// exampleRootFS is a squashfs superblock followed by the sim descriptor.
-func exampleRootFS(version, target string, size int) ([]byte, error) {
-	sb := make([]byte, 96)
-	le := binary.LittleEndian
-	le.PutUint32(sb[0:], 0x73717368)
-	le.PutUint32(sb[4:], 42)
-	le.PutUint32(sb[8:], 1704700000)
-	le.PutUint32(sb[12:], 128<<10)
-	le.PutUint16(sb[20:], 4)
-	le.PutUint16(sb[22:], 17)
-	le.PutUint16(sb[28:], 4)
-	le.PutUint64(sb[40:], uint64(size))
-	return sim.BuildApp(sb, 96, size, version, target)
 }
 
 // exampleELF returns a little-endian 32-bit ARM executable with one PT_LOAD
@@ -299,7 +260,7 @@ func TestFromRecipeFields(t *testing.T) {
 		t.Errorf("check = %+v, want send status\\r within 2s", c)
 	}
 	u, _, _ := compileExample(t, "uboot-hmi-a.yaml")
-	if u.Options["load_address"] != "0x82000000" || u.Strategies[0].Steps[1].Kind != StepBootSlot || u.Strategies[0].Steps[1].Slot != "b" {
+	if u.Options["loadaddr"] != "0x82000000" || u.Strategies[0].Steps[1].Kind != StepBootSlot || u.Strategies[0].Steps[1].Slot != "b" {
 		t.Errorf("uboot plan: options %v, first strategy %+v", u.Options, u.Strategies[0])
 	}
 }

@@ -464,15 +464,26 @@ func (u *run) observe(ctx context.Context) *Failure {
 	if d == 0 {
 		d = 2 * time.Second
 	}
+	if v := u.plan.Options["observe"]; v != "" {
+		// A board that takes long to say what is wrong (U-Boot counting
+		// down its bootdelay first) asks for longer in its recipe.
+		if od, err := time.ParseDuration(v); err == nil && od > 0 {
+			d = od
+		}
+	}
 	seq := u.startStep(ctx, "diagnose")
 	f := u.toConsole(ctx)
 	if f == nil {
 		f = u.runActions(ctx, []Action{{Kind: ActSet, Role: gpio.Power, On: false}, {Kind: ActSet, Role: gpio.Boot, On: false},
 			{Kind: ActWait, Wait: 20 * time.Millisecond}, {Kind: ActSet, Role: gpio.Power, On: true}})
 	}
-	if f == nil {
-		if err := u.console.Drain(ctx, d); err != nil {
+	// Read until a diagnosis rule matches, or for d.
+	for end := time.Now().Add(d); f == nil && time.Now().Before(end); {
+		if err := u.console.Drain(ctx, min(100*time.Millisecond, time.Until(end))); err != nil {
 			f = classify("diagnose", err)
+		}
+		if dg, _ := u.match(u.console.Text()); dg != nil {
+			break
 		}
 	}
 	if f != nil {

@@ -359,7 +359,12 @@ func (d *decoder) recipe(r *Recipe, n *yaml.Node) {
 }
 
 // optionKeys are the driver options a recipe may set.
-var optionKeys = []string{"load_address", "storage", "block_size", "prompt", "flash_mode", "flash_freq", "flash_size", "stub", "readout_unprotect"}
+var optionKeys = []string{
+	"storage", "mmcdev", "loadaddr", // U-Boot (see jobs/driver_uboot.go)
+	"entry", "compress", "delta", "delta_chunk", "flash_baud", "flash_size", // ESP ROM (jobs/driver_esp.go)
+	"readout_unprotect", // STM32
+	"observe",           // how long to read the console to diagnose a unit before recovery (a duration; default 2s)
+}
 
 func (d *decoder) list(n *yaml.Node, what string) []*yaml.Node {
 	if n == nil {
