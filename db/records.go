@@ -209,8 +209,12 @@ type Finish struct {
 	Strategy     string // the strategy that worked (or the last one tried)
 	ImageSHA256  string // the image written, if it changed since the start
 	ImageVersion string
-	Bytes        int64
-	Finished     time.Time // zero means now
+	// NoImage says the attempt wrote no image after all (a strategy that
+	// booted the fallback slot): the image it planned at the start is
+	// cleared from the record.
+	NoImage  bool
+	Bytes    int64
+	Finished time.Time // zero means now
 }
 
 // ErrFinished is returned when finishing an attempt that is not running.
@@ -253,12 +257,12 @@ func finishTx(tx *sql.Tx, id int64, f Finish) error {
 		return fmt.Errorf("%w (it %s)", ErrFinished, outcome)
 	}
 	_, err = tx.Exec(`UPDATE attempts SET outcome = ?, class = ?, fault = ?, reason = ?, hint = ?, strategy = ?,
-			image_sha256 = CASE WHEN ? != '' THEN ? ELSE image_sha256 END,
-			image_version = CASE WHEN ? != '' THEN ? ELSE image_version END,
+			image_sha256 = CASE WHEN ? THEN '' WHEN ? != '' THEN ? ELSE image_sha256 END,
+			image_version = CASE WHEN ? THEN '' WHEN ? != '' THEN ? ELSE image_version END,
 			bytes_written = ?, finished_at = ?
 		WHERE id = ?`,
 		string(f.Outcome), f.Class, f.Fault, f.Reason, f.Hint, f.Strategy,
-		f.ImageSHA256, f.ImageSHA256, f.ImageVersion, f.ImageVersion, f.Bytes, ms(f.Finished), id)
+		f.NoImage, f.ImageSHA256, f.ImageSHA256, f.NoImage, f.ImageVersion, f.ImageVersion, f.Bytes, ms(f.Finished), id)
 	if err != nil {
 		return err
 	}

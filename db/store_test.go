@@ -2,6 +2,7 @@ package db
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -22,6 +23,34 @@ func TestOpenConcurrently(t *testing.T) {
 	for range 4 {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestFinishWithoutImage: an attempt that planned an image but passed
+// without writing one (its fallback slot booted) names no image.
+func TestFinishWithoutImage(t *testing.T) {
+	s := open(t)
+	if err := s.UpsertUnit(ctx, Unit{Serial: "U2"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		noImage bool
+		want    string
+	}{{true, ""}, {false, strings.Repeat("d", 64)}} {
+		id, err := s.StartAttempt(ctx, AttemptStart{Serial: "U2", Slot: 1, Recipe: "r", ImageSHA256: strings.Repeat("d", 64), ImageVersion: "2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FinishAttempt(ctx, id, Finish{Outcome: Passed, Strategy: "boot-fallback-slot", NoImage: tt.noImage}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.Attempt(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.ImageSHA256 != tt.want || (tt.noImage && a.ImageVersion != "") {
+			t.Errorf("NoImage %v: image %q v%q, want %q", tt.noImage, a.ImageSHA256, a.ImageVersion, tt.want)
 		}
 	}
 }

@@ -72,7 +72,13 @@ func NewDemo(cfg DemoConfig) (*Demo, error) {
 		if r == nil {
 			return nil, fmt.Errorf("demo: no recipe for %s units (board %s)", kn, simbench.DemoBoard(kn))
 		}
-		units = append(units, SimUnit{Kind: kn, Recipe: r.Name, State: simbench.Bricked})
+		state := simbench.Bricked
+		if kn == "uboot" && (i-1)/len(kinds)%2 == 0 {
+			// Every other A/B board lost both slots: its fallback slot
+			// does not boot either, and the recipe escalates to a reflash.
+			state = simbench.Erased
+		}
+		units = append(units, SimUnit{Kind: kn, Recipe: r.Name, State: state})
 	}
 	return NewSimStation(cfg, book, units, false)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/unbrick/unbrick/db"
 	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/jobs"
+	"github.com/unbrick/unbrick/sim/espsim"
 )
 
 // TestDemoRecoversEveryUnit runs the virtual bench end to end on real
@@ -21,7 +22,8 @@ import (
 // passed attempt with the image hash and the console log.
 func TestDemoRecoversEveryUnit(t *testing.T) {
 	dir := t.TempDir()
-	d, err := NewDemo(DemoConfig{Dir: dir, Units: 4, Kinds: []string{"stm32f103", "stm32f407", "atmega328p"}, Fast: true})
+	// Every family: the default kinds are every kind with a released recipe.
+	d, err := NewDemo(DemoConfig{Dir: dir, Units: 5, Fast: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,15 +48,15 @@ func TestDemoRecoversEveryUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(units) != 4 {
-		t.Errorf("the record holds %d units, want 4", len(units))
+	if len(units) != 5 {
+		t.Errorf("the record holds %d units, want 5", len(units))
 	}
 	as, err := d.Store.Attempts(ctx, db.Filter{Outcome: db.Passed})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(as) != 4 {
-		t.Fatalf("the record holds %d passed attempts, want 4", len(as))
+	if len(as) != 5 {
+		t.Fatalf("the record holds %d passed attempts, want 5", len(as))
 	}
 	for _, a := range as {
 		full, err := d.Store.Attempt(ctx, a.ID)
@@ -103,8 +105,8 @@ func TestDemoRecoversEveryUnit(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&tiles); err != nil {
 		t.Fatal(err)
 	}
-	if len(tiles) != 4 {
-		t.Fatalf("GET /api/slots gave %d tiles, want 4", len(tiles))
+	if len(tiles) != 5 {
+		t.Fatalf("GET /api/slots gave %d tiles, want 5", len(tiles))
 	}
 	for _, tile := range tiles {
 		if tile.State != "passed" || tile.Progress != 1 || tile.Serial == "" {
@@ -115,6 +117,41 @@ func TestDemoRecoversEveryUnit(t *testing.T) {
 	for _, u := range d.Bench.Units() {
 		if u.Device.Powered() {
 			t.Errorf("slot %d is powered after its job", u.Spec.Slot)
+		}
+	}
+}
+
+// TestOneFamilyFailingStallsNoOther: a unit of one family whose flash fails
+// (an ESP32 with worn flash) fails with its reason while a unit of every
+// other family is recovered beside it.
+func TestOneFamilyFailingStallsNoOther(t *testing.T) {
+	d, err := NewDemo(DemoConfig{Dir: t.TempDir(), Units: 5, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	bad := 0
+	for _, u := range d.Bench.Units() {
+		if m, ok := u.Model.(*espsim.Model); ok {
+			m.SetFaults(espsim.Faults{FailPrograms: 1 << 20})
+			bad = u.Spec.Slot
+		}
+	}
+	if bad == 0 {
+		t.Fatal("the demo bench has no ESP32 unit")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := d.RunAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		switch {
+		case r.Slot == bad && (r.Outcome != jobs.OutcomeFailed || r.Failure.Fault != jobs.UnitFault || r.Failure.Reason == ""):
+			t.Errorf("slot %d (worn flash): %s %+v, want a unit fault with a reason", r.Slot, r.Outcome, r.Failure)
+		case r.Slot != bad && r.Outcome != jobs.OutcomePassed:
+			t.Errorf("slot %d: %s %v, want passed beside the failing unit", r.Slot, r.Outcome, r.Failure)
 		}
 	}
 }

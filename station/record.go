@@ -67,6 +67,9 @@ func (r record) Finish(ctx context.Context, res *jobs.Result) error {
 		Outcome:  db.Outcome(res.Outcome),
 		Strategy: res.Strategy, ImageSHA256: res.ImageSHA256, ImageVersion: res.ImageVersion,
 		Bytes: res.Bytes, Finished: res.Finished,
+		// A pass that wrote nothing (the fallback slot booted) names no
+		// image; a failure keeps the one it was about to write.
+		NoImage: res.Outcome == jobs.OutcomePassed && res.ImageSHA256 == "",
 	}
 	if res.Failure != nil {
 		f.Class, f.Fault, f.Reason, f.Hint = res.Failure.Class, string(res.Failure.Fault), res.Failure.Error(), res.Failure.Hint
