@@ -42,7 +42,7 @@ func TestRecipeCheck(t *testing.T) {
 // TestRecipeTest runs `unbrick recipe test` on the examples the station
 // speaks, and on a recipe whose expectation the unit never meets.
 func TestRecipeTest(t *testing.T) {
-	for _, name := range []string{"stm32f103-sensor-b", "stm32f407-gateway-c", "atmega328p-uno-r3", "esp32-meter-e", "esp8266-plug-d"} {
+	for _, name := range []string{"stm32f103-sensor-b", "stm32f407-gateway-c", "atmega328p-uno-r3", "esp32-meter-e", "esp8266-plug-d", "uboot-hmi-a"} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
