@@ -22,15 +22,14 @@ import (
 // memRecorder keeps the record in memory for the runner's unit tests; the
 // station's tests hold the runner against the real SQLite store.
 type memRecorder struct {
-	mu       sync.Mutex
-	next     int64
-	steps    []string
-	console  bytes.Buffer
-	units    []UnitInfo
-	backups  map[string][]byte
-	results  []*Result
-	pool     int
-	finishes int
+	mu      sync.Mutex
+	next    int64
+	steps   []string
+	console bytes.Buffer
+	units   []UnitInfo
+	backups map[string][]byte
+	results []*Result
+	pool    int
 }
 
 func (m *memRecorder) StartAttempt(ctx context.Context, a AttemptInfo) (int64, error) {

@@ -283,7 +283,7 @@ func TestLoadExamples(t *testing.T) {
 	if s.Steps[1].Kind != StepBackup || s.Steps[5].Kind != StepRestore || s.Steps[5].Name != "nvs" {
 		t.Errorf("strategy %s = %+v, want backup ... restore nvs", s.Name, s.Steps)
 	}
-	r, ims, errs = CheckFile(filepath.Join(examples, "stm32f407-gateway-c.yaml"), keys)
+	_, ims, errs = CheckFile(filepath.Join(examples, "stm32f407-gateway-c.yaml"), keys)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

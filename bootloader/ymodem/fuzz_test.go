@@ -177,7 +177,7 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		synctest.Test(t, func(t *testing.T) {
 			files := []ymodem.File{{Name: name, Data: data}}
-			serr, got := transfer(t, sendY(files, ymodem.Options{BlockSize: bs}), recvY(ymodem.Options{}), nil)
+			got, serr := transfer(t, sendY(files, ymodem.Options{BlockSize: bs}), recvY(ymodem.Options{}), nil)
 			if serr != nil || got.err != nil {
 				t.Fatalf("Send = %v, Receive = %v", serr, got.err)
 			}

@@ -49,7 +49,7 @@ type result struct {
 
 // transfer runs a sender and a receiver against each other over an
 // in-memory line and returns both outcomes.
-func transfer(t *testing.T, send func(context.Context, bootloader.Port) error, recv func(context.Context, bootloader.Port) result, setup func(toRecv, toSend *wire)) (sendErr error, got result) {
+func transfer(t *testing.T, send func(context.Context, bootloader.Port) error, recv func(context.Context, bootloader.Port) result, setup func(toRecv, toSend *wire)) (got result, sendErr error) {
 	t.Helper()
 	a, b := portPair()
 	if setup != nil {
@@ -64,7 +64,7 @@ func transfer(t *testing.T, send func(context.Context, bootloader.Port) error, r
 	sendErr = send(ctx, a)
 	got = <-done
 	a.Close()
-	return sendErr, got
+	return got, sendErr
 }
 
 func recvY(o ymodem.Options) func(context.Context, bootloader.Port) result {
@@ -109,7 +109,7 @@ func TestYMODEMRoundTrip(t *testing.T) {
 					}
 					last, total = done, tot
 				}}
-				serr, got := transfer(t, sendY(files, o), recvY(ymodem.Options{}), nil)
+				got, serr := transfer(t, sendY(files, o), recvY(ymodem.Options{}), nil)
 				if serr != nil || got.err != nil {
 					t.Fatalf("Send = %v, Receive = %v", serr, got.err)
 				}
@@ -152,7 +152,7 @@ func TestXMODEMRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				data := payload(tt.n, 7)
-				serr, got := transfer(t,
+				got, serr := transfer(t,
 					func(ctx context.Context, p bootloader.Port) error {
 						return ymodem.SendXMODEM(ctx, p, data, ymodem.Options{BlockSize: tt.bs})
 					},
@@ -263,7 +263,7 @@ func TestImpairedLine(t *testing.T) {
 				so := ymodem.Options{StartTimeout: 10 * time.Second}
 				var hits atomic.Int32
 				setup := func(toRecv, toSend *wire) { tt.setup(toRecv, toSend, func() { hits.Add(1) }) }
-				serr, got := transfer(t, sendY(files, so), recvY(tt.ropt), setup)
+				got, serr := transfer(t, sendY(files, so), recvY(tt.ropt), setup)
 				if hits.Load() == 0 {
 					t.Fatal("the impairment never happened")
 				}

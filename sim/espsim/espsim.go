@@ -467,6 +467,16 @@ const BootloaderTarget = "idf-bootloader"
 // application: the factory app partition of ESP-IDF's default table.
 const AppOffset = 0x10000
 
+// idfBootError is what ESP-IDF's second stage prints when the app it loads
+// is not bootable.
+type idfBootError struct{ err error }
+
+func (e *idfBootError) Error() string {
+	return fmt.Sprintf("E (41) esp_image: %v\r\nE (45) boot: Factory app partition is not bootable", e.err)
+}
+
+func (e *idfBootError) Unwrap() error { return e.err }
+
 // BootloaderImage returns a second-stage bootloader for the named chip: a
 // valid ESP image that, at boot, loads the application at AppOffset.
 func BootloaderImage(chip string) ([]byte, error) {
@@ -484,7 +494,7 @@ func (m *Model) runImage(s *sim.Session) {
 		}
 		d, err = m.checkImageAt(AppOffset)
 		if err != nil {
-			err = fmt.Errorf("E (41) esp_image: %v\r\nE (45) boot: Factory app partition is not bootable", err)
+			err = &idfBootError{err}
 		}
 	}
 	if err != nil {

@@ -688,9 +688,9 @@ func TestFlasherStub(t *testing.T) {
 		t.Run(chip, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				u := newUnit(t, chip, Options{Board: "meter-e"})
-				c, _ := u.connect()
+				u.connect()
 				u.loadStub()
-				c = esprom.New(u.host, esprom.Options{})
+				c := esprom.New(u.host, esprom.Options{})
 				ctx := context.Background()
 				if err := c.Sync(ctx); err != nil {
 					t.Fatalf("Sync() with the stub = %v", err)

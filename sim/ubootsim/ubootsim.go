@@ -216,11 +216,11 @@ func (m *Model) install(s Slot, img SlotImage) error {
 	if img.Fault == WrongBoard {
 		target = "other-board"
 	}
-	kernel, fdt, rootfs, err := SlotImages(img.Version, target, m.layout)
+	kernel, _, rootfs, err := SlotImages(img.Version, target, m.layout)
 	if err != nil {
 		return err
 	}
-	fdt = DeviceTree(m.opts.board, "unbrick,"+m.opts.board)
+	fdt := DeviceTree(m.opts.board, "unbrick,"+m.opts.board)
 	switch img.Fault {
 	case BadKernelMagic:
 		kernel[0] ^= 0xFF
