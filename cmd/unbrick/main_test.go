@@ -211,3 +211,30 @@ func TestFlashRefusesBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestSimForAvrdude points the real avrdude at `unbrick sim --model
+// atmega328p`: it reads the part's signature through optiboot.
+func TestSimForAvrdude(t *testing.T) {
+	if _, err := exec.LookPath("avrdude"); err != nil {
+		t.Skip("avrdude is not installed (CI installs it): skipping")
+	}
+	bin := unbrickBinary(t)
+	link := filepath.Join(t.TempDir(), "ttyACM0")
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "sim", "--model", "atmega328p", "--link", link, "--fast")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	waitFor(t, "the sim's link", 30*time.Second, func() bool { _, err := os.Lstat(link); return err == nil })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got, err := exec.CommandContext(ctx, "avrdude", "-c", "arduino", "-p", "m328p", "-P", link, "-b", "115200").CombinedOutput()
+	if err != nil || !bytes.Contains(got, []byte("0x1e950f")) {
+		t.Fatalf("avrdude against `unbrick sim --model atmega328p`: %v\n%s\nsim said:\n%s", err, got, out.String())
+	}
+}
