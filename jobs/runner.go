@@ -99,6 +99,9 @@ type Runner struct {
 	// recovery, to diagnose why it was bricked (when the plan has diagnosis
 	// rules). 0 means 2 s; negative means never.
 	Observe time.Duration
+	// StepTimeout bounds one try of any step (see stepLimit); 0 means 10
+	// minutes.
+	StepTimeout time.Duration
 	// ModemReset runs an adapter DTR/RTS reset sequence by name; set by
 	// the station from the ESP protocol package.
 	ModemReset func(ctx context.Context, lines bootloader.ModemLines, sequence string) error
@@ -557,10 +560,21 @@ func (u *run) stepWithRetries(ctx context.Context, st Step) *Failure {
 		}
 		seq := u.startStep(ctx, label)
 		var f *Failure
-		if err := u.do(ctx, st); err != nil {
+		limit := u.stepLimit(st)
+		sctx, cancel := context.WithTimeout(ctx, limit)
+		err := u.do(sctx, st)
+		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
+		cancel()
+		if err != nil {
 			f = classify(st.Label(), err)
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				f = &Failure{Class: "interrupted", Fault: StationFault, Reason: "stopped by the station", Err: ctx.Err()}
+			case timedOut:
+				// The step's own time ran out: a unit that stops answering
+				// in a way no protocol deadline caught.
+				f = &Failure{Class: "timeout", Fault: UnitFault,
+					Reason: fmt.Sprintf("%s: the step did not end within %v (%v)", st.Label(), limit, err), Hint: hintNoSync, Err: err}
 			}
 		}
 		u.endStep(ctx, seq, f)
@@ -577,6 +591,23 @@ func (u *run) stepWithRetries(ctx context.Context, st Step) *Failure {
 			}
 		}
 	}
+}
+
+// stepLimit is how long one try of a step may take: the recipe's
+// step_timeout option, or Runner.StepTimeout, or 10 minutes (a 16 MiB ESP
+// flash at 115200 takes about 25); an expect or wait step gets its own
+// window on top.
+func (u *run) stepLimit(st Step) time.Duration {
+	d := u.r.StepTimeout
+	if v := u.plan.Options["step_timeout"]; v != "" {
+		if pd, err := time.ParseDuration(v); err == nil && pd > 0 {
+			d = pd
+		}
+	}
+	if d <= 0 {
+		d = 10 * time.Minute
+	}
+	return d + st.Within
 }
 
 // do runs one step.

@@ -13,6 +13,7 @@ import (
 
 	pgpio "periph.io/x/conn/v3/gpio"
 
+	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/gpio"
 	"github.com/unbrick/unbrick/gpio/gpiosim"
 	"github.com/unbrick/unbrick/sim"
@@ -419,4 +420,49 @@ func TestSlotOwnership(t *testing.T) {
 		t.Fatalf("Acquire after release = %v", err)
 	}
 	r2()
+}
+
+// hangDriver connects to a unit whose writes never end and never fail: a
+// protocol client stuck where none of its deadlines reaches.
+type hangDriver struct{}
+
+func (hangDriver) Connect(ctx context.Context, p Port, plan *Plan, reset func(context.Context) error) (Target, Identity, error) {
+	if err := reset(ctx); err != nil {
+		return nil, Identity{}, err
+	}
+	return hangTarget{}, Identity{Chip: plan.Chip, ChipName: "stuck", Serial: "HANG-1"}, nil
+}
+
+type hangTarget struct{}
+
+func (hangTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (hangTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	return nil
+}
+
+// TestStepTimeout: a step that never ends is ended by its time limit, as a
+// unit's timeout, and the job fails instead of hanging.
+func TestStepTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newAVRBench(t, nil)
+		p := avrPlan(t, "2.0.0")
+		p.Options = map[string]string{"step_timeout": "30s"}
+		r := &Runner{Rec: &memRecorder{}, Drivers: map[string]Driver{"avr": hangDriver{}}, Retries: -1, Observe: -1}
+		start := time.Now()
+		res := r.Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "R3"})
+		if res.Outcome != OutcomeFailed || res.Failure.Class != "timeout" || res.Failure.Fault != UnitFault ||
+			!strings.Contains(res.Failure.Reason, "did not end within 30s") {
+			t.Fatalf("Run() = %s %+v, want a unit timeout after the step's 30 s", res.Outcome, res.Failure)
+		}
+		if took := time.Since(start); took < 30*time.Second || took > time.Minute {
+			t.Errorf("the job took %v, want about the step's 30 s", took)
+		}
+		if b.dev.Powered() {
+			t.Error("the unit is powered after the timeout")
+		}
+	})
 }

@@ -364,6 +364,7 @@ var optionKeys = []string{
 	"entry", "compress", "delta", "delta_chunk", "flash_baud", "flash_size", // ESP ROM (jobs/driver_esp.go)
 	"readout_unprotect", // STM32
 	"observe",           // how long to read the console to diagnose a unit before recovery (a duration; default 2s)
+	"step_timeout",      // how long one try of a step may take (a duration; default 10m)
 }
 
 func (d *decoder) list(n *yaml.Node, what string) []*yaml.Node {
