@@ -466,3 +466,40 @@ func TestStepTimeout(t *testing.T) {
 		}
 	})
 }
+
+// swapDriver reports a different unit at each connect, and its writes time
+// out: as if an operator swapped units while the job retried.
+type swapDriver struct{ n *int }
+
+func (d swapDriver) Connect(ctx context.Context, p Port, plan *Plan, reset func(context.Context) error) (Target, Identity, error) {
+	*d.n++
+	return swapTarget{}, Identity{Chip: plan.Chip, ChipName: "unit", Serial: fmt.Sprintf("UNIT-%d", *d.n)}, nil
+}
+
+type swapTarget struct{}
+
+func (swapTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	return &bootloader.TimeoutError{Op: "ACK after WRITE", After: time.Second}
+}
+
+func (swapTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	return nil
+}
+
+// TestUnitChangedMidJob: when the unit in the slot is not the one the job
+// started with, the job stops rather than writing to another unit.
+func TestUnitChangedMidJob(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newAVRBench(t, nil)
+		n := 0
+		r := &Runner{Rec: &memRecorder{}, Drivers: map[string]Driver{"avr": swapDriver{&n}}, Observe: -1}
+		res := r.Run(t.Context(), Job{Slot: b.slot, Plan: avrPlan(t, "2.0.0"), Revision: "R3"})
+		if res.Outcome != OutcomeFailed || res.Failure.Class != "unit-changed" || !strings.Contains(res.Failure.Reason, "UNIT-1") ||
+			!strings.Contains(res.Failure.Reason, "UNIT-2") {
+			t.Fatalf("Run() = %s %+v, want unit-changed naming both units", res.Outcome, res.Failure)
+		}
+		if n != 2 {
+			t.Errorf("connected %d times, want 2 (the job stops at the swap)", n)
+		}
+	})
+}
