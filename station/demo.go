@@ -204,7 +204,7 @@ func SimFixtures(b *simbench.Bench, maxOn int) *fixtures.Bench {
 func (d *Demo) RunAll(ctx context.Context) ([]*jobs.Result, error) {
 	n := len(d.Slots())
 	done := make(chan *jobs.Result, n)
-	d.Pool.Done = func(r *jobs.Result) { done <- r }
+	d.OnDone(func(r *jobs.Result) { done <- r })
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	watching := make(chan struct{})

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +75,7 @@ type Station struct {
 
 	mu      sync.Mutex
 	scanned map[int]string // barcode scans waiting for their slot's next job
+	done    func(*jobs.Result)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -152,7 +154,8 @@ func Open(cfg Config) (*Station, error) {
 	runner := &jobs.Runner{Bus: st.Bus, Rec: record{store}, Drivers: drivers, Retries: cfg.Retries, ModemReset: esprom.ModemReset}
 	runner.Observe = cfg.Observe
 	workers := cfg.Workers
-	st.Pool = &jobs.Pool{Runner: runner, Health: record{store}, Threshold: cfg.Threshold, Workers: workers, Done: cfg.Done}
+	st.done = cfg.Done
+	st.Pool = &jobs.Pool{Runner: runner, Health: record{store}, Threshold: cfg.Threshold, Workers: workers, Done: st.jobDone}
 	return st, nil
 }
 
@@ -202,6 +205,55 @@ func (st *Station) Slots() []int {
 // Present tells the tiles that a unit sits in slot n (its port appeared).
 func (st *Station) Present(n int) {
 	st.Bus.Publish(jobs.Event{Slot: n, Kind: jobs.KindState, State: jobs.Present})
+}
+
+// OnDone makes f hear of every job's result, after it is recorded.
+func (st *Station) OnDone(f func(*jobs.Result)) {
+	st.mu.Lock()
+	st.done = f
+	st.mu.Unlock()
+}
+
+// jobDone tells the operator where to take a unit whose slot is suspect:
+// the failure's "another slot" becomes a free, healthy slot running the
+// same recipe, and a slot just quarantined says where its unit can go.
+func (st *Station) jobDone(res *jobs.Result) {
+	st.mu.Lock()
+	done := st.done
+	st.mu.Unlock()
+	tile, _ := st.Tracker.Slot(res.Slot)
+	var move string
+	if n, ok := st.freeSlotLike(res.Slot); ok {
+		move = fmt.Sprintf("slot %d", n)
+	}
+	switch {
+	case tile.State == jobs.Quarantined && move != "":
+		st.Bus.Publish(jobs.Event{Slot: res.Slot, Kind: jobs.KindState, State: jobs.Quarantined, Text: tile.Text,
+			Hint: fmt.Sprintf("move the unit to %s; a supervisor must check this slot's cable and fixture, then release it", move)})
+	case res.Failure != nil && move != "" && strings.Contains(res.Failure.Hint, "another slot"):
+		f := res.Failure
+		st.Bus.Publish(jobs.Event{Slot: res.Slot, Kind: jobs.KindState, State: tile.State, Text: tile.Text,
+			Class: f.Class, Fault: f.Fault, Hint: strings.Replace(f.Hint, "another slot", move, 1)})
+	}
+	if done != nil {
+		done(res)
+	}
+}
+
+// freeSlotLike returns a slot other than n that runs the same recipe, is
+// not quarantined and has no job running: where an operator can move n's
+// unit.
+func (st *Station) freeSlotLike(n int) (int, bool) {
+	want := st.slots[n].Recipe
+	for _, m := range st.Slots() {
+		if m == n || st.slots[m].Recipe != want || st.Pool.Running(m) {
+			continue
+		}
+		if t, ok := st.Tracker.Slot(m); ok && (t.State == jobs.Empty || t.State == jobs.Passed) {
+			return m, true
+		}
+	}
+	return 0, false
 }
 
 // Scan records a barcode scanned for slot n: the serial number of the unit

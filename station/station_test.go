@@ -149,7 +149,7 @@ func TestSafeStateAtStartAndStop(t *testing.T) {
 // row in one slot quarantine it; the station refuses jobs there until a
 // supervisor releases it. The same unit failing again would not.
 func TestQuarantineAfterDifferentUnitsFail(t *testing.T) {
-	tb := newTestBench(t, 1)
+	tb := newTestBench(t, 2)
 	results := make(chan *jobs.Result, 10)
 	st := tb.open(func(r *jobs.Result) { results <- r })
 	defer st.Close()
@@ -176,8 +176,8 @@ func TestQuarantineAfterDifferentUnitsFail(t *testing.T) {
 			t.Fatalf("unit %d: %s %+v, want a unit fault", i, r.Outcome, r.Failure)
 		}
 	}
-	if s, _ := st.Tracker.Slot(1); s.State != jobs.Quarantined {
-		t.Errorf("slot 1 = %s after three different units failed, want quarantined", s.State)
+	if s, _ := st.Tracker.Slot(1); s.State != jobs.Quarantined || !strings.Contains(s.Hint, "move the unit to slot 2") {
+		t.Errorf("slot 1 = %s (%q) after three different units failed, want quarantined, sending its unit to slot 2", s.State, s.Hint)
 	}
 	if err := st.Start(1, "", "test"); !errors.Is(err, jobs.ErrQuarantined) {
 		t.Fatalf("Start on a quarantined slot = %v, want ErrQuarantined", err)
