@@ -69,7 +69,8 @@ function show(v) {
     ((v.state === "failed" || v.state === "interrupted") && pct > 0));
   q("bar").setAttribute("aria-valuenow", String(pct));
   t.dataset.progress = String(pct);
-  q("serial").textContent = v.serial ? "S/N " + v.serial : "";
+  // Which unit, and the recipe (its board and revision) the slot runs.
+  q("serial").textContent = [v.serial ? "S/N " + v.serial : "", v.recipe || ""].filter(Boolean).join(" · ");
   let reason = "";
   if (v.state === "failed" || v.state === "interrupted" || v.state === "quarantined") {
     reason = v.reason || "";
