@@ -260,6 +260,32 @@ func (l *Line) noteLate(at time.Time) {
 	l.mu.Unlock()
 }
 
+// waitArrival waits until t, waking early to return false when the
+// transport of generation gen is replaced (the line is unplugged or
+// closed): a closed line leaves no goroutine pacing bytes nobody will read.
+func (l *Line) waitArrival(t time.Time, gen int, notify chan struct{}) bool {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return true
+		}
+		timer := time.NewTimer(d)
+		select {
+		case <-timer.C:
+			return true
+		case <-notify:
+			timer.Stop()
+			l.mu.Lock()
+			gone := gen != l.gen
+			notify = l.notify
+			l.mu.Unlock()
+			if gone {
+				return false
+			}
+		}
+	}
+}
+
 // receive paces b as arriving at the unit and delivers it. It returns false
 // when the transport has been replaced.
 func (l *Line) receive(b []byte, gen int) bool {
@@ -273,8 +299,11 @@ func (l *Line) receive(b []byte, gen int) bool {
 		}
 		l.rxFree = start.Add(l.wireTime(len(b), baud))
 		arrive := l.rxFree
+		notify := l.notify
 		l.mu.Unlock()
-		time.Sleep(time.Until(arrive))
+		if !l.waitArrival(arrive, gen, notify) {
+			return false // unplugged while the bytes were on the wire
+		}
 		l.noteLate(arrive)
 	}
 	if !match {
