@@ -55,7 +55,8 @@ func (s *Sequencer) String() string {
 
 // Wait blocks until one more power line may switch on, and counts it as
 // switched on now. It returns ctx's error if ctx ends first, and then counts
-// nothing. Its signature fits jobs.Slot's PowerOn hook.
+// nothing. A switch made after Wait returns may land later than counted;
+// Do counts the switch itself.
 func (s *Sequencer) Wait(ctx context.Context) error {
 	if s == nil || s.maxOn <= 0 {
 		return ctx.Err()
@@ -66,6 +67,54 @@ func (s *Sequencer) Wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 	defer func() { <-s.turn }()
+	if err := s.room(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.ons = append(s.ons, s.clock.Now())
+	s.mu.Unlock()
+	return nil
+}
+
+// PowerOn waits for the sequencer, then asserts l.
+func (s *Sequencer) PowerOn(ctx context.Context, l *Line) error {
+	return s.Do(ctx, func() error { return l.Set(true) })
+}
+
+// Do waits until one more power line may switch on, then runs on (which
+// switches it) in its turn, and counts the switch-on at the moment on
+// returned. Unlike Wait followed by a switch, a caller delayed between the
+// two (a loaded station) cannot land inside the next caller's window: the
+// limit holds for the times the lines really switched. If on fails,
+// nothing is counted. Its signature fits jobs.Slot's PowerOn hook.
+func (s *Sequencer) Do(ctx context.Context, on func() error) error {
+	if s == nil || s.maxOn <= 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return on()
+	}
+	select {
+	case s.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.turn }()
+	if err := s.room(ctx); err != nil {
+		return fmt.Errorf("waiting for the bench supply (%s): %w", s, err)
+	}
+	if err := on(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.ons = append(s.ons, s.clock.Now())
+	s.mu.Unlock()
+	return nil
+}
+
+// room waits, holding the turn, until fewer than maxOn switch-ons lie in
+// the window.
+func (s *Sequencer) room(ctx context.Context) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -76,7 +125,6 @@ func (s *Sequencer) Wait(ctx context.Context) error {
 			s.ons = s.ons[1:]
 		}
 		if len(s.ons) < s.maxOn {
-			s.ons = append(s.ons, now)
 			s.mu.Unlock()
 			return nil
 		}
@@ -90,14 +138,6 @@ func (s *Sequencer) Wait(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// PowerOn waits for the sequencer, then asserts l.
-func (s *Sequencer) PowerOn(ctx context.Context, l *Line) error {
-	if err := s.Wait(ctx); err != nil {
-		return fmt.Errorf("%s: waiting for the bench supply (%s): %w", l, s, err)
-	}
-	return l.Set(true)
 }
 
 // Recent returns how many switch-ons are inside the window now.

@@ -185,3 +185,45 @@ func TestSequencerInjectedClock(t *testing.T) {
 		t.Errorf("switch-ons at %v, want %v", at, want)
 	}
 }
+
+// TestSequencerDoCountsTheSwitch: a switch that takes time (a loaded
+// station, a slow expander) is counted when it happened, so the limit holds
+// for the real switch times.
+func TestSequencerDoCountsTheSwitch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k, window = 2, 100 * time.Millisecond
+		seq := gpio.NewSequencer(k, window, nil)
+		var mu sync.Mutex
+		var at []time.Time
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Go(func() {
+				err := seq.Do(t.Context(), func() error {
+					time.Sleep(30 * time.Millisecond) // the switch itself takes time
+					mu.Lock()
+					at = append(at, time.Now())
+					mu.Unlock()
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		for _, a := range at {
+			n := 0
+			for _, b := range at {
+				if d := b.Sub(a); d >= 0 && d < window {
+					n++
+				}
+			}
+			if n > k {
+				t.Fatalf("%d switches within %v of %v; want at most %d (switches at %v)", n, window, a, k, at)
+			}
+		}
+		if len(at) != 6 {
+			t.Errorf("%d switches, want 6", len(at))
+		}
+	})
+}

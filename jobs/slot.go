@@ -41,10 +41,10 @@ type Slot struct {
 	Auto       bool // starts a job by itself when a unit is plugged in
 	ModemReset bool // the unit's auto-reset circuit hangs on the adapter's DTR/RTS
 
-	// PowerOn, if set, is called before the power line is asserted and
-	// blocks until the bench supply allows one more unit to switch on (the
-	// inrush limit).
-	PowerOn func(ctx context.Context) error
+	// PowerOn, if set, switches the power line on through on, when the
+	// bench supply allows one more unit to switch on (the inrush limit); it
+	// blocks until then.
+	PowerOn func(ctx context.Context, on func() error) error
 
 	mu    sync.Mutex
 	owner string
@@ -105,12 +105,17 @@ func (s *Slot) set(ctx context.Context, r gpio.Role, on bool) error {
 			Reason: fmt.Sprintf("slot %d has no %s line in the bench file", s.Num, r),
 			Hint:   "add the line to the bench file or use a recipe for this slot's wiring"}
 	}
+	set := func() error { return l.Set(on) }
+	var err error
 	if r == gpio.Power && on && s.PowerOn != nil {
-		if err := s.PowerOn(ctx); err != nil {
-			return err
+		err = s.PowerOn(ctx, set)
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err() // stopped while waiting for the bench supply
 		}
+	} else {
+		err = set()
 	}
-	if err := l.Set(on); err != nil {
+	if err != nil {
 		return &Failure{Class: "line-error", Fault: StationFault, Reason: err.Error(),
 			Hint: "check the slot's relay board and its cable; the unit is not to blame", Err: err}
 	}

@@ -100,7 +100,7 @@ func (h *Hardware) BuildSlots(b *fixtures.Bench) ([]*jobs.Slot, error) {
 				return portOf{p}, nil
 			}}
 		if b.Power.MaxOn > 0 {
-			s.PowerOn = seq.Wait
+			s.PowerOn = seq.Do
 		}
 		out = append(out, s)
 	}
