@@ -28,7 +28,9 @@ import (
 //     that rate: the runner must set it back to the console's rate before
 //     the boot sequence, or the banner arrives garbled.
 //   - flash_size: the unit's SPI flash size in bytes, for erase all (the
-//     plan's flash region when not set, else 4 MiB).
+//     plan's flash region when not set, else 4 MiB). Connect reads the
+//     flash's JEDEC ID and refuses a unit whose flash is smaller, and
+//     tells the ESP32 ROM the size it found (SPI_SET_PARAMS).
 type ESP struct {
 	Options esprom.Options // Reset is set per connection
 }
@@ -84,8 +86,16 @@ func (d ESP) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 	if err != nil {
 		return nil, Identity{}, espError(err)
 	}
-	if err := c.SPIAttach(ctx); err != nil {
+	// SPI_ATTACH (with the eFuse's pads), RDID and SPI_SET_PARAMS with the
+	// real size, as esptool does: the ESP32 ROM assumes 2 MiB otherwise.
+	detected, err := c.AttachFlash(ctx)
+	if err != nil {
 		return nil, Identity{}, espError(err)
+	}
+	if detected != 0 && detected < size {
+		return nil, Identity{}, &Failure{Class: "flash-size", Fault: UnitFault,
+			Reason: fmt.Sprintf("the unit's SPI flash answers RDID with %d KiB; the recipe expects %d KiB", detected>>10, size>>10),
+			Hint:   "this unit carries a smaller flash than its recipe's board: check the unit against its recipe"}
 	}
 	if v := plan.Options["flash_baud"]; v != "" {
 		baud, err := strconv.Atoi(v)

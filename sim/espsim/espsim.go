@@ -109,6 +109,15 @@ func (t Timing) MD5Time(n uint32) time.Duration {
 	return time.Duration(int64(t.MD5PerKiB) * int64(n) / 1024)
 }
 
+// ROMFlashSize is the flash size the ESP32 ROM assumes in download mode
+// until SPI_SET_PARAMS gives the real one: 2 MiB. Its erase, write, MD5
+// and read routines refuse to pass it (Espressif's esp-serial-flasher
+// maintainers: "ROM bootloader assumes 2 MB flash attached by default",
+// espressif/esp-serial-flasher#3; esptool sends the detected size for
+// that reason, esptool/cmds.py: "the flash chip should be configured with
+// the real size").
+const ROMFlashSize = 2 << 20
+
 // StartupDelay is how long the ROM takes from a reset to listening; bytes
 // that arrive meanwhile are lost.
 const StartupDelay = 5 * time.Millisecond
@@ -211,6 +220,11 @@ type Options struct {
 	Reboot time.Duration
 	// Timing overrides DefaultTiming when set.
 	Timing *Timing
+	// SPIPins is where the ESP32's flash is wired, as its eFuse records
+	// it (words 3 and 5, which READ_REG reads): zero for the default
+	// pins. SPI_ATTACH reaches the flash only when told these pins
+	// (esprom.SPIPins.Packed; 0 for the default ones).
+	SPIPins esprom.SPIPins
 }
 
 // Faults are injected failures. Each is used up when it fires.
@@ -257,6 +271,10 @@ type Model struct {
 
 	mu     sync.Mutex
 	regs   map[uint32]uint32 // registers WRITE_REG set
+	// attached says the SPI flash is wired to the controller's pins: the
+	// ESP32 ROM starts without (SPI_ATTACH with the right pins attaches
+	// it), the ESP8266 ROM and the stub with.
+	attached bool
 	faults Faults
 	rx     int
 	stats  Stats
@@ -386,6 +404,13 @@ func (m *Model) reg(addr uint32, baud int) uint32 {
 	if addr == m.v.clkdivReg {
 		return uint32(m.v.uartClock / baud)
 	}
+	if m.v.chip.Magic == esprom.ESP32.Magic && (addr == esprom.EfuseWord3 || addr == esprom.EfuseWord5) {
+		w3, w5 := m.opts.SPIPins.EfuseWords()
+		if addr == esprom.EfuseWord3 {
+			return w3
+		}
+		return w5
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.regs[addr]
@@ -422,9 +447,18 @@ func (m *Model) writeReg(addr, val, mask uint32) {
 	var out uint32
 	if m.regs[m.v.spiBase+spiUSR2Offs]&0xFFFF == flashRDID {
 		out = m.JEDECID()
+		if !m.attached {
+			out = 0xFFFFFF // no flash on the pins the controller drives: MISO floats high
+		}
 	}
 	m.regs[m.v.spiBase+m.v.spiW0] = out
 	m.regs[addr] &^= spiCmdUSR
+}
+
+func (m *Model) setAttached(on bool) {
+	m.mu.Lock()
+	m.attached = on
+	m.mu.Unlock()
 }
 
 // Run runs the unit from a reset: download mode when GPIO0 was low, the
