@@ -269,15 +269,15 @@ type Model struct {
 	flash  *sim.Flash
 	mac    [6]byte
 
-	mu     sync.Mutex
-	regs   map[uint32]uint32 // registers WRITE_REG set
+	mu   sync.Mutex
+	regs map[uint32]uint32 // registers WRITE_REG set
 	// attached says the SPI flash is wired to the controller's pins: the
 	// ESP32 ROM starts without (SPI_ATTACH with the right pins attaches
 	// it), the ESP8266 ROM and the stub with.
 	attached bool
-	faults Faults
-	rx     int
-	stats  Stats
+	faults   Faults
+	rx       int
+	stats    Stats
 }
 
 var _ sim.Model = (*Model)(nil)

@@ -24,7 +24,7 @@ type rom struct {
 	// last said, else ROMFlashSize on the ESP32. Its flash routines refuse
 	// to go past it, whatever the chip holds.
 	flashSize uint32
-	baud     int // the rate the ROM measured or was told; for UART_CLKDIV
+	baud      int // the rate the ROM measured or was told; for UART_CLKDIV
 
 	// The write in progress after FLASH_BEGIN or FLASH_DEFL_BEGIN.
 	writing   bool
