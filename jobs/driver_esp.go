@@ -177,7 +177,11 @@ func espError(err error) error {
 	var re *esprom.ROMError
 	var pe *esprom.ProtocolError
 	var ue *esprom.UnknownChipError
+	var be *esprom.BootModeError
 	switch {
+	case errors.As(err, &be):
+		return &Failure{Class: "not-download-mode", Fault: StationFault, Reason: err.Error(),
+			Hint: "the unit booted from flash: check that the slot's boot line holds GPIO0 low while EN rises (wiring, the entry sequence's timing)", Err: err}
 	case errors.As(err, &ve):
 		return &Failure{Class: "verify-mismatch", Fault: UnitFault,
 			Reason: fmt.Sprintf("verify failed: the MD5 of 0x%06X+%d on the unit is %s, the image's %s", ve.Addr, ve.Size, ve.Got, ve.Want), Hint: hintRepair, Err: err}

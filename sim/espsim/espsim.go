@@ -220,6 +220,13 @@ type Options struct {
 	Reboot time.Duration
 	// Timing overrides DefaultTiming when set.
 	Timing *Timing
+	// ROMCrystal is the crystal frequency in Hz the ESP32 ROM computes
+	// from its RTC calibration of the 8 MHz clock, which drifts; 0 means
+	// exactly 40 MHz. The ROM sets its UART divider for CHANGE_BAUDRATE
+	// from it, so a rate asked for lands off by the drift unless the host
+	// compensates as esptool's ESP32ROM.change_baud does. READ_REG of
+	// RTCCALICFG1 and eFuse word 4 give it away, as on the chip.
+	ROMCrystal uint32
 	// SPIPins is where the ESP32's flash is wired, as its eFuse records
 	// it (words 3 and 5, which READ_REG reads): zero for the default
 	// pins. SPI_ATTACH reaches the flash only when told these pins
@@ -243,6 +250,10 @@ type Faults struct {
 	// HangAfter makes the ROM stop answering after this many more received
 	// bytes, until the next reset. 0 means never.
 	HangAfter int
+	// MissSyncs makes the ROM ignore the next n SYNCs, across resets, as a
+	// ROM whose autobaud has not locked yet (esptool sends several SYNCs
+	// after each reset for this reason).
+	MissSyncs int
 }
 
 // Stats counts what the model did.
@@ -404,6 +415,14 @@ func (m *Model) reg(addr uint32, baud int) uint32 {
 	if addr == m.v.clkdivReg {
 		return uint32(m.v.uartClock / baud)
 	}
+	if m.v.chip.Magic == esprom.ESP32.Magic && (addr == esprom.RTCCaliCfg1 || addr == esprom.EfuseWord4) {
+		// crystal = cali * 15625 * ck8m / 40 (esptool's
+		// get_rom_cal_crystal_freq): with ck8m 128, cali = crystal / 50000.
+		if addr == esprom.EfuseWord4 {
+			return romCK8M
+		}
+		return m.romCrystal() / 50000 << 7
+	}
 	if m.v.chip.Magic == esprom.ESP32.Magic && (addr == esprom.EfuseWord3 || addr == esprom.EfuseWord5) {
 		w3, w5 := m.opts.SPIPins.EfuseWords()
 		if addr == esprom.EfuseWord3 {
@@ -453,6 +472,17 @@ func (m *Model) writeReg(addr, val, mask uint32) {
 	}
 	m.regs[m.v.spiBase+m.v.spiW0] = out
 	m.regs[addr] &^= spiCmdUSR
+}
+
+// romCK8M is the 8 MHz clock's frequency code the model's eFuse word 4
+// holds.
+const romCK8M = 128
+
+func (m *Model) romCrystal() uint32 {
+	if m.opts.ROMCrystal == 0 {
+		return 40000000
+	}
+	return m.opts.ROMCrystal
 }
 
 func (m *Model) setAttached(on bool) {

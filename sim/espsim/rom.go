@@ -195,6 +195,15 @@ func (r *rom) handle(pkt []byte) error {
 		if !bytes.Equal(d, esprom.SyncPayload) {
 			return r.fail(req.Op, esprom.CodeInvalidMessage)
 		}
+		r.m.mu.Lock()
+		miss := r.m.faults.MissSyncs > 0
+		if miss {
+			r.m.faults.MissSyncs--
+		}
+		r.m.mu.Unlock()
+		if miss {
+			return nil // the autobaud has not locked: no answer
+		}
 		r.m.count(func(st *Stats) { st.Syncs++ })
 		for range 8 {
 			if err := r.ok(req.Op, esprom.SyncValue, nil); err != nil {
@@ -249,6 +258,10 @@ func (r *rom) handle(pkt []byte) error {
 		if baud < 300 || baud > 5000000 {
 			return r.fail(req.Op, esprom.CodeInvalidMessage)
 		}
+		// The ROM computes the divider from its own crystal estimate
+		// (see Options.ROMCrystal): the UART lands at the rate asked for
+		// scaled by the nominal crystal over that estimate.
+		baud = int(uint64(baud) * 40000000 / uint64(r.m.romCrystal()))
 		// The answer goes out at the old rate, then the UART switches.
 		if err := r.ok(req.Op, 0, nil); err != nil {
 			return err

@@ -183,6 +183,15 @@ func (st *stub) handle(pkt []byte) error {
 		}
 		return st.readFlash(w[0], w[1], w[2], w[3])
 	case esprom.OpRunUserCode:
+		// It works on the ESP8266 only: there the stub returns to the
+		// ROM's boot (esptool's flasher_stub/stub_flasher.c, "if cmd_loop
+		// returns, it's due to ESP_RUN_USER_CODE"). The ESP32's stub
+		// answers nothing and stays (esp-flasher-stub: "This command does
+		// not send response. TODO: Try to implement WDT reset"), and
+		// esptool's soft_reset refuses it: "only supported on ESP8266".
+		if r.m.v.chip.Magic != esprom.ESP8266.Magic {
+			return nil
+		}
 		st.runUserCode()
 		return nil
 	}
