@@ -321,7 +321,7 @@ func (c *Client) Sync(ctx context.Context) error {
 	}
 	hint := ""
 	switch {
-	case boot.Seen:
+	case boot.Download:
 		hint = " although the boot log says download mode (the unit's TX reaches the host, its RX may not: check RX and the rate)"
 	case c.opts.Reset == nil:
 		hint = " without a reset (a unit running its application never answers: set Options.Reset to the entry sequence)"

@@ -74,6 +74,17 @@ type Timing struct {
 	MD5PerKiB   time.Duration // reading and hashing 1 KiB
 }
 
+// WorstTiming is the same flash at its datasheet's maximum times (Winbond
+// W25Q32JV, AC electrical characteristics: tSE 400 ms, tBE2 2 s, tPP
+// 3 ms), which a host's timeouts must survive: esptool sizes them at 40 s
+// per MB for that reason.
+var WorstTiming = Timing{
+	SectorErase: 400 * time.Millisecond,
+	BlockErase:  2 * time.Second,
+	PageProgram: 3 * time.Millisecond,
+	MD5PerKiB:   330 * time.Microsecond,
+}
+
 // DefaultTiming is a W25Q32-class flash's typical times (datasheet: tSE
 // 45 ms, tBE1 150 ms, tPP 0.7 ms) and the ROM's MD5 at about 3 MiB/s.
 var DefaultTiming = Timing{
@@ -139,8 +150,12 @@ var variants = map[string]variant{
 		chip: esprom.ESP32, bootOffset: 0x1000, iram: [2]uint32{0x40080000, 0x400A0000},
 		clkdivReg: 0x3FF40014, uartClock: 40000000, spiBase: 0x3FF42000, spiW0: 0x80,
 		bootLine: func(download bool, c sim.Cause) []string {
+			// The ROM's reset reasons (ESP-IDF's esp_rom rtc.h
+			// RESET_REASON): the supply and the EN pin (CHIP_PU) both give
+			// POWERON_RESET (1); a unit that resets itself in a boot loop
+			// shows the RTC watchdog's (16).
 			rst := "rst:0x1 (POWERON_RESET)"
-			if c != sim.PowerOn {
+			if c == sim.Software {
 				rst = "rst:0x10 (RTCWDT_RTC_RESET)"
 			}
 			if download {

@@ -3,10 +3,15 @@ package espsim
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/unbrick/unbrick/bootloader/esprom"
+	"github.com/unbrick/unbrick/sim"
 )
 
 // setParams builds SPI_SET_PARAMS's data as esptool's flash_set_parameters
@@ -110,4 +115,174 @@ func TestSPIPinsFromEfuse(t *testing.T) {
 			t.Fatalf("EraseRegion() after attaching the eFuse's pins = %v", err)
 		}
 	})
+}
+
+// TestSyncLikeEsptool: the client sends five SYNCs after each reset, as
+// esptool's _connect_attempt, so a ROM that misses its first four syncs
+// is reached without a second reset, one that misses seven after one more,
+// and one that never answers costs exactly SyncAttempts resets, whose
+// delays alternate between ResetDelay and ResetDelay + 500 ms.
+func TestSyncLikeEsptool(t *testing.T) {
+	for _, tt := range []struct {
+		miss, resets int
+		ok           bool
+	}{
+		{0, 1, true},
+		{4, 1, true},
+		{7, 2, true},
+		{1000, 7, false},
+	} {
+		t.Run(fmt.Sprint(tt.miss), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				u := newUnit(t, "esp32", Options{})
+				u.m.SetFaults(Faults{MissSyncs: tt.miss})
+				u.dev.SetPower(true)
+				var at []time.Time
+				c := u.client(esprom.Options{Reset: func(ctx context.Context) error {
+					at = append(at, time.Now())
+					return u.enter(ctx)
+				}})
+				err := c.Sync(context.Background())
+				if (err == nil) != tt.ok {
+					t.Fatalf("Sync() with %d syncs missed = %v, want ok %v", tt.miss, err, tt.ok)
+				}
+				if got := u.m.Stats().BootloaderRuns; got != tt.resets || len(at) != tt.resets {
+					t.Errorf("Sync() reset the unit %d times (%d runs of the ROM), want %d", len(at), got, tt.resets)
+				}
+				var be *esprom.BootModeError
+				if errors.As(err, &be) {
+					t.Errorf("Sync() = %v, want no boot-mode error: the ROM said download mode", err)
+				}
+				if len(at) >= 3 {
+					d1, d2 := at[1].Sub(at[0]), at[2].Sub(at[1])
+					if diff := d2 - d1; diff < 400*time.Millisecond || diff > 600*time.Millisecond {
+						t.Errorf("the second reset's round lasted %v, the first %v: want the delays to alternate by 500 ms", d2, d1)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestNotInDownloadMode: when the entry sequence fails to hold GPIO0 low,
+// the ESP32 ROM says so in its boot line (boot:0x13 (SPI_FAST_FLASH_BOOT))
+// and the client names that failure instead of a bare sync timeout.
+func TestNotInDownloadMode(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		image []byte
+	}{
+		{"bricked", nil},
+		{"application", nil}, // set below
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := Options{Board: "meter-e"}
+				if tt.name == "application" {
+					o.Image = appImage(t, "esp32", "1.0", 16<<10)
+				}
+				u := newUnit(t, "esp32", o)
+				u.dev.SetPower(true)
+				c := u.client(esprom.Options{SyncAttempts: 2, Reset: func(context.Context) error {
+					u.boot() // GPIO0 released: a broken strap line
+					return nil
+				}})
+				err := c.Sync(context.Background())
+				var be *esprom.BootModeError
+				if !errors.As(err, &be) {
+					t.Fatalf("Sync() = %v, want a *BootModeError", err)
+				}
+				if want := "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"; be.Line != want {
+					t.Errorf("BootModeError.Line = %q, want %q", be.Line, want)
+				}
+				if !strings.Contains(err.Error(), "not in download mode: GPIO0 strap not low") {
+					t.Errorf("Sync() = %q, want it to name the strap", err)
+				}
+			})
+		})
+	}
+}
+
+// TestChangeBaudCompensatesDrift: an ESP32 ROM whose 8 MHz clock
+// calibration puts its crystal at 42 MHz lands 4.8 % low on any rate it is
+// asked for: a host that asks for 921600 plainly loses the unit, one that
+// scales the request as esptool does keeps it.
+func TestChangeBaudCompensatesDrift(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, "esp32", Options{ROMCrystal: 42000000})
+		c, info := u.connect()
+		ctx := context.Background()
+		if f, err := c.ROMCrystal(ctx); err != nil || f != 42000000 {
+			t.Fatalf("ROMCrystal() = %d, %v, want 42000000", f, err)
+		}
+		if err := c.ChangeBaud(ctx, 921600); err != nil {
+			t.Fatalf("ChangeBaud(921600) = %v", err)
+		}
+		if got, err := c.Identify(ctx); err != nil || got.MAC != info.MAC {
+			t.Fatalf("Identify() at 921600 after compensation = %v, %v", got, err)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, "esp32", Options{ROMCrystal: 42000000})
+		u.connect()
+		// esptool before its workaround: the rate asked for as it is.
+		send(t, u, esprom.OpChangeBaudrate, 0, beginWords(921600, 0, 0, 0)[:8])
+		expectStatus(t, u, esprom.OpChangeBaudrate, 0, 0)
+		u.host.SetBaud(921600)
+		c := esprom.New(u.host, esprom.Options{Timeout: 200 * time.Millisecond})
+		c.SetChip(esprom.ESP32)
+		if _, err := c.ReadReg(context.Background(), esprom.ChipDetectReg); err == nil {
+			t.Errorf("ReadReg() after an uncompensated CHANGE_BAUDRATE = nil, want garbage: the ROM's UART is 4.8 %% off")
+		}
+	})
+}
+
+// TestWorstCaseFlashTimes runs the client against a flash at its
+// datasheet's maximum erase and program times on a paced line (fake time):
+// a 1 MiB erase then takes 32 s and one compressed block of zeros inflates
+// to hundreds of KiB, 3 ms a page. The client's timeouts, sized as
+// esptool's (40 s per MB, of the inflated size for a compressed block),
+// must hold.
+func TestWorstCaseFlashTimes(t *testing.T) {
+	for _, compress := range []bool{true, false} {
+		t.Run(fmt.Sprint("compress=", compress), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m, err := New("esp32", Options{Timing: &WorstTiming})
+				if err != nil {
+					t.Fatal(err)
+				}
+				host, pd := sim.Pipe()
+				host.SetBaud(115200)
+				line := sim.NewLine(LineConfig()) // paced: busy times count
+				line.Attach(pd)
+				d := sim.NewDevice("esp32", m, line)
+				defer d.Close()
+				d.SetPower(true)
+				u := &unit{t: t, host: host, dev: d, m: m}
+				c := u.client(esprom.Options{})
+				ctx := context.Background()
+				if err := c.Sync(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Identify(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.AttachFlash(ctx); err != nil {
+					t.Fatal(err)
+				}
+				data := make([]byte, 1<<20)
+				if !compress {
+					data = data[:64<<10]
+				}
+				start := time.Now()
+				if _, err := c.Flash(ctx, 0x100000, data, esprom.FlashOptions{Compress: compress}, nil); err != nil {
+					t.Fatalf("Flash() at the flash's maximum times = %v", err)
+				}
+				if err := c.Verify(ctx, 0x100000, data); err != nil {
+					t.Fatalf("Verify() = %v", err)
+				}
+				t.Logf("%d KiB written at worst-case times in %v (fake clock)", len(data)>>10, time.Since(start))
+			})
+		})
+	}
 }
