@@ -254,6 +254,18 @@ func TestESPFailures(t *testing.T) {
 			class: "unsupported", fault: StationFault,
 		},
 		{
+			name:  "GPIO0 strap not low",
+			chip:  "esp32",
+			setup: func(b *espBench, p *Plan, r *Runner) { p.Entry[1].On = false },
+			class: "not-download-mode", fault: StationFault,
+		},
+		{
+			name:  "flash smaller than the recipe's",
+			chip:  "esp32",
+			setup: func(b *espBench, p *Plan, r *Runner) { p.Flash = Region{0, 8 << 20} },
+			class: "flash-size", fault: UnitFault,
+		},
+		{
 			name:  "unknown entry",
 			chip:  "esp32",
 			setup: func(b *espBench, p *Plan, r *Runner) { p.Options["entry"] = "jtag" },

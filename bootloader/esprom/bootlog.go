@@ -56,17 +56,17 @@ func ParseBootLog(b []byte) BootLog {
 }
 
 // BootModeError says the unit answered no SYNC and its ROM said it booted
-// from flash: GPIO0 was not low when EN rose.
+// from flash: GPIO0 was not low when EN rose. It is not a timeout (the
+// unit answered, with its boot line) and does not unwrap to one.
 type BootModeError struct {
 	Line string // the boot line
-	Err  error  // the last SYNC's error
+	Last error  // the last SYNC's error
 }
 
 func (e *BootModeError) Error() string {
 	return fmt.Sprintf("esprom: not in download mode: GPIO0 strap not low (the ROM printed %q); check the boot line's wiring and the entry sequence", e.Line)
 }
 
-func (e *BootModeError) Unwrap() error { return e.Err }
 
 // byteReader hands a compressed stream to the inflater a byte at a time
 // (flate reads no further than it needs from an io.ByteReader) and counts

@@ -317,7 +317,7 @@ func (c *Client) Sync(ctx context.Context) error {
 		}
 	}
 	if boot.Seen && !boot.Download {
-		return &BootModeError{Line: boot.Line, Err: last}
+		return &BootModeError{Line: boot.Line, Last: last}
 	}
 	hint := ""
 	switch {
