@@ -67,7 +67,6 @@ func (e *BootModeError) Error() string {
 	return fmt.Sprintf("esprom: not in download mode: GPIO0 strap not low (the ROM printed %q); check the boot line's wiring and the entry sequence", e.Line)
 }
 
-
 // byteReader hands a compressed stream to the inflater a byte at a time
 // (flate reads no further than it needs from an io.ByteReader) and counts
 // what it took.
