@@ -47,8 +47,15 @@
 //     Winbond JEDEC ID with the flash's size, as esptool's flash_id and
 //     --flash_size detect need.
 //
+//   - The ESP32 ROM takes the flash for 2 MiB (ROMFlashSize) until
+//     SPI_SET_PARAMS, reaches it only after SPI_ATTACH with the pins its
+//     eFuse names (Options.SPIPins), and sets CHANGE_BAUDRATE's divider
+//     from a drifting crystal estimate (Options.ROMCrystal).
+//
 // Fault knobs (SetFaults) garble a received block, make programming fail,
-// or make the ROM stop answering.
+// make the ROM miss its first SYNCs, or make it stop answering; a Timing
+// (WorstTiming) sets the flash's datasheet maxima. FIDELITY.md lists every
+// behaviour with its source and its test.
 package espsim
 
 import (
