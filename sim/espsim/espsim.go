@@ -18,6 +18,7 @@
 //     runs the sim demo console; an erased or bad image prints the ROM's
 //     complaint ("invalid header: 0xffffffff", ...) and resets about once a
 //     second: the bricked state.
+//
 //   - The download protocol: SLIP framing, SYNC answered eight times,
 //     READ_REG/WRITE_REG, FLASH_BEGIN/DATA/END with the checksum checked
 //     (error 07), each block read back after programming (error 08), and
@@ -29,18 +30,22 @@
 //     much at FLASH_BEGIN (twice the request when it is less than the rest
 //     of the first 64 KiB block, else the request plus that rest), the bug
 //     esptool works around.
+//
 //   - Flash: a sim.Flash of 4 KiB sectors at 0. Programming ANDs, so a
 //     block written over data that was not erased reads back different and
 //     the ROM answers error 08. Erasing (45 ms a sector, 150 ms an aligned
 //     64 KiB block), programming (0.7 ms a 256-byte page) and hashing take
 //     the typical times of a W25Q32-class chip as busy time.
+//
 //   - FLASH_END with "run user code" (1) starts the application in the
 //     same run, as the ROM jumps into it; with "reboot" (0) the unit resets
 //     and the strap decides again.
+//
 //   - esptool's flasher stub: code sent with MEM_BEGIN/DATA/END and
 //     started is taken to be esptool's stub, which the model then plays
 //     (see stub.go): OHAI, two status bytes, erase as it writes, raw MD5s,
 //     ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE.
+//
 //   - Registers: READ_REG answers the chip-detect word, the MAC words and
 //     UART_CLKDIV (from which esptool guesses the crystal); WRITE_REG to the
 //     SPI controller runs a user command, of which RDID (9F) answers a
