@@ -79,6 +79,14 @@ func NeedEsptoolJS(t testing.TB) (node, dir string) {
 	if paths == nil {
 		return "", ""
 	}
+	// esptool-js 0.7 loads its stubs with import attributes (`with {type:
+	// "json"}`), which node has from 20.10 (Debian 12's nodejs is 18).
+	out, err := exec.Command(paths[0], "--version").Output()
+	var major, minor int
+	if _, perr := fmt.Sscanf(strings.TrimSpace(string(out)), "v%d.%d", &major, &minor); err != nil || perr != nil || major < 20 || major == 20 && minor < 10 {
+		Missing(t, "node %s is too old for esptool-js %s (it needs node 20.10 or later)", strings.TrimSpace(string(out)), EsptoolJSVersion)
+		return "", ""
+	}
 	dir = filepath.Join(Dir(), "esptool-js")
 	NeedFile(t, filepath.Join(dir, "node_modules", "esptool-js", "lib", "index.js"), "scripts/peers/esptool-js.sh installs esptool-js "+EsptoolJSVersion+" from npm")
 	return paths[0], dir
