@@ -472,7 +472,13 @@ func (c *Client) SPIAttach(ctx context.Context) error {
 	if !c.chip.Attach {
 		return nil
 	}
-	_, err := c.command(ctx, OpSPIAttach, 0, make([]byte, 8), 0, 0, 0)
+	// The ROM takes the pins and an "is legacy" word, the stub the pins
+	// alone (esptool's flash_spi_attach).
+	n := 8
+	if c.stub {
+		n = 4
+	}
+	_, err := c.command(ctx, OpSPIAttach, 0, make([]byte, n), 0, 0, 0)
 	return err
 }
 
