@@ -43,6 +43,18 @@
 //   - Delta flashing: before writing, the client compares the MD5 of each
 //     chunk of the region on the unit with the image's and writes only the
 //     chunks that differ.
+//   - Connecting is esptool's: up to seven resets, five SYNCs after each,
+//     reset delays alternating by 500 ms; the ROM's boot line, read after
+//     each reset, tells a unit that booted from flash (GPIO0 not low:
+//     BootModeError) from one that is in download mode but deaf.
+//   - The ESP32 ROM takes the flash for 2 MiB until told otherwise:
+//     AttachFlash attaches it on the pins the eFuse names, reads its JEDEC
+//     ID through the SPI controller's registers and sends SPI_SET_PARAMS
+//     with the real size, as esptool does.
+//   - Timeouts are esptool's: 40 s per MB erased or written (of the
+//     inflated size for a compressed block), 8 s per MB hashed, never
+//     under 3 s. CHANGE_BAUDRATE scales the rate by the ROM's crystal
+//     estimate (its 8 MHz clock drifts) and waits 50 ms before flushing.
 //
 // The client never opens a port: it takes a bootloader.Port. Entry into
 // download mode is a function the caller supplies: a bench's GPIO lines,
