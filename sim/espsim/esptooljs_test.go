@@ -2,14 +2,18 @@ package espsim
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/unbrick/unbrick/bootloader/esprom"
 	"github.com/unbrick/unbrick/internal/peertest"
+	"github.com/unbrick/unbrick/serialport"
 	"github.com/unbrick/unbrick/sim"
 )
 
@@ -156,5 +160,59 @@ func TestEsptoolJSROMOnly(t *testing.T) {
 	}
 	if got, _ := m.Flash().Read(AppOffset, 16); !bytes.Equal(got, bytes.Repeat([]byte{0xFF}, 16)) {
 		t.Errorf("the flash changed although the write was refused: % X", got)
+	}
+}
+
+// TestEsptoolJSReadsWhatTheClientWrote crosses the two clients on one
+// unit over a real pseudo-terminal: unbrick's esprom client, through the
+// ROM, attaches the flash, sets its size from the JEDEC ID, switches to
+// 460800 (with the ROM's drift compensation) and writes an image past the
+// ROM's 2 MiB default; after a reset into download mode, esptool-js reads
+// it back through its stub and must find the same bytes.
+func TestEsptoolJSReadsWhatTheClientWrote(t *testing.T) {
+	peertest.NeedEsptoolJS(t)
+	m, err := New("esp32", Options{Board: "meter-e", Seed: 23, ROMCrystal: 40400000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, d, _ := ptyUnit(t, m)
+	p, err := serialport.Open(link, serialport.Mode{Baud: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := esprom.New(p, esprom.Options{})
+	img := appImage(t, "esp32", "5.0", 40<<10)
+	const at = 0x300000
+	err = func() error {
+		if err := c.Sync(ctx); err != nil {
+			return err
+		}
+		if _, err := c.Identify(ctx); err != nil {
+			return err
+		}
+		if size, err := c.AttachFlash(ctx); err != nil || size != 4<<20 {
+			return fmt.Errorf("AttachFlash() = %d, %v, want 4 MiB", size, err)
+		}
+		if err := c.ChangeBaud(ctx, 460800); err != nil {
+			return err
+		}
+		if _, err := c.Flash(ctx, at, img, esprom.FlashOptions{Compress: true}, nil); err != nil {
+			return err
+		}
+		return c.Verify(ctx, at, img)
+	}()
+	p.Close()
+	if err != nil {
+		t.Fatalf("esprom client: %v", err)
+	}
+	d.SetReset(true) // GPIO0 is still low: back into download mode, at 115200
+	d.SetReset(false)
+	res, err := peertest.EsptoolJS(t, peertest.EsptoolJSRun{Port: link, ReadAddr: at, ReadLen: uint32(len(img))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Read == nil || res.Read.Hex != hex.EncodeToString(img) {
+		t.Fatalf("esptool-js read back at 0x%X something other than what the client wrote", at)
 	}
 }

@@ -192,7 +192,8 @@ async function main() {
     const data = await loader.readFlash(a.read.address, a.read.length);
     out.read = { address: a.read.address, hex: Buffer.from(data).toString("hex") };
   }
-  process.stdout.write("RESULT " + JSON.stringify(out) + "\n");
+  // Writes to a pipe are asynchronous: wait for this one before exiting.
+  await new Promise((resolve) => process.stdout.write("RESULT " + JSON.stringify(out) + "\n", resolve));
   await transport.disconnect();
 }
 
