@@ -34,7 +34,7 @@ type stub struct {
 	// stub reports at the next FLASH_DATA or at FLASH_END: it answers a
 	// block before it writes it.
 	lastErr byte
-	inf       *inflater
+	inf     *inflater
 }
 
 func newStub(r *rom) *stub { return &stub{r: r} }
