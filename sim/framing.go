@@ -72,8 +72,8 @@ func (f Framing) Bits() int {
 // String returns the usual shorthand: "8E1".
 func (f Framing) String() string { return fmt.Sprintf("8%v%d", f.Parity, f.stop()) }
 
-// parityBit returns the parity bit framing f sends with c.
-func (f Framing) parityBit(c byte) byte {
+// ParityBit returns the parity bit framing f sends with c.
+func (f Framing) ParityBit(c byte) byte {
 	ones := byte(0)
 	for i := range 8 {
 		ones ^= c >> i & 1
@@ -138,7 +138,7 @@ func reframe(b []byte, from, to Framing) []rxByte {
 			bits = append(bits, c>>i&1)
 		}
 		if from.Parity != ParityNone {
-			bits = append(bits, from.parityBit(c))
+			bits = append(bits, from.ParityBit(c))
 		}
 		for range from.stop() {
 			bits = append(bits, 1)
@@ -163,7 +163,7 @@ func reframe(b []byte, from, to Framing) []rxByte {
 		j := i + 9
 		bad := false
 		if to.Parity != ParityNone {
-			bad = bits[j] != to.parityBit(c)
+			bad = bits[j] != to.ParityBit(c)
 			j++
 		}
 		// UARTs check the first stop bit only.

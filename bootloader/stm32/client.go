@@ -391,6 +391,12 @@ func (c *Client) answer(ctx context.Context, cmd byte, what string) ([]byte, err
 // offered.
 func (c *Client) Get(ctx context.Context) (version byte, cmds []byte, err error) {
 	if err := c.command(ctx, CmdGet, 0); err != nil {
+		var te *bootloader.TimeoutError
+		if errors.As(err, &te) {
+			// 7F and its ACK look the same at 8N1 and 8E1; 00 FF does
+			// not (AN3155 §2: the ROM frames 8E1).
+			return 0, nil, fmt.Errorf("stm32: the unit answered the sync byte but not GET: is the port at even parity (8E1)? A port at 8N1 passes 0x7F and its ACK unharmed and garbles 00 FF: %w", err)
+		}
 		return 0, nil, err
 	}
 	b, err := c.answer(ctx, CmdGet, "answer")

@@ -95,24 +95,32 @@ func (m *Model) runBootloader(s *sim.Session) {
 	m.mu.Lock()
 	m.stats.BootloaderRuns++
 	m.mu.Unlock()
-	s.SetBaud(0) // the ROM measures the host's rate on the sync byte
+	s.SetBaud(0)                 // the ROM measures the host's rate on the first frame
+	s.SetFraming(sim.Framing8E1) // AN3155 §2: 8 data bits, even parity, 1 stop bit
 	if s.Wait(StartupDelay) != nil {
 		return
 	}
 	dropInput(s)
+	m.setListening(true)
+	defer m.setListening(false)
 	r := &rom{m: m, s: s}
-	// Autobaud: only 0x7F gives the ROM a rate it accepts.
-	for {
-		b, err := r.byte()
-		if err != nil {
-			return
-		}
-		if b == stm32.SyncByte {
-			break
-		}
+	// Autobaud (AN3155 §2, "USART bootloader code sequence"): the ROM
+	// times the first frame it sees as if it were 0x7F, sets its USART to
+	// the rate that gives, and answers ACK at that rate. There is no second
+	// chance until the next reset: a first frame that is not 0x7F (noise,
+	// an application's leftovers, a host that sends before the ROM listens)
+	// leaves it at a wrong rate, and every byte after is garbled both ways.
+	b, err := r.byte()
+	if err != nil {
+		return
 	}
 	m.mu.Lock()
-	m.stats.Syncs++
+	if baud := measuredRate(s.HostBaud(), b); baud != 0 {
+		s.SetBaud(baud)
+		m.stats.AutobaudMisses++
+	} else {
+		m.stats.Syncs++
+	}
 	m.mu.Unlock()
 	if r.ack() != nil {
 		return
@@ -122,6 +130,31 @@ func (m *Model) runBootloader(s *sim.Session) {
 			return
 		}
 	}
+}
+
+// measuredRate returns the rate the ROM sets when the first frame it times
+// is b, sent at host baud, or 0 when that is the host's rate. ST does not
+// publish how the ROM times the frame; the model times it from the start
+// bit's falling edge to the frame's last rising edge, which 0x7F at 8E1
+// (0 1111111 0 1 1) has nine bit times in. A byte whose last rising edge is
+// elsewhere (00 and FF: ten) gives a rate more than a UART's tolerance
+// off; a byte whose edges fall where 0x7F's do is timed right.
+func measuredRate(host int, b byte) int {
+	bits := []byte{0}
+	for i := range 8 {
+		bits = append(bits, b>>i&1)
+	}
+	bits = append(bits, sim.Framing8E1.ParityBit(b), 1)
+	last := 0
+	for i := 1; i < len(bits); i++ {
+		if bits[i-1] == 0 && bits[i] == 1 {
+			last = i
+		}
+	}
+	if last == 9 {
+		return 0
+	}
+	return host * 9 / last
 }
 
 // readProtected is what RDP level 1 makes the ROM refuse.

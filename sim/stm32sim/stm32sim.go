@@ -44,6 +44,7 @@
 package stm32sim
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -154,9 +155,12 @@ func lookup(name string) (variant, stm32.Part, FlashTiming, error) {
 }
 
 // LineConfig returns the line an STM32 USART bootloader needs: the ROM
-// autobauds (Baud 0 follows the host) and the link is 8E1 (11 bit times a
-// byte).
-func LineConfig() sim.LineConfig { return sim.LineConfig{BitsPerByte: 11} }
+// autobauds (Baud 0 follows the host) and frames 8E1 (AN3155 §2), 11 bit
+// times a byte. A host whose port is not at even parity gets what a real
+// unit gives it: 7F, 79 and 1F cross unharmed, GET's 00 FF does not.
+func LineConfig() sim.LineConfig {
+	return sim.LineConfig{BitsPerByte: 11, Framing: sim.Framing8E1}
+}
 
 // Options set how a simulated unit is built.
 type Options struct {
@@ -196,6 +200,7 @@ type Stats struct {
 	AppRuns        int // application starts (at reset or by GO)
 	BootFailures   int // boots from flash that found no valid image
 	Syncs          int // 0x7F answered ACK
+	AutobaudMisses int // first frames that locked the ROM at a wrong rate
 	Commands       int // commands received with a good complement
 	NACKs          int
 	BlocksWritten  int // WRITEs that programmed flash
@@ -229,6 +234,10 @@ type Model struct {
 	faults Faults
 	rx     int // bytes received since the hang fault was armed
 	stats  Stats
+	// listening is set while the system bootloader runs past its start-up;
+	// listenCh is closed and replaced when it changes.
+	listening bool
+	listenCh  chan struct{}
 }
 
 var _ sim.Model = (*Model)(nil)
@@ -251,6 +260,8 @@ func New(partName string, opts Options) (*Model, error) {
 		ram:    make([]byte, p.RAM.Size),
 		rdp:    opts.ReadoutProtect,
 		wrp:    map[int]bool{},
+
+		listenCh: make(chan struct{}),
 	}
 	if m.uid == ([12]byte{}) {
 		m.uid = deriveUID(partName, opts.Seed)
@@ -385,6 +396,33 @@ func (m *Model) Faults() Faults {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.faults
+}
+
+func (m *Model) setListening(on bool) {
+	m.mu.Lock()
+	m.listening = on
+	close(m.listenCh)
+	m.listenCh = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// WaitBootloader waits until the system bootloader has started and listens
+// (bytes sent before that are lost, as on silicon: StartupDelay), or ctx
+// ends. Tests that start a real tool right after powering a unit use it.
+func (m *Model) WaitBootloader(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		on, ch := m.listening, m.listenCh
+		m.mu.Unlock()
+		if on {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Stats returns what the model did so far.

@@ -814,3 +814,53 @@ func TestNewRejectsUnknownParts(t *testing.T) {
 		t.Error("New() with an image larger than flash succeeded")
 	}
 }
+
+// TestParity: the ROM frames 8E1 (AN3155 §2). A host at 8N1 gets its sync
+// byte through and the ACK back, since 7F and 79 look the same in both
+// framings, and then nothing: GET's 00 FF arrives with parity and framing
+// errors. The client says so. A model that ignored the host's parity would
+// answer GET.
+func TestParity(t *testing.T) {
+	for _, tt := range []struct {
+		parity string
+		ok     bool
+	}{{"even", true}, {"none", false}, {"odd", false}} {
+		t.Run(tt.parity, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				u := newUnit(t, "stm32f103", Options{Seed: 7}, LineConfig())
+				if err := u.host.SetParity(tt.parity); err != nil {
+					t.Fatal(err)
+				}
+				u.dev.SetBoot(true)
+				u.dev.SetPower(true)
+				c := u.client(stm32.Options{Timeout: 200 * time.Millisecond})
+				err := c.Sync(ctx)
+				if tt.parity == "odd" {
+					// 7F has seven ones: its odd parity bit is 0, where the
+					// ROM wants 1. Not even the sync byte passes.
+					if err == nil {
+						t.Fatal("Sync() at odd parity succeeded")
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Sync() at parity %s = %v, want the sync byte through", tt.parity, err)
+				}
+				info, err := c.Identify(ctx)
+				if tt.ok {
+					if err != nil || info.Serial() != u.m.Serial() {
+						t.Fatalf("Identify() at even parity = %v, %v", info, err)
+					}
+					return
+				}
+				var te *bootloader.TimeoutError
+				if err == nil || !errors.As(err, &te) || !strings.Contains(err.Error(), "even parity (8E1)") {
+					t.Fatalf("Identify() at parity %s = %v, want a timeout that names the parity", tt.parity, err)
+				}
+				if st := u.line.Stats(); st.RxErrors == 0 {
+					t.Errorf("line Stats() = %+v, want parity errors", st)
+				}
+			})
+		})
+	}
+}
