@@ -304,7 +304,7 @@ func (c *Client) syncOnce(ctx context.Context) error {
 	}
 	ans, ok := syncVerdict(got)
 	if !ok {
-		return &ProtocolError{Cmd: SyncByte, Msg: fmt.Sprintf("got % X instead of ACK to 0x7F (the application is running, or the rate is wrong)", clip(got))}
+		return &ProtocolError{Cmd: SyncByte, Msg: fmt.Sprintf("got % X instead of ACK to 0x7F (the application is running, the rate is wrong, or the ROM timed an earlier frame as its sync byte and locked a wrong rate: only a reset clears that)", clip(got))}
 	}
 	switch {
 	case ans == NACK:

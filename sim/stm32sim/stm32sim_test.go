@@ -864,3 +864,55 @@ func TestParity(t *testing.T) {
 		})
 	}
 }
+
+// TestAutobaudLocksOnFirstFrame: the ROM times the first frame it sees as
+// 0x7F and keeps the rate that gives until the next reset (AN3155 §2). A
+// stray 00 before the sync byte leaves it 10% off: no sync without a
+// reset, however often the host sends 0x7F; the client's reset hook (the
+// entry sequence) brings it back. A ROM that skipped bytes until 0x7F
+// would let the first client sync.
+func TestAutobaudLocksOnFirstFrame(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, "stm32f103", Options{Seed: 8}, LineConfig())
+		u.host.SetBaud(115200)
+		u.host.SetParity("even")
+		u.dev.SetBoot(true)
+		u.dev.SetPower(true)
+		if err := u.m.WaitBootloader(ctx); err != nil {
+			t.Fatal(err)
+		}
+		u.host.Write([]byte{0x00})
+		time.Sleep(10 * time.Millisecond) // fake time: the byte crosses
+		if st := u.m.Stats(); st.AutobaudMisses != 1 || st.Syncs != 0 {
+			t.Fatalf("after a stray 00: Stats() = %+v, want one autobaud miss", st)
+		}
+		c := stm32.New(u.host, stm32.Options{SyncAttempts: 3})
+		if err := c.Sync(ctx); err == nil {
+			t.Fatal("Sync() without a reset succeeded with the ROM at a wrong rate")
+		}
+		resets := 0
+		c = stm32.New(u.host, stm32.Options{Reset: func(ctx context.Context) error { resets++; return u.enter(ctx) }})
+		if err := c.Sync(ctx); err != nil || resets != 1 {
+			t.Fatalf("Sync() with the entry sequence as reset hook = %v after %d resets, want success after 1", err, resets)
+		}
+		if _, err := c.Identify(ctx); err != nil {
+			t.Fatalf("Identify() after the resync = %v", err)
+		}
+		if st := u.m.Stats(); st.Syncs != 1 {
+			t.Errorf("Stats() = %+v, want one good sync", st)
+		}
+	})
+}
+
+// TestMeasuredRate: only a frame whose edges fall where 0x7F's do gives the
+// ROM the host's rate.
+func TestMeasuredRate(t *testing.T) {
+	for _, tt := range []struct {
+		b    byte
+		good bool
+	}{{0x7F, true}, {0x00, false}, {0xFF, false}, {0x0A, false}} {
+		if got := measuredRate(115200, tt.b); (got == 0) != tt.good {
+			t.Errorf("measuredRate(115200, %#02x) = %d, want the host's rate: %v", tt.b, got, tt.good)
+		}
+	}
+}
