@@ -87,16 +87,33 @@ type Info struct {
 	BootloaderVersion byte   // 0x22 is v2.2
 	Commands          []byte // command codes GET listed
 	UID               [12]byte
-	// FlashSize is what the unit's flash-size register says, in bytes. It
-	// can be less than Part's flash: a part line shares one PID.
+	// NoUID is set when the ROM gave no unique ID: the part has none the
+	// bootloader can read, or its ROM NACKs every READ of it (AN2606: some
+	// F2/F4, L4 and G silicon refuses READs of the device-information
+	// block). NoUIDReason says which. The unit's identity must then come
+	// from elsewhere: its barcode label or its application's console.
+	NoUID       bool
+	NoUIDReason string
+	// FlashSize is what the unit's flash-size register says, in bytes; 0
+	// when it could not be read. It can be less than Part's flash: a part
+	// line shares one PID.
 	FlashSize int
 }
 
 // Serial returns the unique ID as 24 upper-case hex digits, bytes in
-// address order: the unit's serial number.
-func (i Info) Serial() string { return FormatUID(i.UID) }
+// address order: the unit's serial number. It is empty when the ROM gave
+// no ID (NoUID).
+func (i Info) Serial() string {
+	if i.NoUID {
+		return ""
+	}
+	return FormatUID(i.UID)
+}
 
 func (i Info) String() string {
+	if i.NoUID {
+		return fmt.Sprintf("%s, bootloader v%s, no UID from the ROM (%s)", i.Part, FormatVersion(i.BootloaderVersion), i.NoUIDReason)
+	}
 	return fmt.Sprintf("%s, bootloader v%s, UID %s", i.Part, FormatVersion(i.BootloaderVersion), i.Serial())
 }
 
@@ -440,6 +457,14 @@ func (c *Client) GetID(ctx context.Context) (uint16, error) {
 // and the flash-size register. On a read-protected unit the READ is refused:
 // Identify then returns what it learnt (PID, Part, version, commands) with
 // an error that matches ErrReadProtected.
+//
+// Some ROMs NACK a READ of the device-information block (AN2606; reported
+// for the STM32F401 and in stm32loader's LONG_UID_ACCESS for the F4 and
+// L0: a READ starting there is refused, one of 256 bytes starting just
+// before it works). Identify tries the exact range first, then the
+// 256-byte window from the range's 256-byte boundary; when both are NACKed
+// it returns the Info with NoUID set and no error: "no ID from the ROM",
+// for the caller to take the identity from elsewhere.
 func (c *Client) Identify(ctx context.Context) (Info, error) {
 	var info Info
 	version, cmds, err := c.Get(ctx)
@@ -456,25 +481,50 @@ func (c *Client) Identify(ctx context.Context) (Info, error) {
 	}
 	info.Part = p
 	c.SetPart(p)
-	lo := min(p.UIDAddr, p.FlashSizeAddr)
-	hi := max(p.UIDAddr+12, p.FlashSizeAddr+2)
-	var uid, size []byte
-	if hi-lo <= MaxBlock {
-		b, err := c.Read(ctx, lo, int(hi-lo))
-		if err != nil {
-			return info, c.uidError(p, err)
-		}
-		uid, size = b[p.UIDAddr-lo:][:12], b[p.FlashSizeAddr-lo:][:2]
-	} else {
-		if uid, err = c.Read(ctx, p.UIDAddr, 12); err != nil {
-			return info, c.uidError(p, err)
-		}
-		if size, err = c.Read(ctx, p.FlashSizeAddr, 2); err != nil {
-			return info, c.uidError(p, err)
-		}
+	if p.UIDAddr == 0 {
+		info.NoUID, info.NoUIDReason = true, fmt.Sprintf("%s has no unique ID the bootloader can read", p.Name)
+		return info, nil
 	}
-	copy(info.UID[:], uid)
-	info.FlashSize = int(uint16(size[0])|uint16(size[1])<<8) << 10
+	off := p.uidOffsets()
+	lo, hi := p.UIDAddr, p.UIDAddr+off[2]+4
+	if p.FlashSizeAddr != 0 {
+		lo, hi = min(lo, p.FlashSizeAddr), max(hi, p.FlashSizeAddr+2)
+	}
+	var mem []byte
+	base := lo
+	windows := []Region{{lo, hi - lo}}
+	if w := (Region{lo &^ 0xFF, MaxBlock}); w.Contains(lo, int(hi-lo)) && w != windows[0] {
+		windows = append(windows, w)
+	}
+	var refused error
+	for _, w := range windows {
+		b, err := c.Read(ctx, w.Start, int(w.Size))
+		if err == nil {
+			mem, base = b, w.Start
+			break
+		}
+		if errors.Is(err, ErrReadProtected) {
+			return info, c.uidError(p, err)
+		}
+		var ne *NACKError
+		if !errors.As(err, &ne) {
+			return info, c.uidError(p, err)
+		}
+		c.logf("READ of %d bytes at 0x%08X for the unique ID: %v", w.Size, w.Start, err)
+		refused = err
+	}
+	if mem == nil {
+		info.NoUID = true
+		info.NoUIDReason = fmt.Sprintf("the ROM refused every READ of the unique ID at 0x%08X: %v", p.UIDAddr, refused)
+		return info, nil
+	}
+	for i, o := range off {
+		copy(info.UID[4*i:4*i+4], mem[p.UIDAddr+o-base:])
+	}
+	if p.FlashSizeAddr != 0 {
+		sz := mem[p.FlashSizeAddr-base:]
+		info.FlashSize = int(uint16(sz[0])|uint16(sz[1])<<8) << 10
+	}
 	return info, nil
 }
 
