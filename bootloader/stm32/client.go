@@ -697,12 +697,38 @@ func (c *Client) massBudget() time.Duration {
 }
 
 // MassErase erases the whole flash: ERASE with the global code (FF 00) or
-// EXTENDED ERASE with the mass-erase code (FF FF 00).
+// EXTENDED ERASE with the mass-erase code (FF FF 00). Parts without a mass
+// erase (Part.NoMassErase: the L0 and L1), and bootloaders that NACK the
+// code, are erased page by page instead, as stm32flash does
+// (stm32_erase_memory, F_NO_ME).
 func (c *Client) MassErase(ctx context.Context) error {
 	cmd, err := c.eraseCmd(ctx)
 	if err != nil {
 		return err
 	}
+	if c.havePart && c.part.NoMassErase {
+		c.logf("mass erase: %s has none: erasing its %d pages one by one", c.part.Name, c.part.Units())
+		return c.eraseAllUnits(ctx)
+	}
+	err = c.massErase(ctx, cmd)
+	var ne *NACKError
+	if errors.As(err, &ne) && ne.Stage == StagePages && c.havePart {
+		c.logf("mass erase refused (%v): erasing the %d pages one by one", err, c.part.Units())
+		return c.eraseAllUnits(ctx)
+	}
+	return err
+}
+
+// eraseAllUnits erases every page or sector of the part.
+func (c *Client) eraseAllUnits(ctx context.Context) error {
+	units := make([]int, c.part.Units())
+	for i := range units {
+		units[i] = i
+	}
+	return c.Erase(ctx, units)
+}
+
+func (c *Client) massErase(ctx context.Context, cmd byte) error {
 	frame := []byte{GlobalErase, 0x00}
 	if cmd == CmdExtendedErase {
 		frame = AppendSpecialErase(nil, MassErase)
@@ -763,9 +789,40 @@ func (c *Client) WriteMemory(ctx context.Context, addr uint32, data []byte, prog
 	return nil
 }
 
-// Verify reads memory back from addr and compares it with data. It
-// returns a *VerifyError naming the first differing address.
+// Verify checks that memory from addr holds data. Where the bootloader
+// offers GET_CHECKSUM, it compares the ROM's CRC of the range with the
+// image's (data padded with 0xFF to a multiple of 4, as WriteMemory writes
+// it), and reads back only when they differ, to name the first differing
+// byte; elsewhere it reads everything back. It returns a *VerifyError
+// naming the first differing address.
 func (c *Client) Verify(ctx context.Context, addr uint32, data []byte, progress bootloader.Progress) error {
+	if c.Offers(CmdGetChecksum) && addr%4 == 0 && len(data) > 0 {
+		padded := data
+		if len(data)%4 != 0 {
+			padded = append(bytes.Clone(data), bytes.Repeat([]byte{0xFF}, 4-len(data)%4)...)
+		}
+		got, err := c.Checksum(ctx, addr, uint32(len(padded)))
+		var ne *NACKError
+		switch {
+		case err == nil && got == CRC32(padded):
+			c.logf("verify: GET_CHECKSUM of %d bytes at 0x%08X matches (CRC 0x%08X)", len(padded), addr, got)
+			if progress != nil {
+				progress(int64(len(data)), int64(len(data)))
+			}
+			return nil
+		case err == nil:
+			c.logf("verify: GET_CHECKSUM at 0x%08X is 0x%08X, the image's 0x%08X: reading back", addr, got, CRC32(padded))
+		case errors.As(err, &ne):
+			c.logf("verify: GET_CHECKSUM refused (%v): reading back", err)
+		default:
+			return err
+		}
+	}
+	return c.readBack(ctx, addr, data, progress)
+}
+
+// readBack reads memory back from addr and compares it with data.
+func (c *Client) readBack(ctx context.Context, addr uint32, data []byte, progress bootloader.Progress) error {
 	buf := make([]byte, MaxBlock)
 	for off := 0; off < len(data); off += MaxBlock {
 		want := data[off:min(off+MaxBlock, len(data))]
@@ -786,6 +843,48 @@ func (c *Client) Verify(ctx context.Context, addr uint32, data []byte, progress 
 		}
 	}
 	return nil
+}
+
+// checksumBudget bounds how long the ROM may take to compute the CRC of n
+// bytes: generously, a second per MiB beyond Timeout (the CRC unit takes
+// about 4 cycles a word).
+func (c *Client) checksumBudget(n uint32) time.Duration {
+	return c.opts.Timeout + time.Duration(n>>20+1)*time.Second
+}
+
+// Checksum asks the ROM for the CRC of n bytes at addr with GET_CHECKSUM
+// (0xA1), which only some bootloaders have (see Offers). addr and n must
+// be multiples of 4. The answer is what CRC32 computes over the bytes.
+func (c *Client) Checksum(ctx context.Context, addr, n uint32) (uint32, error) {
+	if addr%4 != 0 || n%4 != 0 || n == 0 {
+		return 0, fmt.Errorf("stm32: GET_CHECKSUM of %d bytes at 0x%08X: address and length must be multiples of 4", n, addr)
+	}
+	if err := c.command(ctx, CmdGetChecksum, addr); err != nil {
+		return 0, err
+	}
+	if err := c.send(CmdGetChecksum, addr, "address", AppendAddress(c.out[:0], addr)); err != nil {
+		return 0, err
+	}
+	if err := c.ack(ctx, CmdGetChecksum, StageAddress, addr, c.opts.Timeout+c.wire(6)); err != nil {
+		return 0, err
+	}
+	if err := c.send(CmdGetChecksum, addr, "length", AppendLength(c.out[:0], n)); err != nil {
+		return 0, err
+	}
+	if err := c.ack(ctx, CmdGetChecksum, StageLength, addr, c.opts.Timeout+c.wire(6)); err != nil {
+		return 0, err
+	}
+	if err := c.ack(ctx, CmdGetChecksum, StageChecksum, addr, c.checksumBudget(n)); err != nil {
+		return 0, err
+	}
+	var b [5]byte
+	if err := c.readFull(ctx, CmdGetChecksum, addr, b[:], c.opts.Timeout+c.wire(5), "CRC"); err != nil {
+		return 0, err
+	}
+	if xor(b[:4]) != b[4] {
+		return 0, &ProtocolError{Cmd: CmdGetChecksum, Msg: fmt.Sprintf("CRC % X with a wrong checksum byte 0x%02X", b[:4], b[4])}
+	}
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), nil
 }
 
 // resetting finishes a command after which the unit resets itself: wait

@@ -161,7 +161,7 @@ func measuredRate(host int, b byte) int {
 func readProtected(cmd byte) bool {
 	switch cmd {
 	case stm32.CmdRead, stm32.CmdWrite, stm32.CmdErase, stm32.CmdExtendedErase, stm32.CmdGo,
-		stm32.CmdWriteProtect, stm32.CmdWriteUnprotect, stm32.CmdReadoutProtect:
+		stm32.CmdWriteProtect, stm32.CmdWriteUnprotect, stm32.CmdReadoutProtect, stm32.CmdGetChecksum:
 		return true
 	}
 	return false
@@ -203,6 +203,8 @@ func (r *rom) command() error {
 		return r.extendedErase()
 	case stm32.CmdGo:
 		return r.goCmd()
+	case stm32.CmdGetChecksum:
+		return r.checksum()
 	case stm32.CmdWriteProtect:
 		return r.writeProtect()
 	case stm32.CmdWriteUnprotect:
@@ -276,6 +278,9 @@ func (r *rom) read() error {
 	if a, _ := r.m.areaOf(addr); !ok || a == noArea {
 		return r.nack()
 	}
+	if refused, _ := r.m.readRefused(addr, 1); refused {
+		return r.nack()
+	}
 	if err := r.ack(); err != nil {
 		return err
 	}
@@ -286,7 +291,11 @@ func (r *rom) read() error {
 	if l[1] != ^l[0] {
 		return r.nack()
 	}
-	data, ok := r.m.read(addr, int(l[0])+1)
+	n := int(l[0]) + 1
+	if _, refused := r.m.readRefused(addr, n); refused {
+		return r.nack()
+	}
+	data, ok := r.m.read(addr, n)
 	if !ok {
 		return r.nack() // the read runs past the end of the memory
 	}
@@ -410,12 +419,13 @@ func (r *rom) eraseUnits(units []int) (bool, error) {
 	return true, nil
 }
 
-// massErase erases everything unless write protection forbids it.
+// massErase erases everything unless write protection forbids it or the
+// part has no mass erase (Options.NoMassErase).
 func (r *rom) massErase() error {
 	r.m.mu.Lock()
 	protected := len(r.m.wrp) > 0
 	r.m.mu.Unlock()
-	if protected {
+	if protected || r.m.opts.NoMassErase {
 		return r.nack()
 	}
 	if err := r.s.Busy(r.m.timing.MassErase); err != nil {
@@ -573,4 +583,41 @@ func (r *rom) writeProtect() error {
 	}
 	r.reset()
 	return nil
+}
+
+// checksum serves GET_CHECKSUM as stm32flash drives it (stm32.c,
+// stm32_crc_memory): ACK, the address (4-aligned, in flash) and ACK, the
+// length in bytes (a multiple of 4, inside flash) and ACK, then ACK once
+// computed, the CRC most significant byte first, and its XOR.
+func (r *rom) checksum() error {
+	if err := r.ack(); err != nil {
+		return err
+	}
+	addr, ok, err := r.address()
+	if err != nil {
+		return err
+	}
+	if !ok || addr%4 != 0 || !r.m.part.Flash().Contains(addr, 1) {
+		return r.nack()
+	}
+	if err := r.ack(); err != nil {
+		return err
+	}
+	n, ok, err := r.address() // the length has the address's shape
+	if err != nil {
+		return err
+	}
+	if !ok || n == 0 || n%4 != 0 || !r.m.part.Flash().Contains(addr, int(n)) {
+		return r.nack()
+	}
+	if err := r.ack(); err != nil {
+		return err
+	}
+	data, err := r.m.flash.Read(addr, int(n))
+	if err != nil {
+		return r.nack()
+	}
+	c := stm32.CRC32(data)
+	b := []byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}
+	return r.reply(stm32.ACK, b[0], b[1], b[2], b[3], b[0]^b[1]^b[2]^b[3])
 }

@@ -3,6 +3,7 @@ package stm32sim
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"go.bug.st/serial"
 
+	"github.com/unbrick/unbrick/bootloader/stm32"
 	"github.com/unbrick/unbrick/internal/peertest"
 	"github.com/unbrick/unbrick/sim"
 	"github.com/unbrick/unbrick/sim/simtest"
@@ -218,5 +220,44 @@ func waitBootloader(t *testing.T, m *Model) {
 	defer cancel()
 	if err := m.WaitBootloader(ctx); err != nil {
 		t.Fatalf("the bootloader did not start: %v", err)
+	}
+}
+
+// TestStm32flashCRC holds GET_CHECKSUM against stm32flash's -C: with the
+// command offered stm32flash asks the ROM (stm32_crc_memory), without it
+// stm32flash reads the flash and computes the CRC itself (stm32_sw_crc).
+// Both must print the CRC the client's CRC32 gives for the flash.
+func TestStm32flashCRC(t *testing.T) {
+	peertest.Need(t, peertest.Tool{Name: "stm32flash", Package: "stm32flash"})
+	env := ptyParity(t)
+	img := appImage(t, "stm32f103", "1.0", 30000)
+	for _, offered := range []bool{true, false} {
+		t.Run(map[bool]string{true: "by the ROM", false: "by stm32flash"}[offered], func(t *testing.T) {
+			m, err := New("stm32f103", Options{Seed: 4, Image: img, Checksum: offered})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pt, err := sim.OpenPTY(filepath.Join(t.TempDir(), "ttyUSB0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := sim.NewLine(sim.LineConfig{Fast: true, Framing: sim.Framing8E1})
+			var tr simtest.Traffic
+			line.Tap(tr.Tap)
+			line.Attach(pt)
+			d := sim.NewDevice("stm32f103", m, line)
+			defer d.Close()
+			d.SetBoot(true)
+			d.SetPower(true)
+			waitBootloader(t, m)
+			out := stm32flash(t, env, "-b", "115200", "-m", "8e1", "-C", pt.Path())
+			want := fmt.Sprintf("CRC(0x08000000-0x08020000) = 0x%08x", stm32.CRC32(m.Flash().Snapshot()))
+			mustContain(t, out, want)
+			// Only the ROM's way keeps the flash on the unit.
+			asked := bytes.Contains(tr.Received(), []byte{stm32.CmdGetChecksum, 0xFF ^ stm32.CmdGetChecksum})
+			if asked != offered {
+				t.Errorf("stm32flash sent GET_CHECKSUM: %v, want %v", asked, offered)
+			}
+		})
 	}
 }
