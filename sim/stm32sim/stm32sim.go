@@ -1,4 +1,5 @@
-// Package stm32sim models an STM32F103 or STM32F407 for the virtual bench:
+// Package stm32sim models an STM32F103, STM32F407 or STM32L476 for the
+// virtual bench (FIDELITY.md lists each behaviour, its source and its test):
 // a sim.Model whose ROM speaks the USART system bootloader protocol of ST
 // application note AN3155
 // (https://www.st.com/resource/en/application_note/an3155-usart-protocol-used-in-the-stm32-bootloader-stmicroelectronics.pdf)
@@ -16,8 +17,15 @@
 //     sim demo console; erased flash, a bad vector table or a bad image
 //     checksum print one line saying so and reset about once a second: the
 //     bricked state.
-//   - The bootloader: it autobauds on 0x7F (the line's Baud is 0: it follows
-//     the host) and answers ACK, then serves commands. The F103 has
+//   - The line: the ROM frames 8E1 (AN3155); a host at another parity gets
+//     what a UART gives it (see sim.LineConfig.Framing): the sync byte and
+//     its ACK pass at 8N1, GET does not. The application's console is 8N1.
+//   - The bootloader: it times the first frame as 0x7F (the line's Baud is
+//     0: it follows the host) and answers ACK, then serves commands. A
+//     first frame that is not 0x7F locks it at a wrong rate until reset.
+//     The F407 and L476 refuse READs of their device information as their
+//     silicon does (the F407 serves a READ that runs into it from the OTP
+//     before it; the L476 none). The F103 has
 //     bootloader v2.2 with ERASE (0x43); the F407 v3.1 with EXTENDED ERASE
 //     (0x44). Anything not offered, a wrong complement (including a
 //     repeated 0x7F), a bad checksum, an address outside the memory map, an
