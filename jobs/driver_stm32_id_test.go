@@ -35,3 +35,23 @@ func TestSTM32NoIDFromTheROM(t *testing.T) {
 		})
 	}
 }
+
+// TestSTM32WrongParity: a plan whose port is not at even parity reaches
+// the ROM's sync (0x7F and its ACK look the same at 8N1) and then fails,
+// as on a real unit, with the parity named; recipe check refuses such a
+// recipe before it gets here.
+func TestSTM32WrongParity(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newSTM32Bench(t, stm32Image(t, "1.0.0"))
+		plan := stm32Plan(t, "2.1.0")
+		plan.Port.Parity = "none"
+		rec := &memRecorder{}
+		res := stm32Runner(rec).Run(t.Context(), Job{Slot: b.slot, Plan: plan, Revision: "B"})
+		if res.Outcome != OutcomeFailed || res.Failure == nil || !strings.Contains(res.Failure.Error(), "even parity (8E1)") {
+			t.Fatalf("Run() at parity none = %s, %v; want a failure that names the parity", res.Outcome, res.Failure)
+		}
+		if st := b.dev.Line.Stats(); st.RxErrors == 0 {
+			t.Errorf("line Stats() = %+v, want parity errors at the unit", st)
+		}
+	})
+}

@@ -59,6 +59,9 @@ func newSTM32BenchPart(t *testing.T, part string, image []byte) *stm32Bench {
 		},
 		Open: func(ctx context.Context, m Mode) (Port, error) {
 			b.host.SetBaud(m.Baud)
+			if err := b.host.SetParity(m.Parity); err != nil {
+				return nil, err
+			}
 			return pipePort{b.host}, nil
 		},
 	}

@@ -1030,5 +1030,16 @@ func TestNoMassErase(t *testing.T) {
 		if !strings.Contains(strings.Join(logs, "\n"), "one by one") {
 			t.Errorf("logs = %q", logs)
 		}
+		// A part the table marks NoMassErase is erased page by page without
+		// asking.
+		p := u.m.Part()
+		p.NoMassErase = true
+		c.SetPart(p)
+		if err := c.MassErase(ctx); err != nil {
+			t.Fatalf("MassErase() of a NoMassErase part = %v", err)
+		}
+		if st2 := u.m.Stats(); st2.NACKs != st.NACKs || st2.UnitsErased != 2*p.Units() {
+			t.Errorf("Stats() = %+v, want every page erased again and no mass erase asked for", st2)
+		}
 	})
 }
