@@ -42,13 +42,16 @@
 //     ACK back (both have an odd count of ones, so their parity bit reads
 //     as a stop bit) and then no answer to GET: Get says to check the
 //     parity.
+//
 //   - The ROM times the first frame it sees as 0x7F and keeps that rate
 //     until reset: garbage before the sync byte leaves it deaf. Sync calls
 //     the Reset hook (the unit's entry sequence) before every attempt after
 //     the first.
+//
 //   - Some ROMs NACK READs of the unique ID (AN2606): Identify tries a
 //     256-byte window around it, then reports no ID from the ROM (NoUID)
 //     for the caller to identify the unit otherwise.
+//
 //   - GET_CHECKSUM (0xA1), where GET lists it, lets Verify compare a CRC
 //     instead of reading everything back; parts without a mass erase (the
 //     L0 and L1) are erased page by page.
@@ -57,13 +60,16 @@
 //     byte of a command and waits for its complement; a second 0x7F then
 //     fails the complement check and is answered NACK. Sync treats that NACK
 //     as synced, as stm32flash does.
+//
 //   - Flash must be erased before it is written: programming can only clear
 //     bits, and the ROM answers ACK whatever it programmed. Only reading
 //     back (Verify) shows a write over old data. The F1 and F4
 //     bootloaders have no checksum command.
+//
 //   - Older bootloaders (v2.x on the F1) erase with ERASE (0x43, one-byte page
 //     numbers); newer ones (v3.x on the F4) with EXTENDED ERASE (0x44,
 //     two-byte numbers). GET says which; the client uses the one offered.
+//
 //   - Readout protection (RDP level 1) makes the ROM NACK READ, WRITE, ERASE
 //     and GO. The unique ID, the unit's serial number, then cannot be read.
 //     READOUT_UNPROTECT mass-erases the flash, clears the protection and
