@@ -75,7 +75,9 @@ func mustContain(t *testing.T, out string, want ...string) {
 // pty cannot keep PARENB, see testdata/ptyparity.c): it identifies the part,
 // does so again without a reset (the ROM is synced and NACKs 7F 7F), reads
 // the whole flash byte for byte, writes and verifies an application and
-// starts it with GO, after which the unit runs it.
+// starts it with GO, after which the unit runs it; for the F103, the F407
+// and the L476 (whose 2 KiB pages stm32flash erases as the part table has
+// them).
 func TestStm32flash(t *testing.T) {
 	peertest.Need(t, peertest.Tool{Name: "stm32flash", Package: "stm32flash"})
 	env := ptyParity(t)
@@ -85,6 +87,7 @@ func TestStm32flash(t *testing.T) {
 	}{
 		{"stm32f103", "0x0410", "STM32F10xxx Medium-density", "0x22"},
 		{"stm32f407", "0x0413", "STM32F40xxx/41xxx", "0x31"},
+		{"stm32l476", "0x0415", "STM32L47xxx/48xxx", "0x31"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.part, func(t *testing.T) {
