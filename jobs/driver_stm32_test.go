@@ -30,8 +30,13 @@ type stm32Bench struct {
 
 func newSTM32Bench(t *testing.T, image []byte) *stm32Bench {
 	t.Helper()
+	return newSTM32BenchPart(t, "stm32f103", image)
+}
+
+func newSTM32BenchPart(t *testing.T, part string, image []byte) *stm32Bench {
+	t.Helper()
 	b := &stm32Bench{bank: gpiosim.NewBank()}
-	m, err := stm32sim.New("stm32f103", stm32sim.Options{Board: "sensor-b", Seed: 7, Image: image})
+	m, err := stm32sim.New(part, stm32sim.Options{Board: "sensor-b", Seed: 7, Image: image})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +59,9 @@ func newSTM32Bench(t *testing.T, image []byte) *stm32Bench {
 		},
 		Open: func(ctx context.Context, m Mode) (Port, error) {
 			b.host.SetBaud(m.Baud)
+			if err := b.host.SetParity(m.Parity); err != nil {
+				return nil, err
+			}
 			return pipePort{b.host}, nil
 		},
 	}

@@ -814,10 +814,20 @@ func (u *run) toBootloader() error {
 	// Always: a driver may have raised the rate for the transfer
 	// (CHANGE_BAUDRATE) or the console left it elsewhere.
 	if bs, ok := u.port.(bootloader.BaudSetter); ok && u.plan.Port.Baud != 0 {
-		return bs.SetBaud(u.plan.Port.Baud)
+		if err := bs.SetBaud(u.plan.Port.Baud); err != nil {
+			return err
+		}
+	}
+	if ps, ok := u.port.(bootloader.ParitySetter); ok && consoleParityDiffers(u.plan) {
+		return ps.SetParity(u.plan.Port.Parity)
 	}
 	return nil
 }
+
+// consoleParityDiffers reports whether the bootloader's parity is not the
+// console's: the STM32 ROM speaks 8E1 (AN3155), and applications' consoles
+// 8N1 (recipes name no console parity).
+func consoleParityDiffers(p *Plan) bool { return p.Port.Parity != "" && p.Port.Parity != "none" }
 
 // toConsole sets the port for the application's console and drops what
 // the bootloader left in it.
@@ -832,6 +842,11 @@ func (u *run) toConsole(ctx context.Context) *Failure {
 	if bs, ok := u.port.(bootloader.BaudSetter); ok && baud != 0 {
 		if err := bs.SetBaud(baud); err != nil {
 			return classify("console baud", err)
+		}
+	}
+	if ps, ok := u.port.(bootloader.ParitySetter); ok && consoleParityDiffers(u.plan) {
+		if err := ps.SetParity("none"); err != nil {
+			return classify("console parity", err)
 		}
 	}
 	u.console.Mark()

@@ -29,6 +29,13 @@ func (r *Recipe) validate() []error {
 	if r.Serial.Pos.Line == 0 {
 		fail(r.Pos, "add serial: {baud: 115200}", "the recipe has no serial settings")
 	}
+	// The STM32 system bootloader frames 8E1 (AN3155 §2). At 8N1 a unit
+	// syncs, since 0x7F and its ACK look the same in both framings, and
+	// then fails at its first command (GET's 00 FF).
+	if r.Protocol == "stm32" && r.Serial.Pos.Line != 0 && r.Serial.Parity != "even" {
+		fail(r.Serial.Pos, "add parity: even under serial: the STM32 ROM speaks 8E1 (AN3155); at other parities a unit answers the sync byte and then fails at its first command",
+			"protocol stm32 needs serial parity even, not %s", r.Serial.Parity)
+	}
 	if r.Flash.Pos.Line == 0 {
 		fail(r.Pos, "add flash: {start: ..., size: ...}: the part's flash (for U-Boot, its storage)", "the recipe does not say where the part's flash is")
 	}

@@ -162,6 +162,8 @@ func TestParseErrors(t *testing.T) {
 		{"overlap", "  - {name: cal, start: 0x0800FC00, size: 1K}", "  - {name: cal, start: 0x0800FC00, size: 1K}\n  - {name: cal2, start: 0x0800FE00, size: 1K}",
 			[]string{`r.yaml:10:5: protected region "cal2" 0x0800FE00-0x080101FF lies outside the flash 0x08000000-0x0800FFFF`,
 				`r.yaml:10:5: protected region "cal2" 0x0800FE00-0x080101FF overlaps protected region "cal" 0x0800FC00-0x0800FFFF (line 9)`}},
+		{"stm32 without parity", "serial: {baud: 115200, parity: even}", "serial: {baud: 115200}", []string{`r.yaml:6:9: protocol stm32 needs serial parity even, not none`}},
+		{"stm32 at odd parity", "serial: {baud: 115200, parity: even}", "serial: {baud: 115200, parity: odd}", []string{`r.yaml:6:9: protocol stm32 needs serial parity even, not odd`}},
 		// Every error, not only the first.
 		{"several", "status: released", "status: done\ncolour: red", []string{
 			`r.yaml:3:9: status "done" is not one of draft, released`,

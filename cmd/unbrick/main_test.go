@@ -74,6 +74,11 @@ func TestSimForStm32flash(t *testing.T) {
 		t.Skip("stm32flash is not installed (CI installs it): skipping")
 	}
 	bin := unbrickBinary(t)
+	so := filepath.Join(t.TempDir(), "ptyparity.so")
+	if out, err := exec.Command("cc", "-shared", "-fPIC", "-o", so, "../../sim/stm32sim/testdata/ptyparity.c", "-ldl").CombinedOutput(); err != nil {
+		t.Fatalf("build the pty parity shim: %v\n%s", err, out)
+	}
+	env := append(os.Environ(), "LD_PRELOAD="+so)
 	for _, tt := range []struct{ model, id string }{{"stm32f103", "0x0410"}, {"stm32f407", "0x0413"}} {
 		t.Run(tt.model, func(t *testing.T) {
 			link := filepath.Join(t.TempDir(), "ttyUSB0")
@@ -88,7 +93,11 @@ func TestSimForStm32flash(t *testing.T) {
 			var got []byte
 			for try := 1; try <= 2; try++ { // stm32flash gives the ROM only 0.5 s: see stm32sim's interop test
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				got, _ = exec.CommandContext(ctx, "stm32flash", "-b", "115200", "-m", "8n1", link).CombinedOutput()
+				// 8E1 as the ROM wants, through the shim that lets
+				// stm32flash keep PARENB on a pty (the model refuses 8N1).
+				sf := exec.CommandContext(ctx, "stm32flash", "-b", "115200", "-m", "8e1", link)
+				sf.Env = env
+				got, _ = sf.CombinedOutput()
 				cancel()
 				if bytes.Contains(got, []byte("Device ID")) {
 					break
