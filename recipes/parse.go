@@ -1,7 +1,6 @@
 package recipes
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/unbrick/unbrick/internal/yamlpos"
 
 	"github.com/unbrick/unbrick/firmware"
 )
@@ -40,36 +39,17 @@ func Load(path string) (*Recipe, []error) {
 // regular expressions, not the regions (see Load).
 func Parse(file string, data []byte) (*Recipe, []error) {
 	d := &decoder{file: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, []error{syntaxError(file, data, err)}
+	root, err := yamlpos.Parse(file, data)
+	if err != nil {
+		return nil, []error{err}
 	}
-	r := &Recipe{File: file, SHA256: firmware.SHA256(data), Pos: Pos{file, 1, 1}}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	r := &Recipe{File: file, SHA256: firmware.SHA256(data), Pos: Pos{File: file, Line: 1, Col: 1}}
+	if root == nil {
 		return nil, []error{&Error{Pos: r.Pos, Msg: "the recipe is empty", Hint: "start from one of testdata/recipes"}}
 	}
-	d.recipe(r, doc.Content[0])
+	d.recipe(r, root)
 	sortErrors(d.errs)
 	return r, d.errs
-}
-
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// syntaxError places a YAML syntax error. The YAML library gives only the
-// line; the column is that of the line's first character.
-func syntaxError(file string, data []byte, err error) error {
-	m := yamlLine.FindStringSubmatch(err.Error())
-	if m == nil {
-		return &Error{Pos: Pos{file, 1, 1}, Msg: "YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Hint: "check the indentation and quoting"}
-	}
-	line, _ := strconv.Atoi(m[1])
-	col := 1
-	lines := bytes.Split(data, []byte("\n"))
-	if line >= 1 && line <= len(lines) {
-		col = len(lines[line-1]) - len(bytes.TrimLeft(lines[line-1], " \t")) + 1
-	}
-	return &Error{Pos: Pos{file, line, col}, Msg: "YAML syntax: " + m[2],
-		Hint: "check the indentation and that values holding ': ' or starting with a special character are quoted"}
 }
 
 type decoder struct {
@@ -77,20 +57,18 @@ type decoder struct {
 	errs []error
 }
 
-func (d *decoder) pos(n *yaml.Node) Pos { return Pos{d.file, n.Line, n.Column} }
+func (d *decoder) pos(n *yamlpos.Node) Pos { return n.Pos(d.file) }
 
-func (d *decoder) fail(n *yaml.Node, hint, format string, args ...any) {
+func (d *decoder) fail(n *yamlpos.Node, hint, format string, args ...any) {
 	d.errs = append(d.errs, &Error{Pos: d.pos(n), Msg: fmt.Sprintf(format, args...), Hint: hint})
 }
 
-func kindName(n *yaml.Node) string {
+func kindName(n *yamlpos.Node) string {
 	switch n.Kind {
-	case yaml.MappingNode:
+	case yamlpos.MappingNode:
 		return "a mapping"
-	case yaml.SequenceNode:
+	case yamlpos.SequenceNode:
 		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
 	}
 	switch n.Tag {
 	case "!!null":
@@ -107,9 +85,9 @@ func kindName(n *yaml.Node) string {
 
 // fields checks that n is a mapping with only known keys, each once, and
 // returns the values by key and the key nodes.
-func (d *decoder) fields(n *yaml.Node, what string, required []string, known ...string) (map[string]*yaml.Node, map[string]*yaml.Node) {
-	vals, keys := map[string]*yaml.Node{}, map[string]*yaml.Node{}
-	if n.Kind != yaml.MappingNode {
+func (d *decoder) fields(n *yamlpos.Node, what string, required []string, known ...string) (map[string]*yamlpos.Node, map[string]*yamlpos.Node) {
+	vals, keys := map[string]*yamlpos.Node{}, map[string]*yamlpos.Node{}
+	if n.Kind != yamlpos.MappingNode {
 		d.fail(n, "write it as key: value lines", "%s must be a mapping, not %s", what, kindName(n))
 		return vals, keys
 	}
@@ -141,31 +119,31 @@ func (d *decoder) fields(n *yaml.Node, what string, required []string, known ...
 	return vals, keys
 }
 
-func (d *decoder) str(n *yaml.Node, what string) string {
+func (d *decoder) str(n *yamlpos.Node, what string) string {
 	if n == nil {
 		return ""
 	}
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+	if n.Kind != yamlpos.ScalarNode || n.Tag == "!!null" {
 		d.fail(n, "write it as text", "%s must be text, not %s", what, kindName(n))
 		return ""
 	}
 	return n.Value
 }
 
-func (d *decoder) oneOf(n *yaml.Node, what string, allowed ...string) string {
+func (d *decoder) oneOf(n *yamlpos.Node, what string, allowed ...string) string {
 	s := d.str(n, what)
-	if n != nil && s != "" && !slices.Contains(allowed, s) || n != nil && n.Kind == yaml.ScalarNode && s == "" {
+	if n != nil && s != "" && !slices.Contains(allowed, s) || n != nil && n.Kind == yamlpos.ScalarNode && s == "" {
 		d.fail(n, "use one of "+strings.Join(allowed, ", "), "%s %q is not one of %s", what, s, strings.Join(allowed, ", "))
 		return ""
 	}
 	return s
 }
 
-func (d *decoder) strs(n *yaml.Node, what string) []string {
+func (d *decoder) strs(n *yamlpos.Node, what string) []string {
 	if n == nil {
 		return nil
 	}
-	if n.Kind != yaml.SequenceNode {
+	if n.Kind != yamlpos.SequenceNode {
 		d.fail(n, "write a list: [a, b]", "%s must be a list, not %s", what, kindName(n))
 		return nil
 	}
@@ -180,15 +158,15 @@ func (d *decoder) strs(n *yaml.Node, what string) []string {
 
 // num parses a number: decimal, 0x hex, 0o octal, 0b binary, underscores,
 // and for sizes a K or M suffix (KiB, MiB).
-func (d *decoder) num(n *yaml.Node, what string, bits int) uint64 {
+func (d *decoder) num(n *yamlpos.Node, what string, bits int) uint64 {
 	if n == nil {
 		return 0
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!float" {
+	if n.Kind == yamlpos.ScalarNode && n.Tag == "!!float" {
 		d.fail(n, "write a whole number such as 4096, 0x1000 or 4K", "%s must be a whole number, not %s", what, n.Value)
 		return 0
 	}
-	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {
+	if n.Kind != yamlpos.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {
 		d.fail(n, "write a number such as 4096, 0x1000 or 4K", "%s must be a number, not %s", what, kindName(n))
 		return 0
 	}
@@ -207,9 +185,9 @@ func (d *decoder) num(n *yaml.Node, what string, bits int) uint64 {
 	return v * mul
 }
 
-func (d *decoder) u32(n *yaml.Node, what string) uint32 { return uint32(d.num(n, what, 32)) }
+func (d *decoder) u32(n *yamlpos.Node, what string) uint32 { return uint32(d.num(n, what, 32)) }
 
-func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
+func (d *decoder) duration(n *yamlpos.Node, what string) time.Duration {
 	if n == nil {
 		return 0
 	}
@@ -226,7 +204,7 @@ func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
 }
 
 // window parses "50ms" or "50ms..80ms".
-func (d *decoder) window(n *yaml.Node, what string) (lo, hi time.Duration) {
+func (d *decoder) window(n *yamlpos.Node, what string) (lo, hi time.Duration) {
 	s := d.str(n, what)
 	if s == "" {
 		return 0, 0
@@ -249,9 +227,9 @@ func (d *decoder) window(n *yaml.Node, what string) (lo, hi time.Duration) {
 	return lo, hi
 }
 
-func (d *decoder) regexp(n *yaml.Node, what string) *regexp.Regexp {
+func (d *decoder) regexp(n *yamlpos.Node, what string) *regexp.Regexp {
 	s := d.str(n, what)
-	if n == nil || s == "" && n.Kind == yaml.ScalarNode {
+	if n == nil || s == "" && n.Kind == yamlpos.ScalarNode {
 		if n != nil {
 			d.fail(n, "give a pattern", "%s is empty", what)
 		}
@@ -268,7 +246,7 @@ func (d *decoder) regexp(n *yaml.Node, what string) *regexp.Regexp {
 	return re
 }
 
-func (d *decoder) recipe(r *Recipe, n *yaml.Node) {
+func (d *decoder) recipe(r *Recipe, n *yamlpos.Node) {
 	f, _ := d.fields(n, "the recipe", []string{"name", "version", "status", "protocol", "match", "strategies"},
 		"serial", "console", "flash", "protected", "entry", "boot", "images", "diagnose", "validate", "options")
 	r.Name = d.str(f["name"], "name")
@@ -367,18 +345,18 @@ var optionKeys = []string{
 	"step_timeout",      // how long one try of a step may take (a duration; default 10m)
 }
 
-func (d *decoder) list(n *yaml.Node, what string) []*yaml.Node {
+func (d *decoder) list(n *yamlpos.Node, what string) []*yamlpos.Node {
 	if n == nil {
 		return nil
 	}
-	if n.Kind != yaml.SequenceNode {
+	if n.Kind != yamlpos.SequenceNode {
 		d.fail(n, "write a list, each item starting with '- '", "%s must be a list, not %s", what, kindName(n))
 		return nil
 	}
 	return n.Content
 }
 
-func (d *decoder) actions(n *yaml.Node, what string) []Action {
+func (d *decoder) actions(n *yamlpos.Node, what string) []Action {
 	var out []Action
 	for _, c := range d.list(n, what) {
 		a := Action{Pos: d.pos(c)}
@@ -390,7 +368,7 @@ func (d *decoder) actions(n *yaml.Node, what string) []Action {
 			}
 		}
 		if len(kinds) != 1 {
-			if c.Kind == yaml.MappingNode {
+			if c.Kind == yamlpos.MappingNode {
 				d.fail(c, "each action has one of line (with level), wait, pulse (with for) or modem",
 					"an %s action must have exactly one of line, wait, pulse or modem, not %d", what, len(kinds))
 			}
@@ -426,8 +404,8 @@ func (d *decoder) actions(n *yaml.Node, what string) []Action {
 	return out
 }
 
-func (d *decoder) images(r *Recipe, n *yaml.Node) {
-	if n.Kind != yaml.MappingNode {
+func (d *decoder) images(r *Recipe, n *yamlpos.Node) {
+	if n.Kind != yamlpos.MappingNode {
 		d.fail(n, "write images as name: {file: ..., sha256: ...}", "images must be a mapping of names to images, not %s", kindName(n))
 		return
 	}
@@ -506,14 +484,14 @@ func stepNames() string {
 
 // step parses one step: a bare name (enter, reset, boot) or a mapping whose
 // first key is the step's kind. checks limits it to send and expect.
-func (d *decoder) step(n *yaml.Node, checks bool) (Step, bool) {
+func (d *decoder) step(n *yamlpos.Node, checks bool) (Step, bool) {
 	st := Step{Pos: d.pos(n)}
-	var kindNode, val *yaml.Node
-	var params map[string]*yaml.Node
+	var kindNode, val *yamlpos.Node
+	var params map[string]*yamlpos.Node
 	switch n.Kind {
-	case yaml.ScalarNode:
+	case yamlpos.ScalarNode:
 		kindNode = n
-	case yaml.MappingNode:
+	case yamlpos.MappingNode:
 		if len(n.Content) == 0 {
 			d.fail(n, "steps are "+stepNames(), "empty step")
 			return st, false
@@ -532,8 +510,8 @@ func (d *decoder) step(n *yaml.Node, checks bool) (Step, bool) {
 		d.fail(kindNode, "a check is send (with expect) or expect", "step %q cannot be a validation check", st.Kind)
 		return st, false
 	}
-	if n.Kind == yaml.MappingNode {
-		params = map[string]*yaml.Node{}
+	if n.Kind == yamlpos.MappingNode {
+		params = map[string]*yamlpos.Node{}
 		allowed := stepParams[st.Kind]
 		for i := 2; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
@@ -573,7 +551,7 @@ func (d *decoder) step(n *yaml.Node, checks bool) (Step, bool) {
 			st.Image = d.str(val, "step "+string(st.Kind))
 		}
 	case StepErase:
-		if val != nil && val.Kind == yaml.ScalarNode && val.Value == "all" {
+		if val != nil && val.Kind == yamlpos.ScalarNode && val.Value == "all" {
 			st.All = true
 			if len(params) > 0 {
 				d.fail(kindNode, "erase: all takes no start, size or pages", "erase all with a region")
@@ -643,7 +621,7 @@ func (d *decoder) step(n *yaml.Node, checks bool) (Step, bool) {
 
 // pagesRange parses "4..63" (pages 4 to 63 inclusive) into a page range;
 // validate converts it to addresses with the flash's page size.
-func (d *decoder) pages(n *yaml.Node) (first, count uint32) {
+func (d *decoder) pages(n *yamlpos.Node) (first, count uint32) {
 	s := d.str(n, "erase pages")
 	a, b, ok := strings.Cut(s, "..")
 	lo, err1 := strconv.ParseUint(strings.TrimSpace(a), 0, 16)

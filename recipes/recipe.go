@@ -6,29 +6,16 @@ import (
 	"time"
 
 	"github.com/unbrick/unbrick/firmware"
+	"github.com/unbrick/unbrick/internal/yamlpos"
 )
 
-// Pos is a place in a recipe file.
-type Pos struct {
-	File      string
-	Line, Col int
-}
+// Pos is a place in a recipe file (the position type of every YAML file
+// the station reads).
+type Pos = yamlpos.Pos
 
-func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
-
-// Error is a problem in a recipe file: where, what, and what to do about it.
-type Error struct {
-	Pos  Pos
-	Msg  string
-	Hint string
-}
-
-func (e *Error) Error() string {
-	if e.Hint == "" {
-		return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s (hint: %s)", e.Pos, e.Msg, e.Hint)
-}
+// Error is a problem in a recipe file: where, what, and what to do about it
+// (the error type of every YAML file the station reads).
+type Error = yamlpos.Error
 
 // Status says whether a recipe may run on production slots.
 type Status string

@@ -52,7 +52,8 @@ func TestBrokenRecipes(t *testing.T) {
 		want []string
 	}{
 		{"syntax-error.yaml", []string{
-			`syntax-error.yaml:32:7: YAML syntax: mapping values are not allowed in this context (hint: check the indentation and that values holding ': ' or starting with a special character are quoted)`}},
+			// Column 17 is the unquoted "banner: ready", the value to quote.
+			`syntax-error.yaml:32:17: YAML syntax: mapping value is not allowed in this context (hint: check the indentation, and quote values that hold ': ' or start with a special character)`}},
 		{"unknown-key.yaml", []string{
 			`unknown-key.yaml:9:3: unknown key "baudrate" in serial (hint: did you mean "baud"? known keys are baud, parity, flow)`}},
 		{"overlapping-protected.yaml", []string{

@@ -66,9 +66,10 @@ type rule struct {
 var rules = []rule{
 	{pkg: "bootloader", allow: []string{"bootloader"}, thirdParty: []string{}},
 	{pkg: "firmware", allow: []string{"firmware"}, thirdParty: []string{"aead.dev/minisign"}},
-	{pkg: "recipes", allow: []string{"recipes", "firmware"}, thirdParty: []string{"gopkg.in/yaml.v3"}},
+	{pkg: "internal/yamlpos", allow: []string{"internal/yamlpos"}, thirdParty: []string{"github.com/goccy/go-yaml"}},
+	{pkg: "recipes", allow: []string{"recipes", "firmware", "internal/yamlpos"}, thirdParty: []string{}},
 	{pkg: "db", allow: []string{"db"}, thirdParty: []string{"github.com/mattn/go-sqlite3"}},
-	{pkg: "fixtures", allow: []string{"fixtures", "gpio"}, thirdParty: []string{"gopkg.in/yaml.v3"}},
+	{pkg: "fixtures", allow: []string{"fixtures", "gpio", "internal/yamlpos"}, thirdParty: []string{}},
 	{pkg: "gpio", allow: []string{"gpio"}},
 	{pkg: "serialport", allow: []string{"serialport", "bootloader"}},
 	{pkg: "sim", allow: []string{"sim", "bootloader", "gpio"}},
