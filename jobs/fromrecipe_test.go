@@ -222,8 +222,8 @@ func TestFromRecipeCompilesEveryExample(t *testing.T) {
 			}
 			for _, s := range p.Strategies {
 				for _, st := range s.Steps {
-					if !strings.HasPrefix(st.Pos, f+":") {
-						t.Errorf("step %s at %q, want a position in %s", st.Label(), st.Pos, f)
+					if st.Pos.File != f || st.Pos.Line == 0 {
+						t.Errorf("step %s at %s, want a position in %s", st.Label(), st.Pos, f)
 					}
 				}
 			}
@@ -246,18 +246,18 @@ func TestFromRecipeFields(t *testing.T) {
 	if !slices.Equal(p.Entry, wantEntry) {
 		t.Errorf("Entry = %+v, want %+v", p.Entry, wantEntry)
 	}
-	if p.Port != (Mode{Baud: 115200, Parity: "even"}) || p.Chip != 0x410 || !p.Released || p.Flash != (Region{0x08000000, 128 << 10}) {
+	if p.Port != (Mode{Baud: 115200, Parity: "even"}) || p.Chip != 0x410 || !p.Released || p.Flash != (Region{Start: 0x08000000, Size: 128 << 10}) {
 		t.Errorf("plan = port %+v chip %#x released %v flash %v", p.Port, p.Chip, p.Released, p.Flash)
 	}
-	if len(p.Protected) != 1 || p.Protected[0] != (NamedRegion{"calibration", Region{0x0801FC00, 1 << 10}}) {
+	if len(p.Protected) != 1 || p.Protected[0] != (NamedRegion{"calibration", Region{Start: 0x0801FC00, Size: 1 << 10}}) {
 		t.Errorf("Protected = %v", p.Protected)
 	}
 	steps := p.Strategies[0].Steps
-	if steps[1].Kind != StepErase || steps[1].Region != (Region{0x08000000, 8 << 10}) {
+	if steps[1].Kind != StepErase || steps[1].Region != (Region{Start: 0x08000000, Size: 8 << 10}) {
 		t.Errorf("erase pages 0..7 = %+v", steps[1])
 	}
-	if c := p.Validate.Checks[0]; c.Send != "status\r" || c.Within != 2*time.Second {
-		t.Errorf("check = %+v, want send status\\r within 2s", c)
+	if c := p.Validate.Checks[0]; c.Send != "status" || c.Line() != "status\r" || c.Within != 2*time.Second {
+		t.Errorf("check = %+v, want send status (status\\r on the line) within 2s", c)
 	}
 	u, _, _ := compileExample(t, "uboot-hmi-a.yaml")
 	if u.Options["loadaddr"] != "0x82000000" || u.Strategies[0].Steps[1].Kind != StepBootSlot || u.Strategies[0].Steps[1].Slot != "b" {

@@ -146,7 +146,7 @@ func avrPlan(t *testing.T, version string) *Plan {
 	return &Plan{
 		Recipe: "uno-r3", Version: 1, Protocol: "avr", Released: true, Chip: 0x1E950F, Revisions: []string{"R3"},
 		Port: Mode{Baud: 115200}, ConsoleBaud: 115200,
-		Flash:  Region{0, 0x7E00},
+		Flash:  Region{Start: 0, Size: 0x7E00},
 		Images: map[string]*Image{"app": {Name: "app", Version: version, Addr: 0, Data: img, Revisions: []string{"R3"}}},
 		Entry:  []Action{{Kind: ActSet, Role: gpio.Power, On: true}, {Kind: ActPulse, Role: gpio.Reset, Wait: 10 * time.Millisecond}},
 		Strategies: []Strategy{{Name: "reflash", Steps: []Step{
@@ -258,7 +258,7 @@ func TestRunFailures(t *testing.T) {
 		{
 			name: "write into a protected region is refused",
 			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job) {
-				p.Protected = []NamedRegion{{Name: "calibration", Region: Region{0x800, 0x100}}}
+				p.Protected = []NamedRegion{{Name: "calibration", Region: Region{Start: 0x800, Size: 0x100}}}
 			},
 			outcome: OutcomeRefused, class: "protected-region", fault: RefusedFault,
 		},

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/unbrick/unbrick/internal/yamlpos"
+	"github.com/unbrick/unbrick/step"
 
 	"github.com/unbrick/unbrick/firmware"
 )
@@ -465,15 +466,6 @@ func isHash(s string) bool {
 	return true
 }
 
-// stepParams are the keys each step kind takes besides its own.
-var stepParams = map[StepKind][]string{
-	StepErase:     {"start", "size", "pages"},
-	StepBackup:    {"start", "size"},
-	StepProvision: {"address"},
-	StepExpect:    {"within"},
-	StepSend:      {"expect", "within"},
-}
-
 func stepNames() string {
 	var s []string
 	for _, k := range StepKinds {
@@ -483,11 +475,12 @@ func stepNames() string {
 }
 
 // step parses one step: a bare name (enter, reset, boot) or a mapping whose
-// first key is the step's kind. checks limits it to send and expect.
+// first key is the step's kind, by the kind's row in step.Table. checks
+// limits it to the kinds that may be validation checks.
 func (d *decoder) step(n *yamlpos.Node, checks bool) (Step, bool) {
 	st := Step{Pos: d.pos(n)}
 	var kindNode, val *yamlpos.Node
-	var params map[string]*yamlpos.Node
+	params := map[string]*yamlpos.Node{}
 	switch n.Kind {
 	case yamlpos.ScalarNode:
 		kindNode = n
@@ -502,26 +495,25 @@ func (d *decoder) step(n *yamlpos.Node, checks bool) (Step, bool) {
 		return st, false
 	}
 	st.Kind = StepKind(kindNode.Value)
-	if !slices.Contains(StepKinds, st.Kind) {
+	spec, ok := step.Lookup(st.Kind)
+	if !ok {
 		d.fail(kindNode, "steps are "+stepNames(), "unknown step %q", kindNode.Value)
 		return st, false
 	}
-	if checks && st.Kind != StepSend && st.Kind != StepExpect {
+	if checks && !spec.Check {
 		d.fail(kindNode, "a check is send (with expect) or expect", "step %q cannot be a validation check", st.Kind)
 		return st, false
 	}
 	if n.Kind == yamlpos.MappingNode {
-		params = map[string]*yamlpos.Node{}
-		allowed := stepParams[st.Kind]
 		for i := 2; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			switch {
-			case !slices.Contains(allowed, k.Value) && slices.Contains(StepKinds, StepKind(k.Value)):
+			case !slices.Contains(spec.Params, k.Value) && slices.Contains(StepKinds, StepKind(k.Value)):
 				d.fail(k, "start a new step with '- '", "step %q and step %q in one item", st.Kind, k.Value)
-			case !slices.Contains(allowed, k.Value):
+			case !slices.Contains(spec.Params, k.Value):
 				hint := "step " + string(st.Kind) + " takes no other keys"
-				if len(allowed) > 0 {
-					hint = "step " + string(st.Kind) + " also takes " + strings.Join(allowed, ", ")
+				if len(spec.Params) > 0 {
+					hint = "step " + string(st.Kind) + " also takes " + strings.Join(spec.Params, ", ")
 				}
 				d.fail(k, hint, "unknown key %q in step %s", k.Value, st.Kind)
 			case params[k.Value] != nil:
@@ -538,82 +530,86 @@ func (d *decoder) step(n *yamlpos.Node, checks bool) (Step, bool) {
 		}
 		return true
 	}
-	noValue := func() {
+	what := "step " + string(st.Kind)
+	switch spec.Value {
+	case step.NoValue:
 		if val != nil && val.Tag != "!!null" {
 			d.fail(val, "write it as - "+string(st.Kind), "step %s takes no value", st.Kind)
 		}
-	}
-	switch st.Kind {
-	case StepEnter, StepBoot, StepReset:
-		noValue()
-	case StepWrite, StepVerify:
+	case step.ImageName:
 		if needs("an image name") {
-			st.Image = d.str(val, "step "+string(st.Kind))
+			st.Image = d.str(val, what)
 		}
-	case StepErase:
+	case step.Name:
+		if needs("the backup's name") {
+			st.Name = d.str(val, string(st.Kind)+" name")
+		}
+	case step.PoolName:
+		if needs("a pool name") {
+			st.Pool = d.str(val, string(st.Kind)+" pool")
+		}
+	case step.SlotName:
+		if needs("a slot name") {
+			st.Slot = d.str(val, string(st.Kind))
+		}
+	case step.Duration:
+		if needs("a time") {
+			st.Within = d.duration(val, string(st.Kind))
+		}
+	case step.Pattern:
+		if needs("a pattern") {
+			st.Expect = d.regexp(val, string(st.Kind))
+		}
+	case step.Text:
+		if needs("the text to send") {
+			st.Send = d.str(val, string(st.Kind))
+		}
+	case step.EraseWhat:
 		if val != nil && val.Kind == yamlpos.ScalarNode && val.Value == "all" {
 			st.All = true
 			if len(params) > 0 {
 				d.fail(kindNode, "erase: all takes no start, size or pages", "erase all with a region")
 			}
-			break
+			return st, true
 		}
 		if val != nil && val.Tag != "!!null" {
 			d.fail(val, "write erase: all, or erase: with start: and size: (or pages: 4..63) below it", "erase %s: want all or nothing", kindName(val))
 		}
-		switch {
-		case params["pages"] != nil && params["start"] == nil && params["size"] == nil:
-			st.FirstPage, st.Pages = d.pages(params["pages"])
-		case params["pages"] == nil && params["start"] != nil && params["size"] != nil:
-			st.Start, st.Size = d.u32(params["start"], "erase start"), d.u32(params["size"], "erase size")
-		default:
+		if (params[step.ParamPages] != nil) == (params[step.ParamStart] != nil || params[step.ParamSize] != nil) ||
+			params[step.ParamPages] == nil && (params[step.ParamStart] == nil || params[step.ParamSize] == nil) {
 			d.fail(kindNode, "give start: and size:, or pages: 4..63", "erase needs a region: all, start and size, or pages")
 		}
-	case StepBackup:
-		if needs("the backup's name") {
-			st.Name = d.str(val, "backup name")
-		}
-		if params["start"] == nil || params["size"] == nil {
-			d.fail(kindNode, "add start: and size: below backup", "backup needs start and size")
-		}
-		st.Start, st.Size = d.u32(params["start"], "backup start"), d.u32(params["size"], "backup size")
-	case StepRestore:
-		if needs("the backup's name") {
-			st.Name = d.str(val, "restore name")
-		}
-	case StepProvision:
-		if needs("a pool name") {
-			st.Pool = d.str(val, "provision pool")
-		}
-		if params["address"] == nil {
-			d.fail(kindNode, "add address: below provision", "provision needs an address")
-		}
-		st.Addr = d.u32(params["address"], "provision address")
-	case StepBootSlot:
-		if needs("a slot name") {
-			st.Slot = d.str(val, "boot_slot")
-		}
-	case StepWait:
-		if needs("a time") {
-			st.Within = d.duration(val, "wait")
-		}
-	case StepExpect:
-		if needs("a pattern") {
-			st.Expect = d.regexp(val, "expect")
-		}
-		st.Within = d.duration(params["within"], "expect within")
-	case StepSend:
-		if needs("the text to send") {
-			st.Send = d.str(val, "send")
-		}
-		if params["expect"] == nil {
-			d.fail(kindNode, "add expect: with the answer's pattern", "send needs expect")
-		} else {
-			st.Expect = d.regexp(params["expect"], "send expect")
-		}
-		st.Within = d.duration(params["within"], "send within")
 	}
-	if (st.Kind == StepExpect || st.Kind == StepSend) && st.Within == 0 {
+	var missing []string
+	for _, k := range spec.Required {
+		if params[k] == nil {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		d.fail(kindNode, "add "+strings.Join(missing, ": and ")+": below "+string(st.Kind),
+			"%s needs %s", st.Kind, strings.Join(missing, " and "))
+	}
+	// Each key means one thing in every step that takes it.
+	if v := params[step.ParamStart]; v != nil {
+		st.Region.Start = d.u32(v, string(st.Kind)+" start")
+	}
+	if v := params[step.ParamSize]; v != nil {
+		st.Region.Size = d.u32(v, string(st.Kind)+" size")
+	}
+	if v := params[step.ParamPages]; v != nil {
+		st.FirstPage, st.Pages = d.pages(v)
+	}
+	if v := params[step.ParamAddress]; v != nil {
+		st.Addr = d.u32(v, string(st.Kind)+" address")
+	}
+	if v := params[step.ParamExpect]; v != nil {
+		st.Expect = d.regexp(v, string(st.Kind)+" expect")
+	}
+	if v := params[step.ParamWithin]; v != nil {
+		st.Within = d.duration(v, string(st.Kind)+" within")
+	}
+	if spec.Check && st.Within == 0 {
 		st.Within = 5 * time.Second
 	}
 	return st, true

@@ -127,7 +127,7 @@ func TestParseGood(t *testing.T) {
 	if w := r.Entry[1]; w.Kind != ActWait || w.Wait != 50*time.Millisecond || w.Max != 80*time.Millisecond || w.Pos.String() != "r.yaml:12:5" {
 		t.Errorf("entry wait = %+v at %s, want 50ms..80ms at r.yaml:12:5", w, w.Pos)
 	}
-	if e := r.Strategies[0].Steps[1]; e.Kind != StepErase || e.Start != 0x08000000 || e.Size != 4<<10 {
+	if e := r.Strategies[0].Steps[1]; e.Kind != StepErase || e.Region.Start != 0x08000000 || e.Region.Size != 4<<10 {
 		t.Errorf("erase pages 0..3 = %+v, want 0x08000000 + 4 KiB", e)
 	}
 	if r.SHA256 != firmware.SHA256([]byte(recipe)) {

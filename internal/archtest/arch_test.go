@@ -67,13 +67,14 @@ var rules = []rule{
 	{pkg: "bootloader", allow: []string{"bootloader"}, thirdParty: []string{}},
 	{pkg: "firmware", allow: []string{"firmware"}, thirdParty: []string{"aead.dev/minisign"}},
 	{pkg: "internal/yamlpos", allow: []string{"internal/yamlpos"}, thirdParty: []string{"github.com/goccy/go-yaml"}},
-	{pkg: "recipes", allow: []string{"recipes", "firmware", "internal/yamlpos"}, thirdParty: []string{}},
+	{pkg: "step", allow: []string{"step", "internal/yamlpos"}, thirdParty: []string{}},
+	{pkg: "recipes", allow: []string{"recipes", "firmware", "step", "internal/yamlpos"}, thirdParty: []string{}},
 	{pkg: "db", allow: []string{"db"}, thirdParty: []string{"github.com/mattn/go-sqlite3"}},
 	{pkg: "fixtures", allow: []string{"fixtures", "gpio", "internal/yamlpos"}, thirdParty: []string{}},
 	{pkg: "gpio", allow: []string{"gpio"}},
 	{pkg: "serialport", allow: []string{"serialport", "bootloader"}},
 	{pkg: "sim", allow: []string{"sim", "bootloader", "gpio"}},
-	{pkg: "jobs", allow: []string{"jobs", "bootloader", "recipes", "firmware", "gpio", "serialport", "fixtures"}},
+	{pkg: "jobs", allow: []string{"jobs", "bootloader", "recipes", "step", "firmware", "gpio", "serialport", "fixtures"}},
 	{pkg: "web", allow: []string{"web", "jobs"}},
 }
 
