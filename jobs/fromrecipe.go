@@ -17,14 +17,19 @@ import (
 // not be written (missing, a hash or signature mismatch, built for other
 // revisions) keeps its refusal: the runner refuses the job before it
 // toggles a line. An image the recipe names but images lacks is refused as
-// missing. The recipe's serial flow control, which Mode does not carry, is
-// in Options["serial.flow"].
+// missing. Options the driver does not declare, values of the wrong type or
+// range, and serial settings the driver cannot honour are errors with
+// file:line:col (CheckOptions): a plan never carries an option that would
+// fail at connect, after the unit was powered.
 func FromRecipe(r *recipes.Recipe, images map[string]*recipes.Loaded) (*Plan, error) {
 	if r == nil {
 		return nil, errors.New("jobs: no recipe to compile")
 	}
 	if r.Protocol == "" {
 		return nil, fmt.Errorf("jobs: recipe %s (%s) names no protocol", r.Name, r.File)
+	}
+	if errs := CheckOptions(r); len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	p := &Plan{
 		Recipe: r.Name, Version: r.Version, SHA256: r.SHA256, Protocol: r.Protocol, Released: r.Released(),
@@ -39,12 +44,6 @@ func FromRecipe(r *recipes.Recipe, images map[string]*recipes.Loaded) (*Plan, er
 	}
 	if p.ConsoleBaud == 0 {
 		p.ConsoleBaud = r.Serial.Baud
-	}
-	if r.Serial.Flow != "" && r.Serial.Flow != "none" {
-		if p.Options == nil {
-			p.Options = map[string]string{}
-		}
-		p.Options["serial.flow"] = r.Serial.Flow
 	}
 	for _, pr := range r.Protected {
 		p.Protected = append(p.Protected, NamedRegion{Name: pr.Name, Region: Region{Start: pr.Start, Size: pr.Size}})

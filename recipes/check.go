@@ -307,6 +307,10 @@ func errPos(err error) Pos {
 	return Pos{}
 }
 
+// SortErrors sorts errors by file, line and column (errors without a place
+// first), keeping the order of errors at one place.
+func SortErrors(errs []error) { sortErrors(errs) }
+
 func sortErrors(errs []error) {
 	slices.SortStableFunc(errs, func(a, b error) int {
 		pa, pb := errPos(a), errPos(b)

@@ -266,7 +266,7 @@ func (d *decoder) recipe(r *Recipe, n *yamlpos.Node) {
 			r.Serial.Parity = d.oneOf(s["parity"], "serial parity", "none", "even", "odd")
 		}
 		if s["flow"] != nil {
-			r.Serial.Flow = d.oneOf(s["flow"], "serial flow", "none", "rtscts")
+			r.Serial.Flow, r.Serial.FlowPos = d.oneOf(s["flow"], "serial flow", "none", "rtscts"), d.pos(s["flow"])
 		}
 	}
 	if v := f["console"]; v != nil {
@@ -327,23 +327,31 @@ func (d *decoder) recipe(r *Recipe, n *yamlpos.Node) {
 		}
 	}
 	if v := f["options"]; v != nil {
-		o, _ := d.fields(v, "options", nil, optionKeys...)
-		if len(o) > 0 {
-			r.Options = map[string]string{}
-		}
-		for k, on := range o {
-			r.Options[k] = d.str(on, "option "+k)
-		}
+		d.options(r, v)
 	}
 }
 
-// optionKeys are the driver options a recipe may set.
-var optionKeys = []string{
-	"storage", "mmcdev", "loadaddr", // U-Boot (see jobs/driver_uboot.go)
-	"entry", "compress", "delta", "delta_chunk", "flash_baud", "flash_size", // ESP ROM (jobs/driver_esp.go)
-	"readout_unprotect", // STM32
-	"observe",           // how long to read the console to diagnose a unit before recovery (a duration; default 2s)
-	"step_timeout",      // how long one try of a step may take (a duration; default 10m)
+// options reads the driver options as text with their places: which keys
+// a protocol takes, and their types and ranges, are the driver's to say
+// (jobs.CheckOptions, run by every loader of recipes that runs them).
+func (d *decoder) options(r *Recipe, n *yamlpos.Node) {
+	if n.Kind != yamlpos.MappingNode {
+		d.fail(n, "write options as name: value lines", "options must be a mapping, not %s", kindName(n))
+		return
+	}
+	r.Options, r.OptionKeys, r.OptionValues = map[string]string{}, map[string]Pos{}, map[string]Pos{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if p, dup := r.OptionKeys[k.Value]; dup {
+			d.fail(k, "remove one of them", "option %q appears twice (first on line %d)", k.Value, p.Line)
+			continue
+		}
+		if v.Kind != yamlpos.ScalarNode || v.Tag == "!!null" {
+			d.fail(v, "write the option's value after its name: name: value", "option %s must be a value, not %s", k.Value, kindName(v))
+			continue
+		}
+		r.Options[k.Value], r.OptionKeys[k.Value], r.OptionValues[k.Value] = v.Value, d.pos(k), d.pos(v)
+	}
 }
 
 func (d *decoder) list(n *yamlpos.Node, what string) []*yamlpos.Node {
@@ -630,6 +638,10 @@ func (d *decoder) pages(n *yamlpos.Node) (first, count uint32) {
 	}
 	return uint32(lo), uint32(hi - lo + 1)
 }
+
+// Closest returns the known key within two edits of key (a misspelling),
+// or "".
+func Closest(key string, known []string) string { return closest(key, known) }
 
 // closest returns the known key within two edits of key (a misspelling), or
 // "".

@@ -55,7 +55,11 @@ type Recipe struct {
 	Diagnose   []Diagnosis
 	Validate   Validation
 
-	Options map[string]string // for the protocol driver
+	// Options for the protocol driver, as text; the driver declares which
+	// it takes and checks them (jobs.CheckOptions).
+	Options      map[string]string
+	OptionKeys   map[string]Pos // where each option's name is
+	OptionValues map[string]Pos // where each option's value is
 
 	Pos Pos // of the document
 }
@@ -87,6 +91,8 @@ type Serial struct {
 	Parity string // none, even or odd
 	Flow   string // none or rtscts
 	Pos    Pos
+	// FlowPos is where flow is written; the zero Pos when it is not.
+	FlowPos Pos
 }
 
 // Flash is the part's flash (or, for U-Boot, its storage) as the recipe

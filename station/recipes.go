@@ -38,7 +38,11 @@ func (b *Book) ForModel(model string) *recipes.Recipe {
 // unit is touched, with the reason in the record.
 func LoadBook(dir string, keys *firmware.Keyring) (*Book, error) {
 	rs, errs := recipes.LoadDir(dir)
+	for _, r := range rs {
+		errs = append(errs, jobs.CheckOptions(r)...)
+	}
 	if len(errs) > 0 {
+		recipes.SortErrors(errs)
 		return nil, joinErrors(errs)
 	}
 	if len(rs) == 0 {
@@ -58,6 +62,24 @@ func LoadBook(dir string, keys *firmware.Keyring) (*Book, error) {
 		b.Recipes = append(b.Recipes, r)
 	}
 	return b, nil
+}
+
+// CheckRecipes checks recipe files as the station would load them: syntax,
+// keys, regions and images (recipes.CheckFile), and the driver options and
+// serial settings against what the protocol's driver declares
+// (jobs.CheckOptions). It returns every error of every file, each with
+// file:line:col and a hint.
+func CheckRecipes(files []string, keys *firmware.Keyring) []error {
+	var errs []error
+	for _, f := range files {
+		r, _, e := recipes.CheckFile(f, keys)
+		if r != nil {
+			e = append(e, jobs.CheckOptions(r)...)
+		}
+		recipes.SortErrors(e)
+		errs = append(errs, e...)
+	}
+	return errs
 }
 
 func joinErrors(errs []error) error {
