@@ -1,7 +1,5 @@
 package jobs
 
-
-
 // espOptions is what the ESP ROM driver (driver_esp.go) takes.
 var espOptions = DriverOptions{
 	Protocol: "esprom",

@@ -14,9 +14,9 @@ func TestPreflight(t *testing.T) {
 	app := []byte("application")
 	base := func() *Plan {
 		return &Plan{Recipe: "r", Version: 3, Protocol: "avr", Released: true, Revisions: []string{"R3"},
-			Flash:     Region{Start: 0, Size: 0x8000},
-			Protected: []NamedRegion{{Name: "bootloader", Region: Region{Start: 0x7E00, Size: 0x200}}},
-			Images:    map[string]*Image{"app": {Name: "app", Version: "2", Addr: 0, Data: app, SHA256: hashOf(app), Revisions: []string{"R3"}}},
+			Flash:      Region{Start: 0, Size: 0x8000},
+			Protected:  []NamedRegion{{Name: "bootloader", Region: Region{Start: 0x7E00, Size: 0x200}}},
+			Images:     map[string]*Image{"app": {Name: "app", Version: "2", Addr: 0, Data: app, SHA256: hashOf(app), Revisions: []string{"R3"}}},
 			Strategies: []Strategy{{Name: "s", Steps: []Step{{Kind: StepEnter}, {Kind: StepWrite, Image: "app"}, {Kind: StepVerify, Image: "app"}}}},
 		}
 	}
