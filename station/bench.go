@@ -148,8 +148,8 @@ func (st *Station) Watch(ctx context.Context, h *Hardware, b *fixtures.Bench) {
 }
 
 func (st *Station) quarantined(n int) bool {
-	s, ok := st.Tracker.Slot(n)
-	return ok && s.State == jobs.Quarantined
+	_, ok, _ := st.Pool.Quarantined(st.ctx, n)
+	return ok
 }
 
 // OpenPort opens the serial port at path as a job opens a slot's port: by
