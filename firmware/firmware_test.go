@@ -2,7 +2,6 @@ package firmware
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -315,89 +314,5 @@ func TestStore(t *testing.T) {
 	os.WriteFile(p, []byte("imagf"), 0o644)
 	if _, err := s.Get(sha); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Get(corrupted file) = %v, want ErrCorrupt", err)
-	}
-}
-
-func TestCatalog(t *testing.T) {
-	ctx := context.Background()
-	pub, sec := testKey(t)
-	var k Keyring
-	k.Add("release", pub)
-	store, _ := OpenStore(t.TempDir())
-	c := NewCatalog(&MemoryCatalog{}, store, &k)
-
-	hexFile := FormatHex([]Segment{{0x08000000, []byte{1, 2, 3, 4}}, {0x08000008, []byte{5}}}, 0)
-	sig, _ := Sign(sec, hexFile, "app 1.2.0")
-	e, err := c.Add(ctx, Entry{Name: "app", Version: "1.2.0", Purpose: App, Revisions: []string{"B2", "B1"}, AddedBy: "ann"}, hexFile, Hex, 0, sig)
-	if err != nil {
-		t.Fatalf("Add = %v", err)
-	}
-	flat := []byte{1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFF, 5}
-	if e.SHA256 != SHA256(flat) || e.Signer != "release" || e.Size != 9 {
-		t.Errorf("Add = %+v, want sha %s of the flattened bytes, signer release, size 9", e, SHA256(flat))
-	}
-	got, data, err := c.Get(ctx, e.SHA256)
-	if err != nil || !bytes.Equal(data, flat) || !slices.Equal(got.Revisions, []string{"B1", "B2"}) {
-		t.Errorf("Get = %+v, % x, %v", got, data, err)
-	}
-	if _, err := c.Add(ctx, Entry{Name: "app", Version: "1.2.1", Purpose: App, Revisions: []string{"B1"}, AddedBy: "ann"}, []byte("x"), Raw, 0, sig); !errors.Is(err, ErrBadSignature) {
-		t.Errorf("Add(tampered) = %v, want ErrBadSignature", err)
-	}
-	if _, err := c.Add(ctx, Entry{Name: "app", Version: "1.2.1", Purpose: "beta", Revisions: []string{"B1"}, AddedBy: "ann"}, hexFile, Hex, 0, sig); err == nil {
-		t.Error("Add(purpose beta) succeeded, want an error")
-	}
-	if _, err := c.Allow(ctx, e.SHA256, "B1"); err != nil {
-		t.Errorf("Allow(B1) = %v", err)
-	}
-	var re *RefusalError
-	if _, err := c.Allow(ctx, e.SHA256, "C1"); !errors.As(err, &re) || re.Class != "image-revision" {
-		t.Errorf("Allow(C1) = %v, want an image-revision refusal", err)
-	}
-	if _, err := c.Allow(ctx, SHA256([]byte("x")), "B1"); !errors.As(err, &re) || re.Class != "image-unknown" {
-		t.Errorf("Allow(unknown) = %v, want an image-unknown refusal", err)
-	}
-	list, err := c.List(ctx, Filter{Revision: "B2", Purpose: App})
-	if err != nil || len(list) != 1 {
-		t.Errorf("List(B2, app) = %v, %v; want the one image", list, err)
-	}
-}
-
-// BenchmarkParseHex parses a 1 MiB image written as Intel HEX.
-func BenchmarkParseHex(b *testing.B) {
-	data := make([]byte, 1<<20)
-	for i := range data {
-		data[i] = byte(i * 31)
-	}
-	text := FormatHex([]Segment{{0x08000000, data}}, 0)
-	b.SetBytes(int64(len(data)))
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := ParseHex(text); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func TestMemoryCatalog(t *testing.T) {
-	ctx := context.Background()
-	var m MemoryCatalog
-	sha := SHA256([]byte("x"))
-	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "1.0", Revisions: []string{"B2"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "1.0", Revisions: []string{"B1"}}); err != nil {
-		t.Errorf("PutEntry(same bytes, new revision) = %v", err)
-	}
-	if e, err := m.Entry(ctx, sha); err != nil || !slices.Equal(e.Revisions, []string{"B1", "B2"}) {
-		t.Errorf("Entry = %+v, %v; want revisions B1, B2", e, err)
-	}
-	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "2.0"}); err == nil {
-		t.Error("PutEntry(same bytes, another version) succeeded, want an error")
-	}
-	if err := m.PutEntry(ctx, Entry{SHA256: "abc", Name: "app"}); err == nil {
-		t.Error("PutEntry(short hash) succeeded, want an error")
-	}
-	if _, err := m.Entry(ctx, SHA256([]byte("y"))); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Entry(unknown) = %v, want ErrNotFound", err)
 	}
 }

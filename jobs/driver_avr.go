@@ -34,7 +34,7 @@ func (d AVR) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 	id := Identity{
 		Chip:     uint32(part.Signature[0])<<16 | uint32(part.Signature[1])<<8 | uint32(part.Signature[2]),
 		ChipName: part.Name,
-		Flash:    Region{0, uint32(part.FlashSize - part.BootSize)},
+		Flash:    Region{Start: 0, Size: uint32(part.FlashSize - part.BootSize)},
 	}
 	return avrTarget{c}, id, nil
 }

@@ -116,7 +116,7 @@ func (d ESP) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 		}
 		t.fo.Chunk = uint32(n)
 	}
-	id := Identity{Chip: info.Magic, ChipName: info.Chip.Name, Serial: info.Serial(), Flash: Region{0, size}}
+	id := Identity{Chip: info.Magic, ChipName: info.Chip.Name, Serial: info.Serial(), Flash: Region{Start: 0, Size: size}}
 	return t, id, nil
 }
 

@@ -17,7 +17,7 @@ func TestSTM32NoIDFromTheROM(t *testing.T) {
 				b := newSTM32BenchPart(t, "stm32l476", nil)
 				plan := stm32Plan(t, "2.1.0")
 				plan.Chip = 0x415
-				plan.Flash = Region{0x08000000, 1 << 20}
+				plan.Flash = Region{Start: 0x08000000, Size: 1 << 20}
 				plan.Strategies[0].Steps = []Step{{Kind: StepEnter}}
 				plan.Validate = Validation{}
 				rec := &memRecorder{}

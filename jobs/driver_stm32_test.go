@@ -86,7 +86,7 @@ func stm32Plan(t *testing.T, version string) *Plan {
 	return &Plan{
 		Recipe: "sensor-b-f103", Version: 1, Protocol: "stm32", Released: true, Chip: 0x410,
 		Port: Mode{Baud: 115200, Parity: "even"}, ConsoleBaud: 115200,
-		Flash:  Region{0x08000000, 64 << 10},
+		Flash:  Region{Start: 0x08000000, Size: 64 << 10},
 		Images: map[string]*Image{"app": {Name: "app", Version: version, Addr: 0x08000000, Data: stm32Image(t, version)}},
 		Entry: []Action{
 			{Kind: ActSet, Role: gpio.Power, On: false},
@@ -101,7 +101,7 @@ func stm32Plan(t *testing.T, version string) *Plan {
 		},
 		Strategies: []Strategy{{Name: "reflash", Steps: []Step{
 			{Kind: StepEnter},
-			{Kind: StepErase, Region: Region{0x08000000, 8 << 10}},
+			{Kind: StepErase, Region: Region{Start: 0x08000000, Size: 8 << 10}},
 			{Kind: StepWrite, Image: "app"},
 			{Kind: StepVerify, Image: "app"},
 			{Kind: StepBoot},

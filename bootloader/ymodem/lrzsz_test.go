@@ -18,7 +18,7 @@ import (
 
 // The tests below hold this package against lrzsz 0.12.21, the sender and
 // receiver every Linux distribution ships, on pseudo-terminals made by
-// socat. They follow the traps in shared/PEERS.md: rb and rx flush their
+// socat. They follow the traps ARCHITECTURE.md lists: rb and rx flush their
 // terminal when they exit, which can eat their own last ACK, so they get a
 // socketpair through socat's EXEC; sb flushes its input when it starts, so
 // the receiver repeats its 'C' every second.
