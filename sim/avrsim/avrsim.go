@@ -112,11 +112,20 @@ type Options struct {
 	// number, so this stands for the unit's barcode label.
 	ID string
 	// Window is how long optiboot waits for a byte before its watchdog
-	// starts the application; every byte received restarts it. 0 means 1 s.
+	// starts the application; every byte received without a framing error
+	// restarts it. 0 means 1 s (optiboot.c: watchdogConfig(WATCHDOG_1S));
+	// older builds use 500 ms (the comment above that call in Arduino's
+	// optiboot.c still says "trigger after 500ms").
 	// A negative Window makes optiboot wait for ever: a sim convenience for
 	// driving the model with tools that cannot reset it (avrdude on a
 	// pseudo-terminal has no DTR to pulse).
 	Window time.Duration
+	// LEDFlashes is optiboot's LED_START_FLASHES: after each reset into the
+	// bootloader it flashes the LED that many times (1/8 s each) before it
+	// reads the UART, and bytes sent meanwhile are held as the USART holds
+	// them (the first three) or lost. Arduino's stock Uno build uses 3:
+	// 375 ms of deafness (optiboot.c, flash_led). 0 means none.
+	LEDFlashes int
 	// EEPROM builds optiboot with SUPPORT_EEPROM.
 	EEPROM bool
 	// Major and Minor are the version optiboot reports; 0.0 means 8.3.
