@@ -2,6 +2,8 @@ package peertest
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,10 +22,20 @@ const (
 	// LED_START_FLASHES=3: it flashes the LED for about 375 ms after each
 	// reset before it reads the UART.
 	OptibootFlashes = "optiboot_flashes3.hex"
-	// OptibootStock is Arduino's prebuilt optiboot_atmega328.hex (optiboot
-	// 4.4, LED_START_FLASHES=3), the bootloader of a stock Uno.
+	// OptibootStock is the optiboot_atmega328.hex that Debian's
+	// arduino-core-avr ships (optiboot 4.4, LED_START_FLASHES=3), the
+	// bootloader of a stock Uno. Debian rebuilds it with its avr-gcc 5.4:
+	// arduino-core-avr 1.8.7+dfsg-1~deb12u1's is byte for byte the
+	// LED_START_FLASHES=3 build at 0x7E00, 532 bytes of code that run 20
+	// bytes past the flash, and the harness refuses it (see
+	// OptibootOverflow). OptibootFlashes is the same code linked where it
+	// fits.
 	OptibootStock = "optiboot_atmega328_stock.hex"
 )
+
+// OptibootOverflow is what the harness says of a build that reaches past
+// the part's flash.
+const OptibootOverflow = "runs past the ATmega328P's 32 KiB of flash"
 
 // OptibootBuilds lists the three builds.
 var OptibootBuilds = []string{OptibootQuick, OptibootFlashes, OptibootStock}
@@ -73,6 +85,43 @@ func (o *Optiboot) Reset() error {
 		time.Sleep(time.Millisecond)
 	}
 	return nil
+}
+
+// OptibootRefused reports whether build is a file that no programmer would
+// put on an ATmega328P because it runs past the flash (Debian's stock hex
+// does, see OptibootStock). When it does, it checks that the harness
+// refuses it with a message saying so, and logs the finding; the caller
+// then has nothing to run.
+func OptibootRefused(t testing.TB, build string) bool {
+	t.Helper()
+	dir := filepath.Join(Dir(), "optiboot")
+	bring := "scripts/peers/optiboot.sh builds it (`make deps`, or run the script)"
+	hex := NeedFile(t, filepath.Join(dir, build), bring)
+	harness := NeedFile(t, filepath.Join(dir, "harness"), bring)
+	data, err := os.ReadFile(hex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The highest address the data records reach (this file has no
+	// extended address records; a parser that refuses overlaps refuses it
+	// anyway: its version word at 0x7FFE lands on code).
+	end := 0
+	for _, l := range strings.Fields(string(data)) {
+		var n, a, typ int
+		if _, err := fmt.Sscanf(l, ":%02X%04X%02X", &n, &a, &typ); err == nil && typ == 0 {
+			end = max(end, a+n)
+		}
+	}
+	if end <= 32*1024 {
+		return false
+	}
+	out, err := exec.Command(harness, hex).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), OptibootOverflow) {
+		t.Fatalf("harness %s = %v, want a refusal saying it %s:\n%s", build, err, OptibootOverflow, out)
+	}
+	t.Logf("%s reaches 0x%04X, past the 32 KiB flash: no ATmega328P can run it (the harness refuses it; %s is the same code where it fits)",
+		build, end-1, OptibootFlashes)
+	return true
 }
 
 // AppStarts returns how many times optiboot has started the application

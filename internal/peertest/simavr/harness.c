@@ -32,6 +32,7 @@
 #include <simavr/sim_avr.h>
 #include <simavr/sim_hex.h>
 #include <simavr/avr_ioport.h>
+#include <simavr/avr_uart.h>
 #include <simavr/parts/uart_pty.h>
 
 #define MCUSR_ADDR 0x54 /* ATmega328P datasheet, register summary: MCUSR at data address 0x54 */
@@ -59,6 +60,12 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "usage: %s BOOT.hex\n", argv[0]);
 		return 2;
 	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, on_usr1);
+
 	ihex_chunk_p chunks = NULL;
 	int n = read_ihex_chunks(argv[1], &chunks);
 	if (n <= 0) {
@@ -75,7 +82,9 @@ int main(int argc, char **argv) {
 	uint32_t base = 0xFFFFFFFF;
 	for (int i = 0; i < n; i++) {
 		if (chunks[i].baseaddr + chunks[i].size > avr->flashend + 1) {
-			fprintf(stderr, "harness: %s: data at 0x%X runs past the flash\n", argv[1], chunks[i].baseaddr);
+			fprintf(stderr, "harness: %s: data at 0x%X-0x%X runs past the ATmega328P's 32 KiB of flash (0x8000): "
+				"avrdude refuses such a file and a chip's program counter would wrap to 0x0000\n",
+				argv[1], chunks[i].baseaddr, chunks[i].baseaddr + chunks[i].size - 1);
 			return 1;
 		}
 		memcpy(avr->flash + chunks[i].baseaddr, chunks[i].data, chunks[i].size);
@@ -86,6 +95,17 @@ int main(int argc, char **argv) {
 	avr->reset_pc = base;
 	avr->codeend = avr->flashend;
 
+	/*
+	 * simavr's UART makes a firmware that polls an empty receiver sleep in
+	 * real time without advancing the simulated clock much, so optiboot's
+	 * watchdog would never run out while it waits. Poll at full speed; the
+	 * loop below holds the clock to real time.
+	 */
+	uint32_t flags = 0;
+	avr_ioctl(avr, AVR_IOCTL_UART_GET_FLAGS('0'), &flags);
+	flags &= ~AVR_UART_FLAG_POLL_SLEEP;
+	avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
+
 	uart_pty_t pty;
 	memset(&pty, 0, sizeof pty);
 	uart_pty_init(avr, &pty);
@@ -94,10 +114,6 @@ int main(int argc, char **argv) {
 	printf("uart0: %s\n", pty.port[0].slavename);
 	fflush(stdout);
 
-	signal(SIGTERM, on_signal);
-	signal(SIGINT, on_signal);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGUSR1, on_usr1);
 
 	double t0 = now();
 	avr_cycle_count_t c0 = avr->cycle;
