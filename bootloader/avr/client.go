@@ -579,6 +579,12 @@ func (c *Client) WriteEEPROM(ctx context.Context, addr uint32, data []byte, prog
 	if addr%2 != 0 {
 		return fmt.Errorf("avr: write EEPROM at 0x%03X: the address must be even", addr)
 	}
+	if c.major != 0 && c.major < 5 {
+		// optiboot 4.x (Arduino 1.8's and Debian's optiboot.c) reads the
+		// memory type of PROG_PAGE and drops it: the data would be
+		// programmed into flash at the same address.
+		return fmt.Errorf("avr: write EEPROM: optiboot %d.%d ignores the memory type and would write these bytes into flash; write the EEPROM with an ISP programmer, or update the bootloader", c.major, c.minor)
+	}
 	if int64(addr)+int64(len(data)) > int64(c.part.EEPROMSize) {
 		return fmt.Errorf("avr: write EEPROM 0x%03X+%d: beyond the %d bytes of %s", addr, len(data), c.part.EEPROMSize, c.part.Name)
 	}

@@ -1,6 +1,7 @@
 package avrsim
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -119,7 +120,15 @@ type optiboot struct {
 	u     *uart
 	z     uint16 // the byte address LOAD_ADDRESS set (Z)
 	rampz byte   // the 2560's RAMPZ: bits 16 and up of the byte address
+	// buff is optiboot 4.x's page buffer in RAM, which keeps what the
+	// previous PROG_PAGE left in it for the whole run.
+	buff []byte
 }
+
+// legacy reports whether the model runs optiboot 4.x (the optiboot.c in
+// Arduino 1.8 and Debian's arduino-core-avr), whose PROG_PAGE ignores the
+// memory type and programs a whole page from its RAM buffer.
+func (o *optiboot) legacy() bool { return o.m.opts.Major < 5 }
 
 func (m *Model) runBootloader(s *sim.Session) {
 	s.SetBaud(m.opts.Baud)
@@ -336,6 +345,18 @@ func (o *optiboot) progPage() error {
 	if err := u.flush(); err != nil {
 		return err
 	}
+	if o.legacy() {
+		// optiboot 4.4 (optiboot.c, STK_PROG_PAGE: "we support flash
+		// programming only, not EEPROM"): the memory type byte is read and
+		// dropped, so 'E' data lands in flash; the page is filled with
+		// SPM_PAGESIZE/2 words from buff, so a short write programs the
+		// rest of the page with what the last one left there.
+		if o.buff == nil {
+			o.buff = bytes.Repeat([]byte{0xFF}, o.m.part.PageSize)
+		}
+		copy(o.buff, data)
+		return o.writeFlash(o.buff)
+	}
 	if mem == byte(avr.EEPROM) {
 		if !o.m.opts.EEPROM {
 			// The stock build loops until the watchdog resets it.
@@ -419,7 +440,7 @@ func (o *optiboot) readPage() error {
 		return err
 	}
 	m := o.m
-	if mem == byte(avr.EEPROM) && m.opts.EEPROM {
+	if mem == byte(avr.EEPROM) && m.opts.EEPROM && !o.legacy() {
 		m.mu.Lock()
 		for i := range n {
 			u.putch(m.eeprom[(int(o.z)+i)%len(m.eeprom)])
