@@ -94,7 +94,7 @@ func gapImage(base uint32) []firmware.Segment {
 	return []firmware.Segment{
 		{Addr: base, Data: fill(0x21, 0x110)},
 		{Addr: base + 0x200, Data: fill(0x42, 0x40)},
-		{Addr: base + 0xC20, Data: fill(0x63, 0x3E0 + 0x40)},
+		{Addr: base + 0xC20, Data: fill(0x63, 0x3E0+0x40)},
 	}
 }
 
@@ -327,4 +327,3 @@ func TestFlashAddressOnlyForRaw(t *testing.T) {
 		t.Fatalf("unbrick flash of a broken .hex = %v, want the HEX parser's error with its line", err)
 	}
 }
-
