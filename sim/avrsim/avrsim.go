@@ -1,5 +1,5 @@
 // Package avrsim models an ATmega328P (or ATmega2560) running optiboot, the
-// Arduino bootloader, for the virtual bench: a sim.Model that speaks
+// Arduino Uno's bootloader, for the virtual bench: a sim.Model that speaks
 // STK500v1 byte for byte as optiboot.c does
 // (https://github.com/Optiboot/optiboot/blob/master/optiboot/bootloaders/optiboot/optiboot.c),
 // over flash that behaves like the part's (ATmega328P datasheet, section
@@ -20,6 +20,16 @@
 //     16 ms, so the application starts right after the answer. A command
 //     whose terminator is not 0x20 makes optiboot stop answering and let
 //     the watchdog reset it into the application 16 ms later.
+//   - Start-up flashes: with Options.LEDFlashes (optiboot's
+//     LED_START_FLASHES, 3 in Arduino's build) optiboot toggles its LED for
+//     1/16 s 2n times before it reads the UART; the USART meanwhile holds
+//     the first three bytes it receives and loses the rest (datasheet,
+//     "Receiver Error Flags").
+//   - Framing errors: a byte received at the wrong rate does not restart
+//     the watchdog (optiboot.c, getch).
+//   - Versions: Options.Major below 5 runs optiboot 4.x (Arduino 1.8's and
+//     Debian's optiboot.c): PROG_PAGE ignores the memory type, so 'E' data
+//     goes to flash, and programs the whole page from its RAM buffer.
 //   - Flash: 32 KiB in 128-byte pages (256 KiB in 256-byte pages on the
 //     2560). PROG_PAGE erases the page holding the loaded address, then
 //     writes the page buffer, each step taking PageEraseTime and
@@ -44,6 +54,14 @@
 //
 // An ATmega has no serial number its bootloader can read: Options.ID is
 // what the application prints, standing in for a barcode label.
+//
+// The ATmega2560 model is optiboot on a 2560, as third-party cores
+// (MegaCore) ship it. A stock Arduino Mega 2560 runs a different
+// bootloader, the STK500v2 "wiring" one (avrdude -c wiring, an 8 KiB boot
+// section), which this package does not model.
+//
+// FIDELITY.md lists each behaviour with its source and its test; the
+// differential tests hold the model against real optiboot on simavr.
 package avrsim
 
 import (

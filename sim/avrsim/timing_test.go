@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -154,6 +155,33 @@ func TestOlderWindow(t *testing.T) {
 		}
 		if _, err := c.Identify(ctx); err != nil {
 			t.Fatalf("Identify() = %v", err)
+		}
+	})
+}
+
+// TestEEPROMWriteRefusedOnOptiboot4: optiboot 4.x drops PROG_PAGE's memory
+// type, so EEPROM data would land in flash (TestDifferentialOptiboot holds
+// the model to that); the client refuses to send it.
+func TestEEPROMWriteRefusedOnOptiboot4(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, "atmega328p", Options{Major: 4, Minor: 4, Image: appImage(t, "atmega328p", "1.0", 4096)})
+		u.dev.SetPower(true)
+		u.readUntil("ready", time.Second)
+		c := u.client()
+		ctx := context.Background()
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Identify(ctx); err != nil {
+			t.Fatal(err)
+		}
+		before := u.m.Flash().Snapshot()
+		err := c.WriteEEPROM(ctx, 0, []byte{1, 2, 3, 4}, nil)
+		if err == nil || !strings.Contains(err.Error(), "would write these bytes into flash") {
+			t.Fatalf("WriteEEPROM() through optiboot 4.4 = %v, want a refusal", err)
+		}
+		if !bytes.Equal(u.m.Flash().Snapshot(), before) || u.m.Stats().PagesWritten != 0 {
+			t.Error("the refused EEPROM write changed the flash")
 		}
 	})
 }
