@@ -3,6 +3,7 @@ package avr_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -155,5 +156,111 @@ func TestRealOptibootDeafStart(t *testing.T) {
 				t.Errorf("three Syncs took %d resets, want one each", resets)
 			}
 		})
+	}
+}
+
+// avrdudeDump reads n bytes of flash from addr through avrdude's terminal
+// (`dump flash ADDR N`) with the given programmer and part.
+func avrdudeDump(t *testing.T, programmer, part, port string, addr, n int) []byte {
+	t.Helper()
+	avrdude := peertest.Need(t, peertest.Tool{Name: "avrdude", Package: "avrdude"})[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, avrdude, "-c", programmer, "-p", part, "-P", port, "-b", "115200", "-t")
+	cmd.Stdin = strings.NewReader(fmt.Sprintf("dump flash 0x%x %d\nquit\n", addr, n))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("avrdude -t dump: %v\n%s", err, out)
+	}
+	got := make([]byte, 0, n)
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || len(got) >= n {
+			continue
+		}
+		var a int
+		if _, err := fmt.Sscanf(f[0], "%x", &a); err != nil || a != addr+len(got) || len(f[0]) < 4 {
+			continue
+		}
+		for _, h := range f[1:] {
+			if h == "|" || strings.HasPrefix(h, "|") {
+				break
+			}
+			var b byte
+			if _, err := fmt.Sscanf(h, "%02x", &b); err != nil {
+				break
+			}
+			got = append(got, b)
+		}
+	}
+	if len(got) < n {
+		t.Fatalf("avrdude dumped %d of %d bytes:\n%s", len(got), n, out)
+	}
+	return got[:n]
+}
+
+// TestRealWiring writes and verifies through the Arduino Mega 2560's real
+// STK500v2 bootloader on simavr with WiringClient, and avrdude -c wiring
+// reads the flash back. A second session writes above the first, after a
+// reset: the client walks the bootloader's erase pointer over the pages
+// below with their own contents, which must survive.
+func TestRealWiring(t *testing.T) {
+	o := peertest.StartOptiboot(t, peertest.WiringMega2560)
+	port, err := serialport.Open(o.Path, serialport.Mode{Baud: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := avr.NewWiring(port, avr.Options{Reset: func(context.Context) error { return o.Reset() }})
+	if err := c.Sync(ctx); err != nil {
+		t.Fatalf("Sync() = %v", err)
+	}
+	p, err := c.Identify(ctx)
+	if err != nil || p.Name != "ATmega2560" || p.BootStart() != 0x3E000 {
+		t.Fatalf("Identify() = %v (boot at 0x%X), %v; want the ATmega2560 with its boot section at 0x3E000", p, p.BootStart(), err)
+	}
+	first := make([]byte, 0x300)
+	for i := range first {
+		first[i] = byte(i*5 + 1)
+	}
+	if err := c.WritePages(ctx, 0, first, nil); err != nil {
+		t.Fatalf("WritePages(0) = %v", err)
+	}
+	if err := c.Verify(ctx, 0, first, nil); err != nil {
+		t.Fatalf("Verify(0) = %v", err)
+	}
+	// The erase pointer is past page 0 now.
+	if err := c.WritePages(ctx, 0, first[:256], nil); err == nil {
+		t.Fatal("WritePages(0) again in the same session = nil, want a refusal")
+	}
+	// Second session, after a reset.
+	if err := c.Sync(ctx); err != nil {
+		t.Fatalf("Sync() #2 = %v", err)
+	}
+	if _, err := c.Identify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := make([]byte, 0x180)
+	for i := range second {
+		second[i] = byte(0xA0 ^ i)
+	}
+	if err := c.WritePages(ctx, 0x400, second, nil); err != nil {
+		t.Fatalf("WritePages(0x400) = %v", err)
+	}
+	if err := c.Verify(ctx, 0x400, second, nil); err != nil {
+		t.Fatalf("Verify(0x400) = %v", err)
+	}
+	if err := c.Leave(ctx); err != nil {
+		t.Fatalf("Leave() = %v", err)
+	}
+	port.Close()
+	want := bytes.Repeat([]byte{0xFF}, 0x600)
+	copy(want, first)
+	copy(want[0x400:], second)
+	got := avrdudeDump(t, "wiring", "m2560", o.Path, 0, 0x600)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("avrdude -c wiring read 0x%04X = 0x%02X, want 0x%02X", i, got[i], want[i])
+		}
 	}
 }

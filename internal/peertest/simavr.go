@@ -33,9 +33,14 @@ const (
 	OptibootStock = "optiboot_atmega328_stock.hex"
 )
 
+// WiringMega2560 is the Arduino Mega 2560's stock bootloader as Debian's
+// arduino-core-avr ships it (stk500boot.c, STK500v2, avrdude -c wiring),
+// run on simavr's ATmega2560 by StartOptiboot like the optiboot builds.
+const WiringMega2560 = "stk500boot_v2_mega2560.hex"
+
 // OptibootOverflow is what the harness says of a build that reaches past
 // the part's flash.
-const OptibootOverflow = "runs past the ATmega328P's 32 KiB of flash"
+const OptibootOverflow = "runs past the atmega328p's 32 KiB of flash"
 
 // OptibootBuilds lists the three builds.
 var OptibootBuilds = []string{OptibootQuick, OptibootFlashes, OptibootStock}
@@ -62,7 +67,11 @@ func StartOptiboot(t testing.TB, build string) *Optiboot {
 	bring := "scripts/peers/optiboot.sh builds it (`make deps`, or run the script)"
 	harness := NeedFile(t, filepath.Join(dir, "harness"), bring)
 	hex := NeedFile(t, filepath.Join(dir, build), bring)
-	p := Start(t, uart0, 20*time.Second, harness, hex)
+	argv := []string{harness, hex}
+	if build == WiringMega2560 {
+		argv = []string{harness, "-m", "atmega2560", hex}
+	}
+	p := Start(t, uart0, 20*time.Second, argv...)
 	return &Optiboot{Peer: p, Build: build}
 }
 

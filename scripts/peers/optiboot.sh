@@ -4,7 +4,8 @@
 # optiboot.c with avr-gcc, once with LED_START_FLASHES=0 and once with the
 # stock value 3 (Arduino's Makefile target "atmega328"), a copy of the stock
 # prebuilt optiboot_atmega328.hex, and the C harness that runs any of them on
-# simavr with UART0 on a pseudo-terminal. Output in .peers/optiboot/ (or
+# simavr with UART0 on a pseudo-terminal, and a copy of the Mega 2560's
+# STK500v2 bootloader. Output in .peers/optiboot/ (or
 # $UNBRICK_PEERS/optiboot/). Quick when its output is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,6 +59,10 @@ build optiboot_flashes0 0 0x7e00
 build optiboot_flashes3 3 0x7c00
 up_to_date "$out/optiboot_atmega328_stock.hex" "$src/optiboot_atmega328.hex" ||
 	cp "$src/optiboot_atmega328.hex" "$out/optiboot_atmega328_stock.hex"
+# The Arduino Mega 2560's own bootloader (STK500v2, avrdude -c wiring), as
+# arduino-core-avr ships it, run by the same harness on simavr's atmega2560.
+wiring=/usr/share/arduino/hardware/arduino/avr/bootloaders/stk500v2/stk500boot_v2_mega2560.hex
+up_to_date "$out/stk500boot_v2_mega2560.hex" "$wiring" || cp "$wiring" "$out/stk500boot_v2_mega2560.hex"
 
 if ! up_to_date "$out/harness" "$harness"; then
 	gcc -O2 -Wall -o "$out/harness" "$harness" \

@@ -2,7 +2,7 @@
  * harness runs a real optiboot build on simavr's ATmega328P with UART0 on a
  * pseudo-terminal, for unbrick's real-peer tests (internal/peertest).
  *
- *   harness BOOT.hex
+ *   harness [-m MCU] BOOT.hex      (MCU: atmega328p, the default, or atmega2560)
  *
  * It loads the bootloader hex at its own addresses (optiboot links at
  * 0x7E00), starts the CPU there with MCUSR = EXTRF (an external reset: the
@@ -56,8 +56,14 @@ static void external_reset(avr_t *avr, uint32_t base) {
 }
 
 int main(int argc, char **argv) {
+	const char *mcu = "atmega328p";
+	if (argc == 4 && strcmp(argv[1], "-m") == 0) {
+		mcu = argv[2];
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s BOOT.hex\n", argv[0]);
+		fprintf(stderr, "usage: %s [-m MCU] BOOT.hex\n", argv[0]);
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -72,9 +78,9 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "harness: %s: no data records\n", argv[1]);
 		return 1;
 	}
-	avr_t *avr = avr_make_mcu_by_name("atmega328p");
+	avr_t *avr = avr_make_mcu_by_name(mcu);
 	if (!avr) {
-		fprintf(stderr, "harness: simavr has no atmega328p\n");
+		fprintf(stderr, "harness: simavr has no %s\n", mcu);
 		return 1;
 	}
 	avr_init(avr);
@@ -82,9 +88,10 @@ int main(int argc, char **argv) {
 	uint32_t base = 0xFFFFFFFF;
 	for (int i = 0; i < n; i++) {
 		if (chunks[i].baseaddr + chunks[i].size > avr->flashend + 1) {
-			fprintf(stderr, "harness: %s: data at 0x%X-0x%X runs past the ATmega328P's 32 KiB of flash (0x8000): "
+			fprintf(stderr, "harness: %s: data at 0x%X-0x%X runs past the %s's %u KiB of flash (0x%X): "
 				"avrdude refuses such a file and a chip's program counter would wrap to 0x0000\n",
-				argv[1], chunks[i].baseaddr, chunks[i].baseaddr + chunks[i].size - 1);
+				argv[1], chunks[i].baseaddr, chunks[i].baseaddr + chunks[i].size - 1, mcu,
+				(avr->flashend + 1) / 1024, avr->flashend + 1);
 			return 1;
 		}
 		memcpy(avr->flash + chunks[i].baseaddr, chunks[i].data, chunks[i].size);
