@@ -144,6 +144,10 @@ type Options struct {
 	// them (the first three) or lost. Arduino's stock Uno build uses 3:
 	// 375 ms of deafness (optiboot.c, flash_led). 0 means none.
 	LEDFlashes int
+	// Wiring runs the Arduino Mega 2560's own bootloader instead of
+	// optiboot: stk500boot.c, STK500v2 (avrdude -c wiring), in an 8 KiB boot
+	// section (see wiring.go). ATmega2560 only.
+	Wiring bool
 	// EEPROM builds optiboot with SUPPORT_EEPROM.
 	EEPROM bool
 	// Major and Minor are the version optiboot reports; 0.0 means 8.3.
@@ -203,6 +207,13 @@ func New(part string, opts Options) (*Model, error) {
 	}
 	if opts.Baud == 0 {
 		opts.Baud = 115200
+	}
+	if opts.Wiring {
+		if p.Name != "ATmega2560" {
+			return nil, fmt.Errorf("avrsim: the wiring (STK500v2) bootloader is the Mega 2560's; %s runs optiboot", p.Name)
+		}
+		p = avr.WiringPart()
+		info.fuses.High = 0xD8 // BOOTSZ=00: the 4 K-word boot section
 	}
 	m := &Model{
 		part:   p,
@@ -333,6 +344,12 @@ func (m *Model) Run(s *sim.Session) {
 	if app && ch&extrf != 0 {
 		m.mcusr &^= wdrf
 	}
+	if m.opts.Wiring {
+		// stk500boot.c (_FIX_ISSUE_181_): MCUSR is read and cleared; only a
+		// watchdog reset goes straight to the application.
+		app = ch&wdrf != 0
+		m.mcusr = 0
+	}
 	if app {
 		m.stats.AppRuns++
 	} else {
@@ -352,6 +369,10 @@ func (m *Model) Run(s *sim.Session) {
 	}
 	if app {
 		m.runApp(s)
+		return
+	}
+	if m.opts.Wiring {
+		m.runWiring(s)
 		return
 	}
 	m.runBootloader(s)
