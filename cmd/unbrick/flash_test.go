@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -326,4 +327,48 @@ func TestFlashAddressOnlyForRaw(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("unbrick flash of a broken .hex = %v, want the HEX parser's error with its line", err)
 	}
+}
+
+// TestFlashHexThroughRealWiring: the same through the Arduino Mega 2560's
+// own STK500v2 bootloader on simavr (--options bootloader=wiring), read
+// back by avrdude -c wiring. The image starts at 0x0300: the bootloader
+// erases pages in order from 0, so the client rewrites pages 0-2 with what
+// they held.
+func TestFlashHexThroughRealWiring(t *testing.T) {
+	avrdude := peertest.Need(t, peertest.Tool{Name: "avrdude", Package: "avrdude"})[0]
+	o := peertest.StartOptiboot(t, peertest.WiringMega2560)
+	dir := t.TempDir()
+	before := fill(0x55, 0x1400)
+	mustFlash(t, "--port", o.Path, "--protocol", "avr", "--options", "bootloader=wiring", "--address", "0", writeFile(t, dir, "before.bin", before))
+	segs := gapImage(0x0300)
+	out := mustFlash(t, "--port", o.Path, "--protocol", "avr", "--options", "bootloader=wiring", writeFile(t, dir, "app.img", firmware.FormatHex(segs, 0)))
+	if !strings.Contains(out, "ATmega2560") || !strings.Contains(out, "wrote and verified") {
+		t.Errorf("unbrick flash output:\n%s", out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, avrdude, "-c", "wiring", "-p", "m2560", "-P", o.Path, "-b", "115200", "-t")
+	cmd.Stdin = strings.NewReader("dump flash 0 0x1400\nquit\n")
+	dump, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("avrdude -t: %v\n%s", err, dump)
+	}
+	var got []byte
+	for _, l := range strings.Split(string(dump), "\n") {
+		f := strings.Fields(l)
+		var a int
+		if len(f) < 17 || len(f[0]) < 4 {
+			continue
+		}
+		if _, err := fmt.Sscanf(f[0], "%x", &a); err != nil || a != len(got) {
+			continue
+		}
+		for _, h := range f[1:17] {
+			var b byte
+			fmt.Sscanf(h, "%02x", &b)
+			got = append(got, b)
+		}
+	}
+	want := expectFlash(0, before, segs, 256)
+	firstDiff(t, "avrdude -c wiring's read-back", 0, got, want)
 }
