@@ -55,10 +55,10 @@
 // An ATmega has no serial number its bootloader can read: Options.ID is
 // what the application prints, standing in for a barcode label.
 //
-// The ATmega2560 model is optiboot on a 2560, as third-party cores
-// (MegaCore) ship it. A stock Arduino Mega 2560 runs a different
+// By default the ATmega2560 model is optiboot on a 2560, as third-party
+// cores (MegaCore) ship it. A stock Arduino Mega 2560 runs a different
 // bootloader, the STK500v2 "wiring" one (avrdude -c wiring, an 8 KiB boot
-// section), which this package does not model.
+// section): Options.Wiring models that one (wiring.go).
 //
 // FIDELITY.md lists each behaviour with its source and its test; the
 // differential tests hold the model against real optiboot on simavr.
