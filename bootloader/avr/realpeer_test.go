@@ -145,9 +145,11 @@ func TestRealOptibootDeafStart(t *testing.T) {
 				return o.Reset()
 			}})
 			for i := range 3 {
+				start := time.Now()
 				if err := c.Sync(ctx); err != nil {
 					t.Fatalf("Sync() #%d = %v", i+1, err)
 				}
+				t.Logf("Sync() #%d: %v from the reset", i+1, time.Since(start).Round(time.Millisecond))
 				if _, err := c.ReadSignature(ctx); err != nil {
 					t.Fatalf("ReadSignature() after Sync #%d = %v", i+1, err)
 				}

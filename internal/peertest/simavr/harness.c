@@ -161,6 +161,7 @@ int main(int argc, char **argv) {
 			}
 		}
 	}
-	uart_pty_stop(&pty);
+	/* uart_pty_stop joins a thread that may sit in select() for ever: the
+	 * process exit closes the pseudo-terminal anyway. */
 	return 0;
 }
