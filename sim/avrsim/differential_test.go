@@ -109,7 +109,49 @@ func cutApp(b []byte) []byte {
 	return b
 }
 
-// quietRead reads what arrives until the line has been quiet for quiet.
+// replyWait bounds the wait for an answer that must come: long, for a
+// loaded machine where simavr falls behind real time.
+const replyWait = 20 * time.Second
+
+// readN reads until n bytes arrived or wait passed, and returns them.
+func readN(ctx context.Context, c *bootloader.Conn, n int, wait time.Duration) []byte {
+	got := make([]byte, 0, n)
+	buf := make([]byte, n)
+	deadline := time.Now().Add(wait)
+	for len(got) < n {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		k, err := c.ReadSome(ctx, buf[:n-len(got)], left, "reply")
+		got = append(got, buf[:k]...)
+		if err != nil && k == 0 {
+			break
+		}
+	}
+	return got
+}
+
+// v1Reply returns the length of optiboot's answer to an STK500v1 command:
+// STK_INSYNC, the data, STK_OK.
+func v1Reply(cmd []byte) int {
+	switch cmd[0] {
+	case avr.CmdGetParameter, avr.CmdUniversal:
+		return 3
+	case avr.CmdReadSign:
+		return 5
+	case avr.CmdReadPage:
+		n := int(cmd[2])
+		if n == 0 {
+			n = 256
+		}
+		return n + 2
+	}
+	return 2
+}
+
+// quietRead reads what arrives until the line has been quiet for quiet:
+// only where nothing is expected, to see that nothing comes.
 func quietRead(ctx context.Context, c *bootloader.Conn, quiet time.Duration) []byte {
 	var got []byte
 	buf := make([]byte, 512)
@@ -148,12 +190,13 @@ func TestDifferentialOptiboot(t *testing.T) {
 		if err := conn.Write(s.cmd); err != nil {
 			t.Fatal(err)
 		}
-		real[i] = quietRead(ctx, conn, 150*time.Millisecond)
+		real[i] = readN(ctx, conn, v1Reply(s.cmd), replyWait)
 	}
+	realRest := quietRead(ctx, conn, 300*time.Millisecond)
 
 	// The model, as optiboot 4.4 with the real code in its boot section.
 	model := make([][]byte, len(steps))
-	var snap []byte
+	var snap, modelRest []byte
 	synctest.Test(t, func(t *testing.T) {
 		u := newUnit(t, "atmega328p", Options{Major: 4, Minor: 4})
 		if err := u.m.Flash().Load(0x7E00, boot); err != nil {
@@ -165,8 +208,9 @@ func TestDifferentialOptiboot(t *testing.T) {
 		c := bootloader.NewConn(u.host)
 		for i, s := range steps {
 			u.host.Write(s.cmd)
-			model[i] = cutApp(quietRead(ctx, c, 150*time.Millisecond))
+			model[i] = readN(ctx, c, v1Reply(s.cmd), replyWait)
 		}
+		modelRest = cutApp(quietRead(ctx, c, 300*time.Millisecond))
 		snap = u.m.Flash().Snapshot()
 	})
 
@@ -174,6 +218,9 @@ func TestDifferentialOptiboot(t *testing.T) {
 		if !bytes.Equal(real[i], model[i]) {
 			t.Errorf("step %d %s (% X): real optiboot answers % X, the model % X", i+1, s.name, head(s.cmd), real[i], model[i])
 		}
+	}
+	if !bytes.Equal(realRest, modelRest) {
+		t.Errorf("after the last answer real optiboot sent % X, the model % X", realRest, modelRest)
 	}
 	t.Logf("%d commands compared", len(steps))
 
@@ -224,9 +271,9 @@ func TestDifferentialBadTerminator(t *testing.T) {
 	}
 	before := o.AppStarts()
 	conn.Write([]byte{0x30, 0x20})
-	sync := quietRead(ctx, conn, 150*time.Millisecond)
+	sync := readN(ctx, conn, 2, replyWait)
 	conn.Write([]byte{0x30, 0x21})
-	realBad := quietRead(ctx, conn, 150*time.Millisecond)
+	realBad := quietRead(ctx, conn, 300*time.Millisecond)
 	deadline := time.Now().Add(10 * time.Second)
 	for o.AppStarts() == before && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -242,9 +289,9 @@ func TestDifferentialBadTerminator(t *testing.T) {
 		time.Sleep(StartupDelay + time.Millisecond)
 		c := bootloader.NewConn(u.host)
 		u.host.Write([]byte{0x30, 0x20})
-		quietRead(ctx, c, 150*time.Millisecond)
+		readN(ctx, c, 2, replyWait)
 		u.host.Write([]byte{0x30, 0x21})
-		modelBad = cutApp(quietRead(ctx, c, 150*time.Millisecond))
+		modelBad = cutApp(quietRead(ctx, c, 300*time.Millisecond))
 		st = u.m.Stats()
 	})
 	if !bytes.Equal(sync, []byte{0x14, 0x10}) {
