@@ -140,7 +140,10 @@ func TestRealOptibootDeafStart(t *testing.T) {
 			// a client that goes on sending after one reset gets in. Several
 			// GET_SYNCs wait in the UART, so this also realigns the framing
 			// against the real thing.
-			c := avr.New(port, avr.Options{SyncWait: 100 * time.Millisecond, Reset: func(context.Context) error {
+			// The window is longer than the 1.2 s default so that simavr
+			// falling behind real time on a loaded machine does not cost a
+			// second reset.
+			c := avr.New(port, avr.Options{SyncWait: 100 * time.Millisecond, SyncWindow: 3 * time.Second, Reset: func(context.Context) error {
 				resets++
 				return o.Reset()
 			}})
