@@ -316,3 +316,42 @@ func TestStore(t *testing.T) {
 		t.Errorf("Get(corrupted file) = %v, want ErrCorrupt", err)
 	}
 }
+
+// BenchmarkParseHex parses a 1 MiB image written as Intel HEX.
+func BenchmarkParseHex(b *testing.B) {
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 31)
+	}
+	text := FormatHex([]Segment{{0x08000000, data}}, 0)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := ParseHex(text); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestDetectByContent(t *testing.T) {
+	hexText := FormatHex([]Segment{{Addr: 0x100, Data: []byte{1, 2, 3, 4}}}, 0)
+	tests := []struct {
+		name string
+		data []byte
+		want Format
+	}{
+		{"app.bin", hexText, Hex},
+		{"app.img", append([]byte("\r\n\n"), bytes.ReplaceAll(hexText, []byte("\n"), []byte("\r\n"))...), Hex},
+		{"app.hex", append([]byte("\xEF\xBB\xBF"), hexText...), Hex},
+		{"app.bin", []byte("\x7fELF\x01\x01\x01"), ELF},
+		{"app.bin", []byte(":not hex at all\n"), Raw},
+		{"app.bin", []byte(":0401000001020304F2\n"), Raw}, // bad checksum: not a record
+		{"app.bin", []byte{0x0C, 0x94, 0x34, 0x00}, Raw},
+		{"app.hex", []byte{0x0C, 0x94, 0x34, 0x00}, Hex}, // named .hex: parsed as HEX, so the parser says what is wrong
+	}
+	for _, tt := range tests {
+		if got := FormatOf(tt.name, tt.data); got != tt.want {
+			t.Errorf("FormatOf(%q, % .12X) = %s, want %s", tt.name, tt.data, got, tt.want)
+		}
+	}
+}

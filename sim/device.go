@@ -143,6 +143,15 @@ func (s *Session) HostBaud() int {
 	return DefaultBaud
 }
 
+// FramingErrors reports whether the host's line rate is off the unit's by
+// more than a UART tolerates, so that every byte the unit receives now
+// carries a framing error (and arrives garbled). Firmware that checks its
+// UART's FE flag asks this.
+func (s *Session) FramingErrors() bool {
+	_, match := s.line.rate()
+	return !match
+}
+
 // Busy models the unit being busy for d (erasing a sector, programming a
 // page): it waits d, or not at all on a Fast line. It returns ErrHalted if
 // the run ends first.

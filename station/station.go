@@ -21,6 +21,7 @@ import (
 
 	"github.com/unbrick/unbrick/bootloader/esprom"
 	"github.com/unbrick/unbrick/db"
+	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/jobs"
 )
 
@@ -174,17 +175,26 @@ func Protocols() []string {
 	return n
 }
 
-// LoadImage reads an image file for a one-shot flash: a raw binary, which
-// goes where the flash starts (addr 0 means "the unit's default").
-func LoadImage(path string) (data []byte, addr uint32, err error) {
-	data, err = os.ReadFile(path)
+// LoadImage reads an image file for a one-shot flash and parses it by its
+// content (firmware.FormatOf): Intel HEX and ELF carry their own
+// addresses; a raw binary comes back as one segment at 0, for the caller to
+// place.
+func LoadImage(path string) (*firmware.Image, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("image: %w", err)
+		return nil, fmt.Errorf("image: %w", err)
 	}
 	if len(data) == 0 {
-		return nil, 0, fmt.Errorf("image %s is empty", path)
+		return nil, fmt.Errorf("image %s is empty", path)
 	}
-	return data, 0, nil
+	im, err := firmware.Parse(path, data, "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", path, err)
+	}
+	if im.Size() == 0 {
+		return nil, fmt.Errorf("image %s (%s) holds no bytes to write", path, im.Format)
+	}
+	return im, nil
 }
 
 // Slots returns the configured slot numbers in order.

@@ -183,8 +183,12 @@ func TestFlashEachFamily(t *testing.T) {
 			if err := run(ctx, args, &stdout, &stderr); err != nil {
 				t.Fatalf("unbrick %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 			}
-			if !strings.Contains(stdout.String(), "verified") {
-				t.Errorf("flash output lacks the verification:\n%s", stdout.String())
+			said := "wrote and verified"
+			if k.Name == "esp8266" {
+				said = "written, not verified (the ESP8266 ROM cannot read back)"
+			}
+			if !strings.Contains(stdout.String(), said) {
+				t.Errorf("flash output lacks %q:\n%s", said, stdout.String())
 			}
 			// The unit now boots the new version (the flash started it).
 			want := board + " firmware v3.1.4"
