@@ -14,22 +14,28 @@
 //
 //	Hit any key to stop autoboot:  3      <- Ctrl-C
 //	<INTERRUPT>
-//	=> loady 82000000 && echo UB""K1f2e0001:0 || echo UB""K1f2e0001:1
+//	=> loady 82000000; echo UB""K1f2e0001:$?
 //	## Ready for binary (ymodem) download to 0x82000000 at 115200 bps...
 //	C                                     YMODEM: block 0, 1 KiB blocks, EOT, end of batch
+//	xyzModem - CRC mode, 258(SOH)/256(STX)/0(CAN) packets, 5 retries
 //	## Total Size      = 0x00040000 = 262144 Bytes
 //	UBK1f2e0001:0
-//	=> crc32 82000000 40000 && echo ...
+//	=> crc32 82000000 40000; echo ...
 //	crc32 for 82000000 ... 8203ffff ==> 5e0d7c11
 //
 // Finding the prompt is the hard part: "=> " also occurs inside output
 // (crc32 prints "==> "), and a slow or chatty unit may print it late. So
 // every command is followed by an echo of a marker that holds a fresh nonce
-// and the command's exit status (hush's && and ||); the marker is typed
-// with an empty quoted string inside it, so the echoed command line never
-// contains it, and the command is over only when the marker arrives on a
-// line of its own, followed by the prompt. The boards must run U-Boot's
-// hush shell (CONFIG_HUSH_PARSER, the default).
+// and the command's exit status ($? after ';': U-Boot's hush skips the
+// rest of "a && b || c" up to the next ';' when a fails, so an "|| echo"
+// never prints); the marker is typed with an empty quoted string inside
+// it, so the echoed command line never contains it, and the command is
+// over only when the marker arrives on a line of its own, followed by the
+// prompt. Every line is typed in chunks and its echo checked before Enter
+// (a polled UART drops characters), and no line is longer than the
+// board's CONFIG_SYS_CBSIZE. The boards must run U-Boot's hush shell
+// (CONFIG_HUSH_PARSER, the default). All of this is checked against real
+// U-Boot 2023.01 in QEMU (real_test.go).
 //
 // The package imports only the standard library, bootloader and
 // bootloader/ymodem, and never opens a port.

@@ -17,6 +17,7 @@ type uboot struct {
 	env    map[string]string
 	locals map[string]string // hush shell variables (name=value)
 	last   string            // the last command line, repeated by an empty line
+	status int               // $?: the status of the last command that ran
 	sf     bool              // sf probe succeeded
 	ram    *sparse
 }
@@ -349,6 +350,9 @@ func (u *uboot) words(s string) []string {
 // varName reads a variable reference after '$': {name} or name. It
 // returns the name and how many bytes it took.
 func varName(s string) (string, int) {
+	if s[0] == '?' {
+		return "?", 1 // hush's $?: the last command's status
+	}
 	if s[0] == '{' {
 		if j := strings.IndexByte(s, '}'); j > 1 {
 			return s[1:j], j + 1
@@ -363,6 +367,9 @@ func varName(s string) (string, int) {
 }
 
 func (u *uboot) lookup(name string) string {
+	if name == "?" {
+		return strconv.Itoa(u.status)
+	}
 	if v, ok := u.locals[name]; ok {
 		return v
 	}
@@ -370,11 +377,26 @@ func (u *uboot) lookup(name string) string {
 }
 
 // runLine runs a command line and returns the status of the last command
-// that ran: hush's rules, a failure after ';' does not stop the rest.
+// that ran, by the rules of U-Boot's hush (common/cli_hush.c,
+// run_list_real), which are not POSIX's: a failure after ';' does not stop
+// the rest, but a command that fails before '&&' (or succeeds before '||')
+// skips every following command up to and including the next one that
+// ends in ';'. So "false && echo A || echo B" prints nothing, as real
+// U-Boot 2023.01 does (the differential test holds this). $? is the
+// status of the last command that ran.
 func (u *uboot) runLine(line string) int {
-	status := 0
-	for _, st := range split(line) {
-		if (st.op == "&&" && status != 0) || (st.op == "||" && status == 0) {
+	steps := split(line)
+	skipping := false
+	for i, st := range steps {
+		// The operator after this command: how it joins the next one.
+		next := ";"
+		if i+1 < len(steps) {
+			next = steps[i+1].op
+		}
+		if skipping {
+			if next == ";" {
+				skipping = false
+			}
 			continue
 		}
 		args := u.words(st.text)
@@ -383,12 +405,15 @@ func (u *uboot) runLine(line string) int {
 		}
 		if name, val, ok := strings.Cut(args[0], "="); ok && len(args) == 1 && isName(name) {
 			u.locals[name] = val
-			status = 0
-			continue
+			u.status = 0
+		} else {
+			u.status = u.command(args)
 		}
-		status = u.command(args)
+		if (u.status == 0 && next == "||") || (u.status != 0 && next == "&&") {
+			skipping = true
+		}
 	}
-	return status
+	return u.status
 }
 
 func isName(s string) bool {

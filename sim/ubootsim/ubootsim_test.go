@@ -142,7 +142,7 @@ func TestConsoleCommands(t *testing.T) {
 			{"printenv nothere", "## Error: \"nothere\" not defined"},
 			{"frobnicate", "Unknown command 'frobnicate' - try 'help'"},
 			{"setenv x 82000000; echo ${x}", "82000000"},
-			{"false && echo yes || echo no", "no"},
+			{"false && echo yes || echo no; echo S:$?", "S:1"}, // real hush skips to the next ;
 			{"true && echo yes || echo no", "yes"},
 			{"echo a\"\"b", "ab"},
 			{"mw.b 82000000 31 1; mw.b 82000001 32 1; mw.b 82000002 33 1; mw.b 82000003 34 1", ""},
