@@ -71,6 +71,8 @@ type Client struct {
 	nonce uint32
 	seq   uint32
 	sf    *SFInfo // what sf probe found, once probed
+	// scanned holds the block interfaces scanned (virtio scan, ...).
+	scanned map[string]bool
 }
 
 // New returns a client on p. It does not touch the port.
@@ -520,14 +522,16 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 
 // Boot runs bootcmd ("boot") and returns once the command is under way;
 // the output that follows belongs to the booting system.
-func (c *Client) Boot(ctx context.Context) error {
-	c.buf = c.buf[:0]
-	if err := c.conn.Write([]byte("boot\r")); err != nil {
-		return err
+func (c *Client) Boot(ctx context.Context) error { return c.BootWith(ctx, "boot") }
+
+// BootWith types a boot command line ("bootm 40200000" for an image in
+// RAM) and returns once it is under way: its echo checked and Enter sent.
+// Whatever follows belongs to the booted program.
+func (c *Client) BootWith(ctx context.Context, line string) error {
+	if strings.ContainsAny(line, "\r\n\x03") || len(line) > c.opts.LineMax-1 {
+		return fmt.Errorf("uboot: boot command %q holds a line break or is longer than the board's line (%d)", line, c.opts.LineMax-1)
 	}
-	_, err := c.until(ctx, c.opts.Timeout, "the echo of \"boot\"", after("boot\r\n"))
-	c.buf = c.buf[:0]
-	return err
+	return c.typeLine(ctx, line)
 }
 
 // BootSlot makes slot the A/B slot U-Boot boots (boot_slot) with a fresh

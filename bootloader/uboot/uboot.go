@@ -154,7 +154,11 @@ func ParseTotalSize(out string) (int64, error) {
 	return d, nil
 }
 
-var mmcRe = regexp.MustCompile(`MMC (read|write): dev # (\d+), block # (\d+), count (\d+) \.\.\. (\d+) blocks (read|written): (OK|ERROR)`)
+// mmcRe matches cmd/mmc.c's report ("MMC write: dev # 0, ...") and
+// cmd/blk_common.c's for the other block interfaces ("virtio write: device
+// 0 block # 16, count 8 ... 8 blocks written: OK"; a failed transfer may
+// report a negative count, as real U-Boot does past a disk's end).
+var mmcRe = regexp.MustCompile(`(?:MMC|virtio|nvme|scsi|usb|sata|ide) (read|write): dev(?:ice)? #? ?(\d+),? block # (\d+), count (\d+) \.\.\. (-?\d+) blocks (read|written): (OK|ERROR)`)
 
 // MMCResult is what "mmc read" or "mmc write" reports.
 type MMCResult struct {
@@ -181,7 +185,10 @@ func ParseMMC(out string) (MMCResult, error) {
 	dev, err0 := strconv.Atoi(m[2])
 	b, err1 := strconv.ParseUint(m[3], 10, 64)
 	c, err2 := strconv.ParseUint(m[4], 10, 64)
-	d, err3 := strconv.ParseUint(m[5], 10, 64)
+	d, err3 := strconv.ParseUint(strings.TrimPrefix(m[5], "-"), 10, 64)
+	if strings.HasPrefix(m[5], "-") {
+		d = 0 // an error code, not a count
+	}
 	if err := errors.Join(err0, err1, err2, err3); err != nil {
 		return MMCResult{}, fmt.Errorf("%w: %v", ErrUnexpected, err)
 	}
@@ -264,8 +271,9 @@ func ParseMD(out string, addr uint64, n int) ([]byte, error) {
 			return nil, fmt.Errorf("%w: md line at %#x, want %#x", ErrUnexpected, at, addr+uint64(len(b)))
 		}
 		// The hex bytes are separated by single spaces; the ASCII column
-		// follows after several.
-		hexPart, _, _ := strings.Cut(rest, "   ")
+		// follows after two or more (lib/display_options.c, print_buffer;
+		// real U-Boot 2023.01 prints two after a full line).
+		hexPart, _, _ := strings.Cut(rest, "  ")
 		for _, f := range strings.Fields(hexPart) {
 			if len(f) != 2 {
 				return nil, fmt.Errorf("%w: md field %q is not a byte (use md.b)", ErrUnexpected, f)
