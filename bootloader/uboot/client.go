@@ -36,10 +36,10 @@ type Options struct {
 	// Log, if set, receives everything read from the console, in order.
 	Log func([]byte)
 	// LineMax is the board's CONFIG_SYS_CBSIZE: U-Boot keeps at most
-	// LineMax-1 typed characters a line and beeps at the rest
+	// LineMax typed characters a line and beeps at the rest
 	// (common/cli_readline.c), so the client refuses a longer line, marker
 	// included. 0 means 256, the value of many boards (Debian's qemu_arm64
-	// build has 1024).
+	// build has 512).
 	LineMax int
 	// Chunk is how many characters the client types before it waits for
 	// their echo: a U-Boot that polls its UART drops what arrives while
@@ -257,8 +257,8 @@ func (c *Client) send(ctx context.Context, cmd string) (string, error) {
 	}
 	typed, tag := c.marker()
 	line := fmt.Sprintf("%s; echo %s:$?", cmd, typed)
-	if len(line) > c.opts.LineMax-1 {
-		return "", fmt.Errorf("uboot: command %q is too long: with its marker it takes %d characters, and the board's line holds %d (CONFIG_SYS_CBSIZE %d, recipe option cbsize)", cmd, len(line), c.opts.LineMax-1, c.opts.LineMax)
+	if len(line) > c.opts.LineMax {
+		return "", fmt.Errorf("uboot: command %q is too long: with its marker it takes %d characters, and the board's line holds %d (CONFIG_SYS_CBSIZE, recipe option cbsize)", cmd, len(line), c.opts.LineMax)
 	}
 	return tag, c.typeLine(ctx, line)
 }
@@ -528,8 +528,8 @@ func (c *Client) Boot(ctx context.Context) error { return c.BootWith(ctx, "boot"
 // RAM) and returns once it is under way: its echo checked and Enter sent.
 // Whatever follows belongs to the booted program.
 func (c *Client) BootWith(ctx context.Context, line string) error {
-	if strings.ContainsAny(line, "\r\n\x03") || len(line) > c.opts.LineMax-1 {
-		return fmt.Errorf("uboot: boot command %q holds a line break or is longer than the board's line (%d)", line, c.opts.LineMax-1)
+	if strings.ContainsAny(line, "\r\n\x03") || len(line) > c.opts.LineMax {
+		return fmt.Errorf("uboot: boot command %q holds a line break or is longer than the board's line (%d)", line, c.opts.LineMax)
 	}
 	return c.typeLine(ctx, line)
 }

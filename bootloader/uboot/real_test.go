@@ -72,7 +72,7 @@ func realClient(t testing.TB, o uboot.Options) (*uboot.Client, *peertest.UBoot) 
 	}
 	t.Cleanup(func() { port.Close() })
 	if o.LineMax == 0 {
-		o.LineMax = 1024 // the qemu_arm64 build's CONFIG_SYS_CBSIZE
+		o.LineMax = 512 // the qemu_arm64 build's CONFIG_SYS_CBSIZE (it keeps 512 typed characters)
 	}
 	c := uboot.New(port, o)
 	if err := c.Stop(context.Background()); err != nil {
@@ -131,8 +131,11 @@ func TestRealCommands(t *testing.T) {
 		t.Errorf("SaveEnv() = %v; want the real failure as a CommandError", err)
 	}
 	// A line longer than CONFIG_SYS_CBSIZE is refused before it is typed.
-	if _, err := c.Run(ctx, "echo "+strings.Repeat("x", 1100)); err == nil || !strings.Contains(err.Error(), "CONFIG_SYS_CBSIZE") {
-		t.Errorf("Run(1105-character line) = %v, want a refusal naming CONFIG_SYS_CBSIZE", err)
+	if _, err := c.Run(ctx, "echo "+strings.Repeat("x", 490)); err == nil || !strings.Contains(err.Error(), "CONFIG_SYS_CBSIZE") {
+		t.Errorf("Run(495-character line) = %v, want a refusal naming CONFIG_SYS_CBSIZE (512 with the marker)", err)
+	}
+	if out, err := c.Run(ctx, "echo "+strings.Repeat("x", 470)); err != nil || out != strings.Repeat("x", 470) {
+		t.Errorf("Run(475-character line) = %.40q, %v; want it to fit the real board's line", out, err)
 	}
 	if out, err := c.Run(ctx, "echo still here"); err != nil || out != "still here" {
 		t.Errorf("Run(echo) after the refusal = %q, %v", out, err)

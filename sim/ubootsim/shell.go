@@ -233,9 +233,15 @@ func (u *uboot) readLine() (string, bool) {
 			c = ' '
 			fallthrough
 		case c >= 0x20 && c < 0x7F:
-			if len(buf) < 1023 { // CONFIG_SYS_CBSIZE
+			max := u.m.opts.LineMax
+			if max == 0 {
+				max = 1024
+			}
+			if len(buf) < max { // CONFIG_SYS_CBSIZE characters (cread_add_char beeps once eol_num > len-1)
 				buf = append(buf, c)
 				u.putc(c)
+			} else {
+				u.putc('\a') // cli_readline.c: getcmd_cbeep() on a full line
 			}
 		}
 	}

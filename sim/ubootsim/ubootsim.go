@@ -106,6 +106,13 @@ type Options struct {
 	// LoadyTimeout is how long loady waits for a sender
 	// (CONFIG_CMD_LOADXY_TIMEOUT). 0 means 90 s.
 	LoadyTimeout time.Duration
+	// LineMax is CONFIG_SYS_CBSIZE: the console keeps LineMax typed
+	// characters a line and answers each one more with a bell (BEL),
+	// then runs what it kept on Enter (common/cli_readline.c,
+	// cread_add_char; real U-Boot 2023.01 in QEMU keeps 512, its
+	// CBSIZE). 0 means 1024; Debian's qemu_arm64 build has 512, many
+	// boards 256.
+	LineMax int
 	// PanicDelay, if set, replaces the panic=N seconds of the kernel
 	// command line before a panicked kernel reboots (tests shorten it).
 	PanicDelay time.Duration
