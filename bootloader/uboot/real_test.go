@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -315,4 +316,80 @@ func TestRealReset(t *testing.T) {
 		t.Errorf("Env(unbrick_reset) after reset = %v, want ErrNotDefined", err)
 	}
 	_ = time.Second
+}
+
+// BenchmarkLoadyVsSb loads 100 kB into real U-Boot's RAM with the client
+// (loady, the project's YMODEM sender, then U-Boot's crc32 of what landed)
+// and, in the same run and the same U-Boot, with lrzsz's sb --ymodem -k
+// typed after loady as a person would. x-sb is the client's time over
+// sb's (the goal is 0.5 or less): sb waits for a 'C' after block 0, which
+// U-Boot's xyzModem only sends after its own timeout; the client sends
+// block 1 at once.
+func BenchmarkLoadyVsSb(b *testing.B) {
+	peertest.Need(b, peertest.Tool{Name: "sb", Package: "lrzsz"})
+	c, u := realClient(b, uboot.Options{})
+	ctx := context.Background()
+	img := payload(100_000, 11)
+	file := filepath.Join(b.TempDir(), "fw.bin")
+	if err := os.WriteFile(file, img, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var ours, sb time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if err := c.Load(ctx, realRAM, img, nil); err != nil {
+			b.Fatal(err)
+		}
+		ours += time.Since(start)
+		b.StopTimer()
+		sb += sbIntoReal(b, u.Path, file, len(img))
+		if err := c.Stop(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if got, err := c.CRC32(ctx, realRAM, len(img)); err != nil || got != crc32.ChecksumIEEE(img) {
+			b.Fatalf("after sb, U-Boot's crc32 = %08x, %v; want %08x", got, err, crc32.ChecksumIEEE(img))
+		}
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(ours.Seconds()/n, "load-s")
+	b.ReportMetric(sb.Seconds()/n, "sb-s")
+	b.ReportMetric(ours.Seconds()/sb.Seconds(), "x-sb")
+}
+
+// sbIntoReal types loady on the real U-Boot's console, runs sb on it and
+// returns the time from typing loady to loady's total.
+func sbIntoReal(b *testing.B, path, file string, size int) time.Duration {
+	b.Helper()
+	tty, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tty.Close()
+	start := time.Now()
+	tty.Write([]byte(fmt.Sprintf("loady %x\r", realRAM)))
+	readTTY(b, tty, "bps...\r\n")
+	cmd := exec.Command("sb", "--ymodem", "-k", file)
+	var stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("sb: %v: %s", err, stderr.String())
+	}
+	readTTY(b, tty, fmt.Sprintf("= %d Bytes\r\n", size))
+	return time.Since(start)
+}
+
+func readTTY(b *testing.B, f *os.File, want string) {
+	b.Helper()
+	var got []byte
+	buf := make([]byte, 4096)
+	f.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for !bytes.Contains(got, []byte(want)) {
+		n, err := f.Read(buf)
+		if err != nil {
+			b.Fatalf("read %q so far, want %q: %v", got, want, err)
+		}
+		got = append(got, buf[:n]...)
+	}
 }
