@@ -169,7 +169,15 @@ func (u *uboot) abortboot() bool {
 	if delay < 0 {
 		return true
 	}
+	// common/autoboot.c, autoboot_command: bootdelay=-2 runs bootcmd at
+	// once, without looking at the console (no key can stop it).
+	if u.env["bootdelay"] == "-2" {
+		return false
+	}
 	secs = int((delay + time.Second - 1) / time.Second)
+	if key := u.m.opts.StopString; key != "" {
+		return u.abortbootKeyed(delay, secs, key)
+	}
 	u.out("Hit any key to stop autoboot: %2d ", secs)
 	left := delay
 	for {
@@ -189,10 +197,39 @@ func (u *uboot) abortboot() bool {
 	return false
 }
 
+// abortbootKeyed is common/autoboot.c's abortboot_key_sequence with a
+// plain stop string: it prints CONFIG_AUTOBOOT_PROMPT's default and stops
+// only when the last characters typed match the stop string; anything
+// else is read and ignored.
+func (u *uboot) abortbootKeyed(delay time.Duration, secs int, key string) bool {
+	u.out("Autoboot in %d seconds\n", secs)
+	var typed []byte
+	left := delay
+	for left > 0 {
+		step := min(left, 10*time.Millisecond)
+		if c, ok := u.getc(step); ok {
+			typed = append(typed, c)
+			if len(typed) > len(key) {
+				typed = typed[len(typed)-len(key):]
+			}
+			if string(typed) == key {
+				return true
+			}
+			continue
+		}
+		left -= step
+	}
+	return false
+}
+
 // cli is U-Boot's command loop.
 func (u *uboot) cli() {
 	for {
-		u.out(Prompt)
+		if u.m.opts.Prompt != "" {
+			u.out("%s", u.m.opts.Prompt)
+		} else {
+			u.out(Prompt)
+		}
 		line, ok := u.readLine()
 		if !ok {
 			continue

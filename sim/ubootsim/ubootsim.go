@@ -113,6 +113,13 @@ type Options struct {
 	// CBSIZE). 0 means 1024; Debian's qemu_arm64 build has 512, many
 	// boards 256.
 	LineMax int
+	// Prompt replaces the "=> " prompt (CONFIG_SYS_PROMPT).
+	Prompt string
+	// StopString makes autoboot keyed (CONFIG_AUTOBOOT_KEYED with
+	// CONFIG_AUTOBOOT_STOP_STR, common/autoboot.c abortboot_key_sequence):
+	// it prints "Autoboot in N seconds" and only this sequence, typed
+	// within the delay, stops it; other keys are read and ignored.
+	StopString string
 	// PanicDelay, if set, replaces the panic=N seconds of the kernel
 	// command line before a panicked kernel reboots (tests shorten it).
 	PanicDelay time.Duration

@@ -1,0 +1,90 @@
+package uboot_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/unbrick/unbrick/bootloader/uboot"
+	"github.com/unbrick/unbrick/sim/ubootsim"
+)
+
+// The console traps of issue 9, each against the model made strict.
+
+func TestBootdelayMinus2CannotBeStopped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}, Env: map[string]string{"bootdelay": "-2"}})
+		u.dev.SetPower(true)
+		c := uboot.New(u.host, uboot.Options{StopWait: 3 * time.Second})
+		if err := c.Stop(context.Background()); err == nil {
+			t.Fatal("Stop() = nil on a unit with bootdelay=-2, want a failure naming bootdelay")
+		} else if !strings.Contains(err.Error(), "-2") {
+			t.Errorf("Stop() = %v, want it to name bootdelay -2", err)
+		}
+		if st := u.m.Stats(); st.Autoboots != 1 {
+			t.Errorf("Stats().Autoboots = %d, want 1 (bootcmd ran without a countdown)", st.Autoboots)
+		}
+	})
+}
+
+func TestKeyedAutoboot(t *testing.T) {
+	for _, tt := range []struct {
+		name, stop string
+		wantStop   bool
+	}{
+		{"any key does not stop it", "", false},
+		{"the stop string does", "stop", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				u := newUnit(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}, BootDelay: 2 * time.Second, StopString: "stop"})
+				u.dev.SetPower(true)
+				c := uboot.New(u.host, uboot.Options{StopWait: 3 * time.Second, StopString: tt.stop})
+				err := c.Stop(context.Background())
+				if (err == nil) != tt.wantStop {
+					t.Fatalf("Stop() with stop string %q = %v, want stopped %v", tt.stop, err, tt.wantStop)
+				}
+				if got := u.m.Stats().Autoboots; (got == 0) != tt.wantStop {
+					t.Errorf("Stats().Autoboots = %d, want stopped %v", got, tt.wantStop)
+				}
+			})
+		})
+	}
+}
+
+func TestCustomPrompt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}, BootDelay: time.Second, Prompt: "hmi> "})
+		c := u.stopped(t, uboot.Options{Prompt: "hmi> "})
+		if out, err := c.Run(context.Background(), "echo hi"); err != nil || out != "hi" {
+			t.Errorf("Run(echo hi) = %q, %v", out, err)
+		}
+	})
+}
+
+// TestLineLength: the model keeps CONFIG_SYS_CBSIZE characters and beeps
+// at the rest; a client told the board's size refuses a longer line, and a
+// client told too large a size sees the echo differ and never presses
+// Enter on a cut line.
+func TestLineLength(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}, BootDelay: time.Second, LineMax: 64})
+		ctx := context.Background()
+		c := u.stopped(t, uboot.Options{LineMax: 64})
+		long := "setenv cut " + strings.Repeat("v", 40)
+		if _, err := c.Run(ctx, long); err == nil || !strings.Contains(err.Error(), "CONFIG_SYS_CBSIZE") {
+			t.Errorf("Run(%d characters) = %v, want a refusal naming CONFIG_SYS_CBSIZE", len(long), err)
+		}
+		c = uboot.New(u.host, uboot.Options{LineMax: 512})
+		var pe *uboot.ProtocolError
+		if _, err := c.Run(ctx, long); !errors.As(err, &pe) {
+			t.Errorf("Run(%d characters) on a 64-character console = %v, want a ProtocolError about the echo", len(long), err)
+		}
+		if _, err := c.Env(ctx, "cut"); !errors.Is(err, uboot.ErrNotDefined) {
+			t.Errorf("Env(cut) = %v, want ErrNotDefined: the cut line must not have run", err)
+		}
+	})
+}
