@@ -26,6 +26,8 @@ import (
 var real struct {
 	dir   string
 	disk  string
+	nvme  string
+	sata  string
 	flash string
 }
 
@@ -46,6 +48,8 @@ func TestMain(m *testing.M) {
 	real.dir = dir
 	real.disk = filepath.Join(dir, "disk.img")
 	real.flash = filepath.Join(dir, "flash1.img")
+	real.nvme = filepath.Join(dir, "nvme.img")
+	real.sata = filepath.Join(dir, "sata.img")
 	code := m.Run()
 	peertest.StopShared()
 	os.RemoveAll(dir)
@@ -57,9 +61,11 @@ func realUBoot(t testing.TB) *peertest.UBoot {
 	t.Helper()
 	if _, err := os.Stat(real.disk); err != nil {
 		peertest.WriteDiskFile(t, real.disk, realDiskSize)
+		peertest.WriteDiskFile(t, real.nvme, realDiskSize)
+		peertest.WriteDiskFile(t, real.sata, realDiskSize)
 		peertest.WriteFlashFile(t, real.flash)
 	}
-	return peertest.SharedUBoot(t, peertest.UBootOptions{Disk: real.disk, Flash: real.flash})
+	return peertest.SharedUBoot(t, peertest.UBootOptions{Disk: real.disk, NVMe: real.nvme, SATA: real.sata, Flash: real.flash})
 }
 
 // realClient opens the real U-Boot's console and returns a client at its
@@ -258,6 +264,37 @@ func TestRealVirtioBlock(t *testing.T) {
 // TestRealNOR writes the CFI NOR flash of real U-Boot: 4 KiB at a
 // sector's start (QEMU's flash model takes no more a sector from U-Boot
 // 2023.01), read from the flash file on the host afterwards.
+// TestRealBlockInterfaces writes through the other block interfaces with
+// the same command shape (nvme, and scsi over AHCI), read back on the host.
+func TestRealBlockInterfaces(t *testing.T) {
+	c, _ := realClient(t, uboot.Options{})
+	ctx := context.Background()
+	for _, tt := range []struct{ kind, file string }{{"nvme", real.nvme}, {"scsi", real.sata}} {
+		t.Run(tt.kind, func(t *testing.T) {
+			img := payload(40_000, 6)
+			const off = 0x20000 + 7*512 + 3
+			st := uboot.Storage{Kind: tt.kind, Dev: 0, LoadAddr: realStage}
+			if err := c.Write(ctx, st, off, img, nil); err != nil {
+				t.Fatalf("Write(%s) = %v", tt.kind, err)
+			}
+			if err := c.Verify(ctx, st, off, img, nil); err != nil {
+				t.Errorf("Verify(%s) = %v", tt.kind, err)
+			}
+			disk, err := os.ReadFile(tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(disk[off:off+len(img)], img) {
+				t.Errorf("the %s disk image does not hold the data at %#x", tt.kind, off)
+			}
+			var ce *uboot.CommandError
+			if err := c.Write(ctx, uboot.Storage{Kind: tt.kind, Dev: 1, LoadAddr: realStage}, 0, img[:512], nil); !errors.As(err, &ce) {
+				t.Errorf("Write(%s 1) = %v, want a CommandError (no such device)", tt.kind, err)
+			}
+		})
+	}
+}
+
 func TestRealNOR(t *testing.T) {
 	c, _ := realClient(t, uboot.Options{})
 	ctx := context.Background()

@@ -26,6 +26,12 @@ type UBootOptions struct {
 	// Disk, if set, is a raw disk image behind a virtio block device
 	// (U-Boot's "virtio 0").
 	Disk string
+	// NVMe, if set, is a raw disk image behind an NVMe controller
+	// (U-Boot's "nvme 0").
+	NVMe string
+	// SATA, if set, is a raw disk image on an AHCI controller (U-Boot's
+	// "scsi 0"; U-Boot 2023.01 drives AHCI through its scsi commands).
+	SATA string
 	// Flash, if set, is a 64 MiB file behind the second CFI flash bank
 	// (pflash unit 1, at 0x04000000: U-Boot keeps its environment there).
 	// Without it the bank is QEMU's, lost at exit.
@@ -78,6 +84,12 @@ func ubootArgv(t testing.TB, o UBootOptions) []string {
 		"-monitor", "none", "-nic", "none", "-serial", "pty", "-bios", bios}
 	if o.Disk != "" {
 		argv = append(argv, "-drive", "if=none,file="+o.Disk+",format=raw,id=d0", "-device", "virtio-blk-device,drive=d0")
+	}
+	if o.NVMe != "" {
+		argv = append(argv, "-drive", "if=none,file="+o.NVMe+",format=raw,id=n0", "-device", "nvme,drive=n0,serial=unbrick1")
+	}
+	if o.SATA != "" {
+		argv = append(argv, "-device", "ahci,id=ahci", "-drive", "if=none,file="+o.SATA+",format=raw,id=s0", "-device", "ide-hd,drive=s0,bus=ahci.0")
 	}
 	if o.Flash != "" {
 		argv = append(argv, "-drive", "if=pflash,unit=1,format=raw,file="+o.Flash)
