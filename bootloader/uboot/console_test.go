@@ -1,6 +1,7 @@
 package uboot_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -87,4 +88,58 @@ func TestLineLength(t *testing.T) {
 			t.Errorf("Env(cut) = %v, want ErrNotDefined: the cut line must not have run", err)
 		}
 	})
+}
+
+// TestStorageKinds writes and verifies through every storage kind of the
+// model that real U-Boot's are held against, and reads what landed.
+func TestStorageKinds(t *testing.T) {
+	for _, kind := range []string{"virtio", "nvme", "scsi", "usb", "nor", "ram"} {
+		t.Run(kind, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				u := newUnit(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}, BootDelay: time.Second, CFIFlash: true,
+					Block: []ubootsim.BlockDevice{{Iface: "virtio", Size: 8 << 20}, {Iface: "nvme", Size: 8 << 20}, {Iface: "scsi", Size: 8 << 20}, {Iface: "usb", Size: 8 << 20}, {Iface: "usb", Size: 8 << 20}}})
+				c := u.stopped(t, uboot.Options{})
+				ctx := context.Background()
+				img := payload(70_000, 21)
+				off := int64(0x40000 + 3*512 + 17)
+				st := uboot.Storage{Kind: kind, LoadAddr: ubootsim.KernelAddr}
+				switch kind {
+				case "usb":
+					st.Dev = 1
+				case "nor":
+					st.Base = ubootsim.CFIBase
+				case "ram":
+					off = ubootsim.KernelAddr + 0x100000
+				}
+				if err := c.Write(ctx, st, off, img, nil); err != nil {
+					t.Fatalf("Write(%s) = %v", kind, err)
+				}
+				if err := c.Verify(ctx, st, off, img, nil); err != nil {
+					t.Fatalf("Verify(%s) = %v", kind, err)
+				}
+				var got []byte
+				switch kind {
+				case "nor":
+					got, _ = u.m.CFI().Read(ubootsim.CFIBase+uint32(off), len(img))
+				case "ram":
+					got, _ = u.m.RAM(uint32(off), len(img))
+				default:
+					got, _ = u.m.Block(kind, st.Dev).Read(off, len(img))
+				}
+				if !bytes.Equal(got, img) {
+					t.Errorf("%s does not hold the image after a verified write", kind)
+				}
+				if kind == "nor" {
+					// A second write over programmed flash erases first.
+					img2 := payload(70_000, 22)
+					if err := c.Write(ctx, st, off, img2, nil); err != nil {
+						t.Fatalf("second Write(nor) = %v", err)
+					}
+					if err := c.Verify(ctx, st, off, img2, nil); err != nil {
+						t.Errorf("second Verify(nor) = %v", err)
+					}
+				}
+			})
+		})
+	}
 }

@@ -42,6 +42,13 @@ func init() {
 		"md":       {"memory display", "[.b, .w, .l] address [# of objects]", (*uboot).md},
 		"mw":       {"memory write (fill)", "[.b, .w, .l] address value [count]", (*uboot).mw},
 		"cmp":      {"memory compare", "[.b, .w, .l] addr1 addr2 count", (*uboot).cmp},
+		"cp":       {"memory copy", "[.b, .w, .l] source target count", (*uboot).cp},
+		"protect":  {"enable or disable FLASH write protection", "on  start end\n    - protect FLASH from addr 'start' to addr 'end'\nprotect on start +len\n    - protect FLASH from addr 'start' to end of sect w/addr 'start'+'len'-1\nprotect off start end\n    - make FLASH from addr 'start' to addr 'end' writable\nprotect off start +len\n    - make FLASH from addr 'start' to end of sect w/addr 'start'+'len'-1 wrtable", (*uboot).protect},
+		"erase":    {"erase FLASH memory", "start end\n    - erase FLASH from addr 'start' to addr 'end'\nerase start +len\n    - erase FLASH from addr 'start' to the end of sect w/addr 'start'+'len'-1", (*uboot).erase},
+		"virtio":   {"virtio block devices sub-system", fmt.Sprintf("scan - initialize virtio bus\nvirtio "+blkUsage, "virtio"), (*uboot).blk},
+		"nvme":     {"NVM Express sub-system", fmt.Sprintf("scan - scan NVMe devices\nnvme "+blkUsage, "nvme"), (*uboot).blk},
+		"scsi":     {"SCSI sub-system", fmt.Sprintf("scan - (re-)scan SCSI bus\nscsi "+blkUsage, "scsi"), (*uboot).blk},
+		"usb":      {"USB sub-system", fmt.Sprintf("start - start (scan) USB controller\nusb "+blkUsage, "usb"), (*uboot).blk},
 		"mmc":      {"MMC sub system", mmcUsage, (*uboot).mmc},
 		"sf":       {"SPI flash sub-system", sfUsage, (*uboot).sfCmd},
 		"bootm":    {"boot application image from memory", "[addr [arg ...]]\n    - boot application image stored in memory", (*uboot).bootm},
@@ -259,7 +266,13 @@ func (u *uboot) mem(addr, n uint64) int64 {
 	return int64(addr - RAMBase)
 }
 
+// readRAM reads memory: RAM, or the CFI flash where it is mapped (reads
+// in place, as on the bus).
 func (u *uboot) readRAM(addr uint64, n int) []byte {
+	if u.inCFI(addr, uint64(n)) {
+		b, _ := u.m.cfi.Read(uint32(addr), n)
+		return b
+	}
 	b, _ := u.ram.Read(u.mem(addr, uint64(n)), n)
 	return b
 }
@@ -278,13 +291,18 @@ func (u *uboot) crc32(args []string) int {
 	}
 	addr, n := v[0], v[1]
 	crc := crc32.NewIEEE()
-	off := u.mem(addr, n)
-	buf := make([]byte, chunkSize)
-	for done := uint64(0); done < n; {
-		k := min(n-done, chunkSize)
-		u.ram.ReadAt(buf[:k], off+int64(done))
-		crc.Write(buf[:k])
-		done += k
+	if u.inCFI(addr, n) {
+		b, _ := u.m.cfi.Read(uint32(addr), int(n))
+		crc.Write(b)
+	} else {
+		off := u.mem(addr, n)
+		buf := make([]byte, chunkSize)
+		for done := uint64(0); done < n; {
+			k := min(n-done, chunkSize)
+			u.ram.ReadAt(buf[:k], off+int64(done))
+			crc.Write(buf[:k])
+			done += k
+		}
 	}
 	u.out("crc32 for %08x ... %08x ==> %08x\n", addr, addr+n-1, crc.Sum32())
 	if len(v) > 2 {

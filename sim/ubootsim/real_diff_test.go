@@ -55,7 +55,60 @@ var diffLines = []string{
 	"md; echo S:$?",
 }
 
+// storageLines exercise the block interfaces and the CFI NOR flash: $F is
+// a flash sector (0x04100000 on QEMU, in the second bank; 0x08100000 on
+// the model), $G inside it, $H past its end, $I its last byte, $J its
+// second byte. The disks are 4 MiB (8192 blocks).
+var storageLines = []string{
+	"virtio scan; echo S:$?",
+	"virtio info",
+	"virtio dev 0; echo S:$?",
+	"virtio dev 3; echo S:$?",
+	"mw.b $A 5a 1000; virtio write $A 10 8; echo S:$?",
+	"virtio read $B 10 8; echo S:$?",
+	"cmp.b $A $B 1000; echo S:$?",
+	"virtio write $A 2000 8; echo S:$?",
+	"nvme scan; echo S:$?",
+	"nvme info",
+	"nvme dev 0; echo S:$?",
+	"nvme dev 1; echo S:$?",
+	"nvme write $A 10 8; echo S:$?",
+	"nvme read $B 10 8; echo S:$?",
+	"scsi dev 0; echo S:$?",
+	"scsi write $A 10 8; echo S:$?",
+	"scsi read $B 10 8; echo S:$?",
+	"usb dev 0; echo S:$?",
+	"protect off $F +20000; echo S:$?",
+	"erase $F +20000; echo S:$?",
+	"cp.b $A $F 100; echo S:$?",
+	"cmp.b $A $F 100; echo S:$?",
+	"md.b $F 10",
+	"crc32 $F 100",
+	"mw.b $A a5 100; cp.b $A $F 100; echo S:$?",
+	"protect on $F +20000; echo S:$?",
+	"cp.b $A $G 10; echo S:$?",
+	"erase $F +20000; echo S:$?",
+	"erase $F $H; echo S:$?",
+	"protect off $F $I; echo S:$?",
+	"erase $F $I; echo S:$?",
+	"erase $J +10; echo S:$?",
+	"cp.b $F $A 10; echo S:$?",
+	"md.b $A 10",
+}
+
 var realAddr = map[bool]string{true: "40200000", false: "82000000"}
+
+// flashAt is where the lines' flash sector is on each side.
+var flashAt = map[bool]uint64{true: 0x04100000, false: CFIBase + 0x100000}
+
+// expand fills in a line's placeholders for one side.
+func expand(line string, real bool) string {
+	f := flashAt[real]
+	r := strings.NewReplacer("$A", realAddr[real], "$B", realAddr[real][:5]+"100",
+		"$F", fmt.Sprintf("%x", f), "$G", fmt.Sprintf("%x", f+0x10000), "$H", fmt.Sprintf("%x", f+0x20000),
+		"$I", fmt.Sprintf("%x", f+0x1ffff), "$J", fmt.Sprintf("%x", f+1))
+	return r.Replace(line)
+}
 
 // normalise makes the two outputs comparable: the RAM addresses (and the
 // address below them that crc32 of 0 bytes prints as its end), and md's
@@ -63,6 +116,8 @@ var realAddr = map[bool]string{true: "40200000", false: "82000000"}
 func normalise(out string, real bool) string {
 	re := regexp.MustCompile(`(?i)\b(0x)?` + realAddr[real][:4] + `([0-9a-f]{4})\b`)
 	out = re.ReplaceAllString(out, "${1}ADDR$2")
+	fl := regexp.MustCompile(`(?i)\b(0x)?0?` + fmt.Sprintf("%x", flashAt[real]>>20) + `([0-9a-f]{5})\b`)
+	out = fl.ReplaceAllString(out, "${1}FLASH$2")
 	below := map[bool]string{true: "401fffff", false: "81ffffff"}[real]
 	out = strings.ReplaceAll(out, below, "ADDR-1")
 	return strings.ReplaceAll(out, ", .q]", "]")
@@ -115,7 +170,13 @@ func (p serialPort) Read(b []byte) (int, error) {
 func (p serialPort) SetReadTimeout(d time.Duration) error { return p.Port.SetReadTimeout(d) }
 
 func TestDifferentialReal(t *testing.T) {
-	u := peertest.StartUBoot(t, peertest.UBootOptions{})
+	dir := t.TempDir()
+	o := peertest.UBootOptions{Disk: dir + "/virtio.img", NVMe: dir + "/nvme.img", SATA: dir + "/sata.img", Flash: dir + "/flash.img"}
+	for _, d := range []string{o.Disk, o.NVMe, o.SATA} {
+		peertest.WriteDiskFile(t, d, 4<<20)
+	}
+	peertest.WriteFlashFile(t, o.Flash)
+	u := peertest.StartUBoot(t, o)
 	port, err := serial.Open(u.Path, &serial.Mode{BaudRate: 115200})
 	if err != nil {
 		t.Fatal(err)
@@ -124,12 +185,12 @@ func TestDifferentialReal(t *testing.T) {
 	rc := &realConsole{t: t, port: port}
 	port.Write([]byte{3})
 	rc.readUntil("=> ", 5*time.Second)
-	expand := func(line string, real bool) string {
-		line = strings.ReplaceAll(line, "$B", realAddr[real][:5]+"100")
-		return strings.ReplaceAll(line, "$A", realAddr[real])
-	}
-	realOut := make([]string, len(diffLines))
-	for i, l := range diffLines {
+	lines := append(append([]string(nil), diffLines...), storageLines...)
+	realOut := make([]string, len(lines))
+	for i, l := range lines {
+		if l == storageLines[0] {
+			rc.run("scsi scan") // AHCI's own chatter: not compared
+		}
 		realOut[i] = normalise(rc.run(expand(l, true)), true)
 	}
 	// loady: banner, the 'C's, and what it prints after the transfer.
@@ -152,9 +213,13 @@ func TestDifferentialReal(t *testing.T) {
 	var modelOut []string
 	var modelReady, modelLoady string
 	synctest.Test(t, func(t *testing.T) {
-		mu := newUnit(t, Options{BootDelay: time.Second, LineMax: 512})
+		mu := newUnit(t, Options{BootDelay: time.Second, LineMax: 512, CFIFlash: true,
+			Block: []BlockDevice{{"virtio", 4 << 20}, {"nvme", 4 << 20}, {"scsi", 4 << 20}}})
 		mu.stop()
-		for _, l := range diffLines {
+		for _, l := range lines {
+			if l == storageLines[0] {
+				mu.run("scsi scan")
+			}
 			mu.host.Write([]byte(expand(l, false) + "\r"))
 			out := strings.TrimSuffix(mu.readUntil("\r\n"+Prompt, 30*time.Second), "\r\n"+Prompt)
 			modelOut = append(modelOut, normalise(out, false))
@@ -166,7 +231,7 @@ func TestDifferentialReal(t *testing.T) {
 		}
 		modelLoady = normalise(mu.readUntil("\r\n=> ", 10*time.Second), false)
 	})
-	for i, l := range diffLines {
+	for i, l := range lines {
 		if realOut[i] != modelOut[i] {
 			r, m := realOut[i], modelOut[i]
 			for len(r) > 0 && len(m) > 0 && r[0] == m[0] {
@@ -182,7 +247,7 @@ func TestDifferentialReal(t *testing.T) {
 		t.Errorf("loady after the transfer:\n real  %q\n model %q", realLoady, modelLoady)
 	}
 	if os.Getenv("UNBRICK_DIFF_VERBOSE") != "" {
-		t.Logf("%d command lines and loady compared", len(diffLines))
+		t.Logf("%d command lines and loady compared", len(lines))
 	}
 	_ = fmt.Sprint
 }

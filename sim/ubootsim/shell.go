@@ -20,6 +20,11 @@ type uboot struct {
 	status int               // $?: the status of the last command that ran
 	sf     bool              // sf probe succeeded
 	ram    *sparse
+	// scanned holds the block interfaces scanned (scsi scan, usb start);
+	// cur their current devices; protected the CFI sectors protected.
+	scanned   map[string]bool
+	cur       map[string]int
+	protected []bool
 }
 
 // Control flow out of deep call chains: the session ended, or the unit
@@ -42,6 +47,8 @@ func (u *uboot) run() {
 	u.m.mu.Lock()
 	u.ram = u.m.ram
 	u.m.mu.Unlock()
+	u.scanned, u.cur = map[string]bool{}, map[string]int{}
+	u.protected = make([]bool, CFISize/CFISector)
 	u.boot()
 }
 

@@ -89,6 +89,12 @@ type Options struct {
 	StorageSize int64
 	// SPIFlash adds a 16 MiB SPI NOR flash (64 KiB erase sectors) for sf.
 	SPIFlash bool
+	// CFIFlash adds a 32 MiB CFI parallel NOR flash at CFIBase (protect,
+	// erase, cp.b, and reads in place with md, cmp, crc32).
+	CFIFlash bool
+	// Block adds disks behind the block interfaces other than mmc
+	// (virtio, nvme, scsi, usb), numbered per interface in order.
+	Block []BlockDevice
 	// Layout places the environment and the slots. The zero value means
 	// DefaultLayout.
 	Layout Layout
@@ -149,6 +155,8 @@ type Model struct {
 	layout Layout
 	emmc   *Disk
 	nor    *sim.Flash
+	cfi    *sim.Flash
+	blk    map[string][]*Disk
 
 	mu    sync.Mutex
 	ram   *sparse
@@ -189,6 +197,16 @@ func New(board string, o Options) (*Model, error) {
 	m := &Model{opts: o, layout: l, emmc: &Disk{newSparse(o.StorageSize)}, ram: newSparse(RAMSize)}
 	if o.SPIFlash {
 		m.nor = sim.NewFlash(0, sim.Uniform(NORSize/NORSector, NORSector))
+	}
+	if o.CFIFlash {
+		m.cfi = newCFI()
+	}
+	m.blk = map[string][]*Disk{}
+	for _, b := range o.Block {
+		if _, known := blkIfaces[b.Iface]; !known || b.Size <= 0 || b.Size%BlockSize != 0 {
+			return nil, fmt.Errorf("ubootsim: block device %q of %d bytes: want virtio, nvme, scsi or usb and a whole number of 512-byte blocks", b.Iface, b.Size)
+		}
+		m.blk[b.Iface] = append(m.blk[b.Iface], &Disk{newSparse(b.Size)})
 	}
 	for _, s := range []struct {
 		slot Slot
