@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -138,6 +139,35 @@ func TestStorageKinds(t *testing.T) {
 					if err := c.Verify(ctx, st, off, img2, nil); err != nil {
 						t.Errorf("second Verify(nor) = %v", err)
 					}
+				}
+			})
+		})
+	}
+}
+
+// TestPolledUART: a unit whose UART holds 16 typed characters drops the
+// rest of a longer burst; the client sees the echo differ, discards the
+// line with Ctrl-C and types it again in smaller chunks, so the command
+// that runs is the one typed.
+func TestPolledUART(t *testing.T) {
+	for _, chunk := range []int{16, 64} {
+		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				u := newUnit(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}, BootDelay: time.Second, RxFIFO: 16})
+				c := u.stopped(t, uboot.Options{Chunk: chunk})
+				ctx := context.Background()
+				if err := c.SetEnv(ctx, "typed_ok", "a-value-long-enough-to-need-several-chunks"); err != nil {
+					t.Fatalf("SetEnv() = %v", err)
+				}
+				if v, err := c.Env(ctx, "typed_ok"); err != nil || v != "a-value-long-enough-to-need-several-chunks" {
+					t.Errorf("Env(typed_ok) = %q, %v", v, err)
+				}
+				dropped := u.m.Stats().RxDropped
+				if chunk > 17 && dropped == 0 {
+					t.Errorf("Stats().RxDropped = 0 with %d-character chunks into a 16-byte FIFO, want losses the client recovered from", chunk)
+				}
+				if chunk <= 16 && dropped != 0 {
+					t.Errorf("Stats().RxDropped = %d with %d-character chunks, want none", dropped, chunk)
 				}
 			})
 		})

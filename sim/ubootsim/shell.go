@@ -25,6 +25,7 @@ type uboot struct {
 	scanned   map[string]bool
 	cur       map[string]int
 	protected []bool
+	rxq       []byte // typed characters waiting in the receive FIFO
 }
 
 // Control flow out of deep call chains: the session ended, or the unit
@@ -257,7 +258,7 @@ func (u *uboot) cli() {
 func (u *uboot) readLine() (string, bool) {
 	var buf []byte
 	for {
-		c, _ := u.getc(-1)
+		c := u.lineChar()
 		switch {
 		case c == '\r' || c == '\n':
 			u.out("\n")
@@ -289,6 +290,38 @@ func (u *uboot) readLine() (string, bool) {
 			}
 		}
 	}
+}
+
+// lineChar takes the next typed character. With Options.RxFIFO it models a
+// polled UART: whatever arrived while the previous character was handled
+// waits in a FIFO of that depth, and the rest is lost.
+func (u *uboot) lineChar() byte {
+	if len(u.rxq) == 0 {
+		c, _ := u.getc(-1)
+		u.rxq = append(u.rxq, c)
+	}
+	if depth := u.m.opts.RxFIFO; depth > 0 {
+		var buf [256]byte
+		for {
+			n, err := u.s.ReadTimeout(buf[:], 0)
+			if n == 0 || err != nil {
+				if err != nil && !errors.Is(err, sim.ErrReadTimeout) {
+					panic(halted{})
+				}
+				break
+			}
+			for _, b := range buf[:n] {
+				if len(u.rxq)-1 < depth {
+					u.rxq = append(u.rxq, b)
+				} else {
+					u.m.count(func(s *Stats) { s.RxDropped++ })
+				}
+			}
+		}
+	}
+	c := u.rxq[0]
+	u.rxq = u.rxq[1:]
+	return c
 }
 
 // repeatable reports whether an empty line repeats line (commands whose

@@ -119,6 +119,13 @@ type Options struct {
 	// CBSIZE). 0 means 1024; Debian's qemu_arm64 build has 512, many
 	// boards 256.
 	LineMax int
+	// RxFIFO, if set, is the depth of the UART's receive FIFO as the
+	// command line sees it: U-Boot polls its UART (drivers/serial: no
+	// interrupts), so what arrives while it handles one typed character
+	// (echo, line editing) waits in the FIFO, and what does not fit is
+	// lost. Stats.RxDropped counts the losses. loady's receive loop keeps
+	// up with the line and is not affected.
+	RxFIFO int
 	// Prompt replaces the "=> " prompt (CONFIG_SYS_PROMPT).
 	Prompt string
 	// StopString makes autoboot keyed (CONFIG_AUTOBOOT_KEYED with
@@ -146,6 +153,7 @@ type Stats struct {
 	EnvSaves     int
 	LoadyBytes   int // bytes the last loady stored
 	LoadyRetries int // the last loady's retries (NAKs, timeouts)
+	RxDropped    int // typed characters lost to a full receive FIFO (Options.RxFIFO)
 }
 
 // Model is a simulated U-Boot board. Its storage persists across runs; its
