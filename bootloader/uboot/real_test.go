@@ -430,3 +430,42 @@ func readTTY(b *testing.B, f *os.File, want string) {
 		got = append(got, buf[:n]...)
 	}
 }
+
+// TestRealArm32 runs the client's commands against the 32-bit build
+// (qemu_arm in qemu-system-arm on a Cortex-A15), booted for this test.
+func TestRealArm32(t *testing.T) {
+	u := peertest.StartUBoot(t, peertest.UBootOptions{Arch: "arm"})
+	port, err := serial.Open(u.Path, &serial.Mode{BaudRate: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer port.Close()
+	c := uboot.New(port, uboot.Options{})
+	ctx := context.Background()
+	if err := c.Stop(ctx); err != nil {
+		t.Fatalf("Stop() = %v", err)
+	}
+	if out, err := c.Run(ctx, "version"); err != nil || !strings.HasPrefix(out, "U-Boot 2023.01") {
+		t.Errorf("Run(version) = %q, %v", out, err)
+	}
+	addr, err := c.Env(ctx, "loadaddr")
+	if err != nil {
+		t.Fatalf("Env(loadaddr) = %v", err)
+	}
+	var a uint32
+	if _, err := fmt.Sscanf(addr, "0x%x", &a); err != nil {
+		t.Fatalf("loadaddr %q: %v", addr, err)
+	}
+	img := payload(20_000, 12)
+	if err := c.Write(ctx, uboot.Storage{Kind: "ram"}, int64(a), img, nil); err != nil {
+		t.Fatalf("Write(ram at %s) = %v", addr, err)
+	}
+	got, err := c.Read(ctx, uboot.Storage{Kind: "ram"}, int64(a)+100, 48, nil)
+	if err != nil || !bytes.Equal(got, img[100:148]) {
+		t.Errorf("Read(ram) = % x, %v", got, err)
+	}
+	var ce *uboot.CommandError
+	if _, err := c.Run(ctx, "printenv nosuch && echo A || echo B"); !errors.As(err, &ce) {
+		t.Errorf("Run(printenv nosuch && ...) = %v, want a CommandError", err)
+	}
+}

@@ -16,18 +16,31 @@
 //     down in real seconds (Options.BootDelay shortens it for tests). A key
 //     stops it (and is consumed); otherwise bootcmd runs.
 //   - The console echoes what is typed, ends lines with CR LF and prompts
-//     "=> ". An empty line repeats the last command if it is repeatable, as
-//     U-Boot does; Ctrl-C discards the line ("<INTERRUPT>"). Commands are
-//     parsed as hush does: ';' (a failure does not stop the rest), '&&',
-//     '||', quotes, ${var} expanded when each command runs, run, and
-//     name=value shell variables.
+//     "=> " (Options.Prompt). An empty line repeats the last command if it
+//     is repeatable, as U-Boot does; Ctrl-C discards the line
+//     ("<INTERRUPT>"). A line keeps CONFIG_SYS_CBSIZE characters and
+//     beeps at the rest (Options.LineMax); Options.RxFIFO makes typed
+//     characters overflow like a polled UART's FIFO. Commands are parsed
+//     as U-Boot's hush does, which is not POSIX: ';' (a failure does not
+//     stop the rest), '&&' and '||' (a failure before '&&' skips to the
+//     next ';'), $? , quotes, ${var} expanded when each command runs, run,
+//     and name=value shell variables.
+//   - Autoboot: bootdelay=-2 boots with no chance to stop it; a keyed
+//     autoboot (Options.StopString) stops only on its stop string.
 //   - Commands: help, version, echo, printenv, setenv (serial# is
 //     write-once), saveenv, env default -a, loady (U-Boot's xyzModem
 //     receiver, quirks included: no 'C' after block 0, 'C' as NAK, ACK ACK
-//     C after EOT, 2 s character timeouts), crc32, md, mw, mmc dev/info/
-//     read/write/rescan, sf probe/erase/read/write, bootm, boot, run,
-//     reset, true, false; anything else is "Unknown command 'x' - try
-//     'help'". Numbers are hexadecimal, as in U-Boot.
+//     C after EOT, 2 s character timeouts; "## Total Size" and "## Start
+//     Addr" after it), crc32, md, mw, cmp, cp, mmc dev/info/read/write/
+//     rescan, sf probe/erase/read/write, virtio/nvme/scsi/usb
+//     scan|start/info/dev/read/write (Options.Block), protect and erase on
+//     a CFI NOR flash (Options.CFIFlash; cp.b programs it, md, cmp and
+//     crc32 read it in place), bootm, boot, run, reset, true, false;
+//     anything else is "Unknown command 'x' - try 'help'". Numbers are
+//     hexadecimal, as in U-Boot. The outputs of the shell, md, cmp, crc32,
+//     loady and the storage commands are held against real U-Boot 2023.01
+//     by a differential test (real_diff_test.go; FIDELITY.md lists each
+//     promise and its check).
 //   - bootm checks a legacy uImage as U-Boot does (magic 0x27051956, header
 //     CRC, data CRC) and the device tree (magic 0xd00dfeed), printing "Wrong
 //     Image Format for bootm command", "Bad Header Checksum", "Bad Data CRC"
