@@ -360,7 +360,8 @@ func (d *decoder) recipe(r *Recipe, n *yaml.Node) {
 
 // optionKeys are the driver options a recipe may set.
 var optionKeys = []string{
-	"storage", "mmcdev", "loadaddr", // U-Boot (see jobs/driver_uboot.go)
+	"storage", "mmcdev", "dev", "loadaddr", "norbase", "norsector", "ramboot", // U-Boot storage (see jobs/driver_uboot.go)
+	"prompt", "stopstr", "cbsize", "chunk", // U-Boot console
 	"entry", "compress", "delta", "delta_chunk", "flash_baud", "flash_size", // ESP ROM (jobs/driver_esp.go)
 	"readout_unprotect", // STM32
 	"observe",           // how long to read the console to diagnose a unit before recovery (a duration; default 2s)
