@@ -97,7 +97,7 @@ func connectWiring(ctx context.Context, port Port, o avr.Options) (Target, Ident
 	id := Identity{
 		Chip:     uint32(part.Signature[0])<<16 | uint32(part.Signature[1])<<8 | uint32(part.Signature[2]),
 		ChipName: part.Name,
-		Flash:    Region{0, uint32(part.BootStart())},
+		Flash:    Region{Start: 0, Size: uint32(part.BootStart())},
 	}
 	return wiringTarget{c}, id, nil
 }

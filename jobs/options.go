@@ -36,6 +36,8 @@ const (
 	TypeBoolean  OptionType = "boolean"  // true or false
 	TypeChoice   OptionType = "choice"   // one of Choices
 	TypeAddress  OptionType = "address"  // hexadecimal, with or without 0x, not zero
+	TypeHex      OptionType = "hex"      // hexadecimal, with or without 0x, within Min..Max
+	TypeText     OptionType = "text"     // any text on one line
 )
 
 // Option is one option a driver (or the runner) takes: its name, type,
@@ -136,6 +138,18 @@ func (o Option) Check(v string) (problem, hint string) {
 		if err != nil || a == 0 {
 			return "is not a hexadecimal address", "write a 32-bit address such as 0x82000000"
 		}
+	case TypeHex:
+		n, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(v, "0x"), "0X"), 16, 63)
+		if err != nil {
+			return "is not a hexadecimal number", fmt.Sprintf("write a number such as 0x%X", o.Max)
+		}
+		if int64(n) < o.Min || (o.Max != 0 && int64(n) > o.Max) {
+			return fmt.Sprintf("is outside 0x%X..0x%X", o.Min, o.Max), "choose a number in that range"
+		}
+	case TypeText:
+		if strings.ContainsAny(v, "\r\n") {
+			return "spans more than one line", "write it on one line"
+		}
 	}
 	return "", ""
 }
@@ -155,6 +169,8 @@ func (o Option) Range() string {
 		return strings.Join(o.Choices, " | ")
 	case TypeBoolean:
 		return "true | false"
+	case TypeHex:
+		return fmt.Sprintf("hexadecimal 0x%X..0x%X", o.Min, o.Max)
 	}
 	return string(o.Type)
 }
