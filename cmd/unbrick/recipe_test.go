@@ -145,7 +145,7 @@ func TestRecipeOptions(t *testing.T) {
 	if err := run(context.Background(), []string{"recipe", "options", "uboot"}, &stdout, &stderr); err != nil {
 		t.Fatalf("recipe options uboot: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"storage", "mmc | sf", "mmcdev", "integer 0..15", "loadaddr", "observe", "step_timeout", "serial flow: none"} {
+	for _, want := range []string{"storage", "mmc | virtio | nvme | scsi | usb | sf | nor | ram", "mmcdev", "integer 0..15", "loadaddr", "observe", "step_timeout", "serial flow: none"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("recipe options uboot printed\n%s\nwant %q in it", stdout.String(), want)
 		}
