@@ -15,6 +15,7 @@ import (
 
 	"go.bug.st/serial"
 
+	"github.com/unbrick/unbrick/internal/peertest"
 	"github.com/unbrick/unbrick/sim"
 	"github.com/unbrick/unbrick/sim/simbench"
 )
@@ -70,9 +71,7 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 // stm32flash at its link, and stops it with SIGTERM: it exits 0 and removes
 // its link.
 func TestSimForStm32flash(t *testing.T) {
-	if _, err := exec.LookPath("stm32flash"); err != nil {
-		t.Skip("stm32flash is not installed (CI installs it): skipping")
-	}
+	peertest.Need(t, peertest.Tool{Name: "stm32flash", Package: "stm32flash"})
 	bin := unbrickBinary(t)
 	so := filepath.Join(t.TempDir(), "ptyparity.so")
 	if out, err := exec.Command("cc", "-shared", "-fPIC", "-o", so, "../../sim/stm32sim/testdata/ptyparity.c", "-ldl").CombinedOutput(); err != nil {
@@ -228,9 +227,7 @@ func TestFlashRefusesBadInput(t *testing.T) {
 // TestSimForAvrdude points the real avrdude at `unbrick sim --model
 // atmega328p`: it reads the part's signature through optiboot.
 func TestSimForAvrdude(t *testing.T) {
-	if _, err := exec.LookPath("avrdude"); err != nil {
-		t.Skip("avrdude is not installed (CI installs it): skipping")
-	}
+	peertest.Need(t, peertest.Tool{Name: "avrdude", Package: "avrdude"})
 	bin := unbrickBinary(t)
 	link := filepath.Join(t.TempDir(), "ttyACM0")
 	var out bytes.Buffer
