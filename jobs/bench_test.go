@@ -23,6 +23,7 @@ type memRecorder struct {
 	mu      sync.Mutex
 	next    int64
 	steps   []string
+	ends    []string // each step's end: outcome and detail
 	console bytes.Buffer
 	units   []UnitInfo
 	backups map[string][]byte
@@ -52,6 +53,9 @@ func (m *memRecorder) StartStep(ctx context.Context, attempt int64, seq int, nam
 }
 
 func (m *memRecorder) EndStep(ctx context.Context, attempt int64, seq int, outcome, detail string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ends = append(m.ends, outcome+": "+detail)
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -151,9 +153,33 @@ func TestESPRecoversABrickedUnit(t *testing.T) {
 				if b.dev.Powered() || b.slot.Lines[gpio.Boot].Asserted() {
 					t.Error("the job did not leave the unit off with its strap released")
 				}
+				// The ESP8266 ROM can neither read back nor hash flash: its
+				// verify step must say so in the record, never "verified".
+				unverified := slices.ContainsFunc(rec.ends, func(e string) bool { return strings.Contains(e, "written, not verified") })
+				if unverified != (chip == "esp8266") {
+					t.Errorf("step ends %q: a \"written, not verified\" note = %v, want %v", rec.ends, unverified, chip == "esp8266")
+				}
 			})
 		})
 	}
+}
+
+// TestESP8266UnverifiedWriteNeedsAVersionCheck: without a version to see
+// on the console, a write the ROM cannot verify must not pass.
+func TestESP8266UnverifiedWriteNeedsAVersionCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newESPBench(t, "esp8266", nil, false)
+		rec := &memRecorder{}
+		p := espPlan(t, "esp8266", "2.1.0")
+		p.Validate = Validation{}
+		res := espRunner(rec).Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "A"})
+		if res.Outcome != OutcomeFailed || res.Failure == nil || res.Failure.Class != "cannot-verify" {
+			t.Fatalf("Run() = %s %+v, want failed cannot-verify\nsteps: %v", res.Outcome, res.Failure, rec.steps)
+		}
+		if res.Failure.Hint == "" || !strings.Contains(res.Failure.Reason, "cannot read it back") {
+			t.Errorf("failure %+v: want a reason saying the ROM cannot read back, and a hint", res.Failure)
+		}
+	})
 }
 
 // TestESPDeltaRewritesOnlyTheDamage: a unit whose image is right but for

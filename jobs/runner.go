@@ -64,6 +64,9 @@ type run struct {
 	backups map[string]backup
 	lastPct map[string]int
 	hashes  map[*Image]string
+	// note is what a step that passed wants said in its record (a write
+	// that could not be verified on the unit); endStep takes it.
+	note string
 }
 
 // imageHash returns the sha256 of the bytes the image writes, computed here
@@ -312,8 +315,10 @@ func (u *run) startStep(ctx context.Context, label string) int {
 }
 
 func (u *run) endStep(ctx context.Context, seq int, f *Failure) {
+	note := u.note
+	u.note = ""
 	if f == nil {
-		u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "ok", "")
+		u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "ok", note)
 		return
 	}
 	u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "failed", f.Class+": "+f.Error())

@@ -84,10 +84,6 @@ type Client struct {
 	rdata [4096]byte
 	rbuf  []byte // bytes read from the port into rdata, not yet fed to dec
 	out   []byte
-
-	// written holds regions written this session, each block checked by
-	// the ROM's read-back, for Verify on a ROM without SPI_FLASH_MD5.
-	written map[[2]uint32][md5.Size]byte
 }
 
 // Info is what Identify learns about a unit.
@@ -676,7 +672,6 @@ func (c *Client) WriteFlash(ctx context.Context, offset uint32, data []byte, pro
 			progress(int64(off+len(block)), int64(len(data)))
 		}
 	}
-	c.remember(offset, data)
 	return nil
 }
 
@@ -691,13 +686,6 @@ func (c *Client) checkRegion(op byte, offset uint32, n int) error {
 		return fmt.Errorf("esprom: %s at 0x%06X+%d: beyond the %d KiB flash", OpName(op), offset, n, c.opts.FlashSize>>10)
 	}
 	return nil
-}
-
-func (c *Client) remember(offset uint32, data []byte) {
-	if c.written == nil {
-		c.written = map[[2]uint32][md5.Size]byte{}
-	}
-	c.written[[2]uint32{offset, uint32(len(data))}] = md5.Sum(data)
 }
 
 // Compress returns data as the zlib stream FLASH_DEFL_DATA carries.
@@ -750,7 +738,6 @@ func (c *Client) WriteFlashDeflate(ctx context.Context, offset uint32, data []by
 			progress(int64(len(data))*int64(off+len(block))/int64(len(z)), int64(len(data)))
 		}
 	}
-	c.remember(offset, data)
 	return nil
 }
 
@@ -787,22 +774,17 @@ func (c *Client) FlashMD5(ctx context.Context, addr, size uint32) ([md5.Size]byt
 	return sum, nil
 }
 
-// Verify checks that the unit holds data at addr: with SPI_FLASH_MD5 where
-// the ROM has it. The ESP8266 ROM can neither hash nor read flash; there
-// Verify passes only a region this client wrote in this session, every
-// block of which the ROM read back as it programmed it, and otherwise
-// returns an error matching ErrUnsupported.
+// Verify checks that the unit holds data at addr with SPI_FLASH_MD5. The
+// ESP8266 ROM can neither hash nor read flash (esptool verifies there only
+// through its stub): Verify returns an error matching ErrUnsupported, and
+// a caller must say "written, not verified".
 func (c *Client) Verify(ctx context.Context, addr uint32, data []byte) error {
 	if err := c.needChip(OpSPIFlashMD5); err != nil {
 		return err
 	}
 	want := md5.Sum(data)
 	if !c.chip.MD5 {
-		if got, ok := c.written[[2]uint32{addr, uint32(len(data))}]; ok && got == want {
-			c.logf("verify 0x%06X+%d: the %s ROM read back every block as it wrote it", addr, len(data), c.chip.Name)
-			return nil
-		}
-		return c.unsupported(OpSPIFlashMD5, "only a region written in this session, which the ROM read back block by block, can be vouched for")
+		return c.unsupported(OpSPIFlashMD5, "the "+c.chip.Name+" ROM cannot read back or hash flash")
 	}
 	got, err := c.FlashMD5(ctx, addr, uint32(len(data)))
 	if err != nil {
@@ -983,7 +965,6 @@ func (c *Client) Flash(ctx context.Context, offset uint32, data []byte, o FlashO
 	if progress != nil && total == 0 {
 		progress(0, 0)
 	}
-	c.remember(offset, data)
 	return res, nil
 }
 
