@@ -175,6 +175,29 @@ func (o Option) Range() string {
 	return string(o.Type)
 }
 
+// CheckOption checks one option given outside a recipe (unbrick flash's
+// --options): an unknown name or a value of the wrong type or range is an
+// error saying what the driver takes.
+func CheckOption(protocol, name, value string) error {
+	d, ok := Declared(protocol)
+	if !ok {
+		return fmt.Errorf("unknown protocol %q", protocol)
+	}
+	see := "unbrick recipe options " + protocol + " lists them"
+	o, ok := d.option(name)
+	if !ok {
+		hint := fmt.Sprintf("the %s driver takes %s (%s)", protocol, strings.Join(d.names(), ", "), see)
+		if m := recipes.Closest(name, d.names()); m != "" {
+			hint = fmt.Sprintf("did you mean %q? ", m) + hint
+		}
+		return fmt.Errorf("unknown option %q for protocol %s: %s", name, protocol, hint)
+	}
+	if problem, hint := o.Check(value); problem != "" {
+		return fmt.Errorf("option %s %q %s (%s): %s (%s)", name, value, problem, o.Doc, hint, see)
+	}
+	return nil
+}
+
 // CheckOptions checks a recipe's driver options and serial settings
 // against what its protocol's driver declares: an unknown option, a value
 // of the wrong type or out of range, or a serial flow control the driver

@@ -73,9 +73,18 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		plan.Port.Parity = "even"
 	}
 	for _, kv := range strings.Split(*opts, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			plan.Options[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		if strings.TrimSpace(kv) == "" {
+			continue
 		}
+		k, v, ok := strings.Cut(kv, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok {
+			return fmt.Errorf("--options %q: write each option as key=value, separated by commas", kv)
+		}
+		if err := jobs.CheckOption(*protocol, k, v); err != nil {
+			return fmt.Errorf("--options: %w", err)
+		}
+		plan.Options[k] = v
 	}
 	port, err := station.OpenPort(ctx, *portPath, plan.Port)
 	if err != nil {

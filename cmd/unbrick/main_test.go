@@ -214,6 +214,11 @@ func TestFlashRefusesBadInput(t *testing.T) {
 		{[]string{"flash", "--port", filepath.Join(dir, "nope"), "--protocol", "stm32", img}, "nope"},
 		{[]string{"flash", "--port", "/dev/null", "--protocol", "stm32", filepath.Join(dir, "missing.bin")}, "missing.bin"},
 		{[]string{"bogus"}, `unknown command "bogus"`},
+		// Options are checked against the driver's declarations before any
+		// port is opened (the port here does not exist).
+		{[]string{"flash", "--port", filepath.Join(dir, "nope"), "--protocol", "uboot", "--options", "storage=emmc", img}, `option storage "emmc" is not one of mmc, virtio`},
+		{[]string{"flash", "--port", filepath.Join(dir, "nope"), "--protocol", "uboot", "--options", "storag=ram", img}, `unknown option "storag" for protocol uboot: did you mean "storage"?`},
+		{[]string{"flash", "--port", filepath.Join(dir, "nope"), "--protocol", "esprom", "--options", "flash_baud", img}, "write each option as key=value"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
