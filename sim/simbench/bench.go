@@ -75,6 +75,8 @@ type Spec struct {
 	// Options are kind-specific: "stay": "true" keeps a bootloader that
 	// times out (optiboot) waiting for ever.
 	Options map[string]string
+	// Faults are armed on the unit when it is added (see Unit.Inject).
+	Faults sim.Faults
 }
 
 // Unit is one simulated unit in its slot.
@@ -87,8 +89,9 @@ type Unit struct {
 
 	Power, Boot, Reset *gpiosim.Pin
 
-	mu  sync.Mutex
-	pty *sim.PTY
+	mu   sync.Mutex
+	pty  *sim.PTY
+	gone bool // taken off the bench
 }
 
 // LineNames returns the simulated line names of slot n.
@@ -174,6 +177,12 @@ func (b *Bench) Add(s Spec) (*Unit, error) {
 	u.Device.SetReset(u.Reset.Level() == k.ResetActive && u.Reset.Func() != pgpio.IN)
 	u.Device.SetPower(u.Power.Level() == pgpio.High && u.Power.Func() != pgpio.IN)
 
+	if !s.Faults.Zero() {
+		if err := u.Inject(s.Faults); err != nil {
+			u.Device.Close()
+			return nil, err
+		}
+	}
 	b.mu.Lock()
 	b.units[s.Slot] = u
 	b.mu.Unlock()
@@ -256,6 +265,9 @@ func (u *Unit) Plugged() bool {
 
 // Close unplugs the unit and powers it off.
 func (u *Unit) Close() {
+	u.mu.Lock()
+	u.gone = true
+	u.mu.Unlock()
 	u.Unplug()
 	u.Device.Close()
 }
