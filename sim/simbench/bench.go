@@ -108,6 +108,28 @@ type Bench struct {
 
 	mu    sync.Mutex
 	units map[int]*Unit
+	wired map[string]bool // pins whose changes reach their slot's unit
+}
+
+// listen makes pin p's changes reach whichever unit is in slot n when they
+// happen. The pin keeps one listener for the slot whatever units come and
+// go, so a unit taken off the bench hears nothing more and is not kept
+// alive by the pin.
+func (b *Bench) listen(p *gpiosim.Pin, n int, f func(u *Unit, l pgpio.Level)) {
+	b.mu.Lock()
+	if b.wired == nil {
+		b.wired = map[string]bool{}
+	}
+	first := !b.wired[p.Name()]
+	b.wired[p.Name()] = true
+	b.mu.Unlock()
+	if first {
+		p.Listen(func(l pgpio.Level) {
+			if u, ok := b.Unit(n); ok {
+				f(u, l)
+			}
+		})
+	}
 }
 
 // New returns an empty bench whose port links live in dir, knowing the given
@@ -168,12 +190,16 @@ func (b *Bench) Add(s Spec) (*Unit, error) {
 
 	pn, bn, rn := LineNames(s.Slot)
 	u.Power, u.Boot, u.Reset = b.Bank.MustPin(pn), b.Bank.MustPin(bn), b.Bank.MustPin(rn)
-	u.Power.Listen(func(l pgpio.Level) { u.Device.SetPower(l == pgpio.High) })
+	b.listen(u.Power, s.Slot, func(u *Unit, l pgpio.Level) { u.Device.SetPower(l == pgpio.High) })
+	b.listen(u.Boot, s.Slot, func(u *Unit, l pgpio.Level) {
+		if u.Kind.HasStrap {
+			u.Device.SetBoot(l == u.Kind.Strap)
+		}
+	})
 	if k.HasStrap {
-		u.Boot.Listen(func(l pgpio.Level) { u.Device.SetBoot(l == k.Strap) })
 		u.Device.SetBoot(u.Boot.Func() != pgpio.IN && u.Boot.Level() == k.Strap)
 	}
-	u.Reset.Listen(func(l pgpio.Level) { u.Device.SetReset(l == k.ResetActive) })
+	b.listen(u.Reset, s.Slot, func(u *Unit, l pgpio.Level) { u.Device.SetReset(l == u.Kind.ResetActive) })
 	u.Device.SetReset(u.Reset.Level() == k.ResetActive && u.Reset.Func() != pgpio.IN)
 	u.Device.SetPower(u.Power.Level() == pgpio.High && u.Power.Func() != pgpio.IN)
 
