@@ -49,6 +49,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", "127.0.0.1:8080", "where the page is served")
 	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
 	verbose := fs.Bool("v", false, "log every plug, unplug and job")
+	simLines := fs.String("sim-lines", "", "write the levels of the bench file's simulated (sim:) lines to this file at every change")
 	var keys keyFlags
 	fs.Var(&keys, "key", "a minisign public key the bench trusts (repeat for more)")
 	var pools poolFlags
@@ -94,6 +95,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	js, err := hw.BuildSlots(b)
 	if err != nil {
 		return err
+	}
+	if *simLines != "" {
+		if err := bank.Publish(*simLines); err != nil {
+			return err
+		}
 	}
 	var slots []station.SlotConfig
 	for i, s := range js {
