@@ -85,6 +85,10 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if s.falsePasses > 0 || s.hangs > 0 || s.unnamed > 0 {
 		return fmt.Errorf("soak failed: %d false passes, %d hangs, %d failures without a class", s.falsePasses, s.hangs, s.unnamed)
 	}
+	// Flat: after the first round, nothing more may pile up than noise.
+	if s.rounds_ > 1 && (s.goEnd > s.goStart+8 || s.heapEnd > 2*s.heapStart+16<<20) {
+		return fmt.Errorf("soak failed: resources grow: goroutines %d -> %d, heap %d -> %d MiB", s.goStart, s.goEnd, s.heapStart>>20, s.heapEnd>>20)
+	}
 	return nil
 }
 
