@@ -38,7 +38,7 @@ func TestInjectedFaults(t *testing.T) {
 		{spec: "flap=2s,flap-after=3000", class: "port-vanished", fault: jobs.StationFault},
 		// Slower erases within the client's erase timeout pass; one past it
 		// is a unit that stopped answering.
-		{spec: "slow-erase=100ms"},
+		{spec: "slow-erase=40ms"},
 		{spec: "slow-erase=2s", class: "timeout", fault: jobs.UnitFault},
 	}
 	tb := newTestBench(t, 0)
