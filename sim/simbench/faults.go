@@ -25,29 +25,50 @@ type flasher interface{ Flash() *sim.Flash }
 // It replaces what was armed; a zero Faults disarms everything. A fault the
 // unit's kind cannot carry out is an error naming it.
 func (u *Unit) Inject(f sim.Faults) error {
+	relayOn := func() bool { return u.Power.Func() != pgpio.IN && u.Power.Level() == pgpio.High }
+	if err := Arm(u.Model, u.Device, f, relayOn, u.flap); err != nil {
+		return fmt.Errorf("simbench: slot %d (%s): %w", u.Spec.Slot, u.Kind.Name, err)
+	}
+	return nil
+}
+
+// Arm arms f on a unit built from model m running as dev: relayOn says
+// whether its power relay is on (a brownout's power comes back only then),
+// flap unplugs its port for a while and plugs it back (nil: a flap is an
+// error). Unit.Inject arms a bench unit; `unbrick sim --faults` a lone one.
+func Arm(m sim.Model, dev *sim.Device, f sim.Faults, relayOn func() bool, flap func(time.Duration)) error {
 	flashFaults := f.Brownout > 0 || f.HasBadPage || f.SlowErase > 0
-	fl, hasFlash := u.Model.(flasher)
+	fl, hasFlash := m.(flasher)
 	if flashFaults && !hasFlash {
-		return fmt.Errorf("simbench: slot %d (%s): brownout, bad-page and slow-erase need a modelled flash, which this kind has not", u.Spec.Slot, u.Kind.Name)
+		return fmt.Errorf("brownout, bad-page and slow-erase need a modelled flash, which this kind has not")
 	}
 	if f.HasBadPage && hasFlash {
 		if _, ok := fl.Flash().UnitAt(f.BadPage); !ok {
-			return fmt.Errorf("simbench: slot %d (%s): bad-page 0x%X is not in the unit's flash %v", u.Spec.Slot, u.Kind.Name, f.BadPage, fl.Flash().Region())
+			return fmt.Errorf("bad-page 0x%X is not in the unit's flash %v", f.BadPage, fl.Flash().Region())
 		}
 	}
+	if f.Flap > 0 && flap == nil {
+		return fmt.Errorf("a port flap needs a port that can be unplugged")
+	}
 	if f.NACKs > 0 {
-		switch m := u.Model.(type) {
+		switch m := m.(type) {
 		case *stm32sim.Model:
 			m.SetFaults(stm32sim.Faults{NACKWrites: f.NACKs})
 		case *espsim.Model:
 			// The ESP ROM's refusal of a block is its failure status.
 			m.SetFaults(espsim.Faults{GarbleBlocks: f.NACKs})
 		default:
-			return fmt.Errorf("simbench: slot %d (%s): a NACK storm is modelled for STM32 and ESP units only", u.Spec.Slot, u.Kind.Name)
+			return fmt.Errorf("a NACK storm is modelled for STM32 and ESP units only")
 		}
 	}
 	if hasFlash {
-		fl.Flash().SetFaults(f, func() { go u.brownout() })
+		fl.Flash().SetFaults(f, func() {
+			go func() {
+				dev.SetPower(false)
+				time.Sleep(brownoutOff)
+				dev.SetPower(relayOn())
+			}()
+		})
 	}
 	var onRx func(int)
 	if f.Flap > 0 {
@@ -55,20 +76,12 @@ func (u *Unit) Inject(f sim.Faults) error {
 		onRx = func(total int) {
 			if total >= f.FlapAfter {
 				// Called with the line's lock held: flap elsewhere.
-				once.Do(func() { go u.flap(f.Flap) })
+				once.Do(func() { go flap(f.Flap) })
 			}
 		}
 	}
-	u.Device.Line.SetFaults(f, onRx)
+	dev.Line.SetFaults(f, onRx)
 	return nil
-}
-
-// brownout cuts the unit's power for a moment; it comes back only if its
-// relay is still on.
-func (u *Unit) brownout() {
-	u.Device.SetPower(false)
-	time.Sleep(brownoutOff)
-	u.Device.SetPower(u.Power.Func() != pgpio.IN && u.Power.Level() == pgpio.High)
 }
 
 // flap unplugs the unit's port for d and plugs it back in, unless the unit
