@@ -573,6 +573,11 @@ func (s *soak) crashes(ctx context.Context, dir string, n int, seed uint64) erro
 		}
 		fmt.Fprintf(s.out, "kill %2d after %v: %d attempts finished, %d left running\n", i+1, wait.Round(time.Millisecond), len(before.finished), len(before.running))
 	}
+	committed, err := committedValues(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "crash safety: %d pool values committed to units over the runs\n", committed)
 	fmt.Fprintf(s.out, "crash safety: %d kills, each restart found the record intact (integrity_check ok, finished attempts unchanged, unfinished ones interrupted at their last step, no pool number handed out twice)\n", checked)
 	return nil
 }
@@ -624,7 +629,7 @@ func checkPools(path string) error {
 		return fmt.Errorf("pools: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
+	if rows.Next() {
 		var pool string
 		var num, c int64
 		if err := rows.Scan(&pool, &num, &c); err != nil {
@@ -633,4 +638,16 @@ func checkPools(path string) error {
 		return fmt.Errorf("pool %s number %d is held by %d allocations", pool, num, c)
 	}
 	return rows.Err()
+}
+
+// committedValues counts the pool values committed to units.
+func committedValues(path string) (int, error) {
+	conn, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=10000")
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	var n int
+	err = conn.QueryRow(`SELECT COUNT(*) FROM allocations WHERE state = 'committed'`).Scan(&n)
+	return n, err
 }
