@@ -22,6 +22,12 @@ func (p *Port) Check() error {
 			return &goneError{path: p.Path, op: "check " + path, err: fmt.Errorf("%w (%v)", syscall.ENODEV, err)}
 		}
 	}
+	if p.status != nil {
+		if err := p.status(p.Path); err != nil {
+			return fmt.Errorf("%s: %w", p.Path, err)
+		}
+		return nil
+	}
 	if _, err := p.p.GetModemStatusBits(); err != nil && !errors.Is(err, syscall.ENOTTY) && !errors.Is(err, syscall.EINVAL) {
 		if w := p.wrap("modem status", err); errors.Is(w, ErrGone) {
 			return w

@@ -36,3 +36,19 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("Check() after the device vanished = %v, want ErrGone", err)
 	}
 }
+
+// TestCheckAsksTheAdapter: an opener's Status answers for the adapter, and
+// a failing answer fails Check without the port having vanished.
+func TestCheckAsksTheAdapter(t *testing.T) {
+	_, dev := newPTY(t)
+	wedged := errors.New("the adapter does not answer its modem status request")
+	p := openT(t, &Opener{SysRoot: t.TempDir(), Status: func(path string) error {
+		if path != dev {
+			t.Errorf("Status(%q), want the opened path %q", path, dev)
+		}
+		return wedged
+	}}, dev, Mode{Baud: 115200})
+	if err := p.Check(); !errors.Is(err, wedged) || errors.Is(err, ErrGone) {
+		t.Fatalf("Check() with a wedged adapter = %v, want its answer, not a vanished port", err)
+	}
+}

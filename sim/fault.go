@@ -299,6 +299,16 @@ func (l *Line) SetFaults(f Faults, onRx func(total int)) {
 	l.fault = &lineFault{f: f, rng: newFaultRand(f.Seed), onRx: onRx}
 }
 
+// AdapterSilent reports whether the line's adapter was made to pass
+// nothing (Faults.AdapterSilent): the virtual bench's adapters answer a
+// status request with it, as a wedged USB adapter fails its control
+// requests.
+func (l *Line) AdapterSilent() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fault != nil && l.fault.f.AdapterSilent
+}
+
 // appVersion returns the version the application prints: its image's, or
 // the injected wrong one.
 func (l *Line) appVersion(v string) string {

@@ -36,6 +36,8 @@ func TestInjectedFaults(t *testing.T) {
 		// retry re-enters the bootloader and writes the image again.
 		{spec: "brownout=2048"},
 		{spec: "flap=2s,flap-after=3000", class: "port-vanished", fault: jobs.StationFault},
+		// The adapter passes nothing and fails its own status request.
+		{spec: "adapter-silent", class: "adapter-timeout", fault: jobs.StationFault},
 		// Slower erases within the client's erase timeout pass; one past it
 		// is a unit that stopped answering.
 		{spec: "slow-erase=40ms"},

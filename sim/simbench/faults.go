@@ -100,3 +100,20 @@ func (u *Unit) closed() bool {
 	defer u.mu.Unlock()
 	return u.gone
 }
+
+// AdapterStatus answers for the simulated USB-serial adapter of the unit
+// whose port link is path, as serialport.Opener.Status asks: an adapter
+// made silent (sim.Faults.AdapterSilent) fails, as a wedged adapter fails
+// its control requests. For any other path it has nothing to say.
+func (b *Bench) AdapterStatus(path string) error {
+	for _, u := range b.Units() {
+		if u.Link != path {
+			continue
+		}
+		if u.Device.Line.AdapterSilent() {
+			return fmt.Errorf("the adapter does not answer its modem status request")
+		}
+		return nil
+	}
+	return nil
+}
