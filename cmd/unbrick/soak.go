@@ -103,6 +103,7 @@ type soak struct {
 
 	attempts, passed, failed, interrupted, refused int
 	falsePasses, hangs, unnamed                    int
+	misblamed, unfaultedFails                      int
 	byClass, byFault                               map[string]int
 	problems                                       []string
 	rounds_                                        int
@@ -359,6 +360,15 @@ func (s *soak) judge(ctx context.Context, b *soakBench, round, n int, r *jobs.Re
 	}
 	s.byClass[r.Failure.Class]++
 	s.byFault[string(r.Failure.Fault)]++
+	switch {
+	case f.AdapterSilent && r.Failure.Fault != jobs.StationFault:
+		// The side is known: the adapter went silent.
+		s.misblamed++
+		s.problems = append(s.problems, fmt.Sprintf("round %d slot %d: a silent adapter counted against the %s (%s)", round, n, r.Failure.Fault, r.Failure.Class))
+	case f.Zero() && r.Outcome == jobs.OutcomeFailed:
+		s.unfaultedFails++
+		s.problems = append(s.problems, fmt.Sprintf("round %d slot %d: failed without an injected fault: %s (%s): %s", round, n, r.Failure.Class, r.Failure.Fault, r.Failure.Reason))
+	}
 }
 
 func (s *soak) falsePass(ctx context.Context, b *soakBench, n int, r *jobs.Result) string {
@@ -421,6 +431,7 @@ func (s *soak) summary() {
 	}
 	fmt.Fprintf(w, "  by fault     unit %d, station %d, refused %d\n", s.byFault["unit"], s.byFault["station"], s.byFault["refused"])
 	fmt.Fprintf(w, "  false passes %d\n  hangs        %d\n  unnamed      %d\n", s.falsePasses, s.hangs, s.unnamed)
+	fmt.Fprintf(w, "  misblamed    %d (silent adapters counted against the unit)\n  failed without a fault %d\n", s.misblamed, s.unfaultedFails)
 	fmt.Fprintf(w, "  peak heap    %d MiB (after round 1: %d MiB, after the last: %d MiB)\n", s.peakHeap>>20, s.heapStart>>20, s.heapEnd>>20)
 	fmt.Fprintf(w, "  goroutines   %d after round 1, %d after the last\n", s.goStart, s.goEnd)
 	for _, p := range s.problems {
