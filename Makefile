@@ -8,7 +8,7 @@ LISTEN  ?= 127.0.0.1:8080
 UNITS   ?= 8
 export CGO_ENABLED = 1
 
-.PHONY: help deps run test race bench lint pi build clean
+.PHONY: help deps run test race bench lint fuzz soak pi build clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,10 +32,20 @@ race: deps ## run every test three times with the race detector, to shake out fl
 bench: ## run the benchmarks, print a table and write bench.json
 	$(GO) run ./scripts/bench -out bench.json
 
-lint: ## gofmt, go vet and staticcheck
+lint: ## gofmt, go vet, staticcheck and govulncheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	@scripts/vulncheck.sh
+
+FUZZTIME ?= 15s
+fuzz: ## run every fuzz target for $(FUZZTIME) each; failing inputs stay in testdata/fuzz
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+SOAK ?= --duration 2m --kills 20
+soak: ## 32 faulty units round after round, then 20 SIGKILLs; SOAK="--duration 30m" for longer
+	$(GO) build -o bin/unbrick ./cmd/unbrick
+	bin/unbrick soak $(SOAK)
 
 pi: ## build a linux/arm64 binary for a Raspberry Pi (cgo via Debian's cross compiler)
 	@scripts/deps.sh pi

@@ -73,6 +73,7 @@ func avrError(err error) error {
 	var ve *avr.VerifyError
 	var pe *avr.ProtocolError
 	var v2 *avr.V2Error
+	var ue *avr.UnknownPartError
 	switch {
 	case errors.As(err, &v2):
 		return &Failure{Class: "protocol", Fault: UnitFault, Reason: err.Error(), Hint: hintNoSync, Err: err}
@@ -81,6 +82,9 @@ func avrError(err error) error {
 			Reason: fmt.Sprintf("verify failed at 0x%04X: wrote 0x%02X, read 0x%02X", ve.Addr, ve.Want, ve.Got), Hint: hintRepair, Err: err}
 	case errors.As(err, &pe):
 		return &Failure{Class: "protocol", Fault: UnitFault, Reason: err.Error(), Hint: hintNoSync, Err: err}
+	case errors.As(err, &ue):
+		return &Failure{Class: "unknown-part", Fault: UnitFault, Reason: err.Error(),
+			Hint: "this unit's chip is not one the station knows: check the unit against its recipe", Err: err}
 	}
 	return err
 }

@@ -54,7 +54,44 @@ const (
 	hintSupervisor  = "call a supervisor: the station refused this job before touching the unit"
 	hintSetup       = "call a supervisor: the recipe or the station's setup needs fixing; the unit is not to blame"
 	hintNoSync      = "check the unit sits fully in the slot and its cable is seated, then start again"
+	hintAdapter     = "replug or replace the slot's USB-serial adapter, then start again; the unit is not to blame"
+	hintUnknown     = "call a supervisor with the attempt number: the station could not tell whose fault this was; start the unit again"
 )
+
+// PortChecker is implemented by ports that can tell whether the port and its
+// adapter still work, apart from whether the unit answers: a device node
+// still there, an adapter that still answers its own control requests (the
+// modem status a USB adapter reports without the unit). CheckPort returns
+// nil when they do, or an error saying what went wrong.
+type PortChecker interface {
+	CheckPort() error
+}
+
+// blame decides whose fault a silence is. A protocol timeout says only that
+// no answer arrived; when the port reports that it or its adapter went
+// silent too, the station's side failed ("adapter-timeout", or
+// "port-vanished" when the port is gone); when the port is healthy, the unit
+// stopped answering and the failure stays the unit's. Other failures pass
+// through unchanged.
+func blame(port any, f *Failure) *Failure {
+	if f == nil || (f.Class != "timeout" && f.Class != "no-sync") {
+		return f
+	}
+	pc, ok := port.(PortChecker)
+	if !ok {
+		return f
+	}
+	err := pc.CheckPort()
+	if err == nil {
+		return f
+	}
+	if portGone(err) {
+		return &Failure{Class: "port-vanished", Fault: StationFault,
+			Reason: fmt.Sprintf("%s; the serial port vanished (%v)", f.Reason, err), Hint: hintReseatCable, Err: err}
+	}
+	return &Failure{Class: "adapter-timeout", Fault: StationFault,
+		Reason: fmt.Sprintf("%s; the serial adapter went silent too (%v)", f.Reason, err), Hint: hintAdapter, Err: err}
+}
 
 // portGone reports whether err means the port vanished under us: the USB
 // adapter unplugged, or the simulated unit's pseudo-terminal closed.
@@ -88,5 +125,10 @@ func classify(step string, err error) *Failure {
 		return &Failure{Class: "port-vanished", Fault: StationFault,
 			Reason: fmt.Sprintf("%s: the serial port vanished (%v)", step, err), Hint: hintReseatCable, Err: err}
 	}
-	return &Failure{Class: "error", Fault: UnitFault, Reason: fmt.Sprintf("%s: %v", step, err), Hint: hintMoveSlot, Err: err}
+	// An error nothing above recognises is a gap in the station's
+	// classification, not evidence against the unit: counting it against
+	// the unit would lower its yield and send a good unit to repair for a
+	// bad cable or a station bug. It counts against the station, where the
+	// yield figures make the gap visible, and is not retried.
+	return &Failure{Class: "unclassified", Fault: StationFault, Reason: fmt.Sprintf("%s: %v", step, err), Hint: hintUnknown, Err: err}
 }

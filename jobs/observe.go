@@ -141,7 +141,9 @@ func (u *run) validateBooted(ctx context.Context) *Failure {
 		}
 		if err != nil {
 			f := classify("validate "+c.Label(), err)
-			f.Class = "check-failed"
+			if f.Fault == UnitFault {
+				f.Class = "check-failed" // not a vanished port or a stop
+			}
 			return f
 		}
 	}

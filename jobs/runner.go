@@ -351,6 +351,7 @@ func (u *run) stepWithRetries(ctx context.Context, st Step) *Failure {
 				f = &Failure{Class: "timeout", Fault: UnitFault,
 					Reason: fmt.Sprintf("%s: the step did not end within %v (%v)", st.Label(), limit, err), Hint: hintNoSync, Err: err}
 			}
+			f = blame(u.port, f)
 		}
 		u.endStep(ctx, seq, f)
 		if f == nil {
@@ -362,7 +363,7 @@ func (u *run) stepWithRetries(ctx context.Context, st Step) *Failure {
 		u.logf("%s failed (%s); re-entering the bootloader to retry", st.Label(), f.Error())
 		if st.Kind != StepEnter {
 			if err := u.enter(ctx); err != nil {
-				return classify("re-enter the bootloader", err)
+				return blame(u.port, classify("re-enter the bootloader", err))
 			}
 		}
 	}

@@ -57,8 +57,9 @@ type Port struct {
 
 	p serial.Port
 
-	mu   sync.Mutex
-	mode serial.Mode
+	mu     sync.Mutex
+	mode   serial.Mode
+	status func(path string) error // Opener.Status
 }
 
 var (
@@ -119,7 +120,7 @@ func (o *Opener) OpenPath(path string, m Mode) (*Port, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	port := &Port{Path: path, Device: dev, mode: mode}
+	port := &Port{Path: path, Device: dev, mode: mode, status: o.Status}
 	port.Latency = o.tuneLatency(dev)
 	if port.Latency.Note != "" {
 		port.Notes = append(port.Notes, port.Latency.Note)

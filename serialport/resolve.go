@@ -80,6 +80,10 @@ type Opener struct {
 	// Latency is the latency timer to set on adapters that have one; 0 is
 	// 1 ms, negative leaves the timer alone.
 	Latency time.Duration
+	// Status asks the adapter behind an opened path whether it still
+	// works, for Port.Check; nil asks the adapter its modem status. The
+	// virtual bench answers for its simulated adapters.
+	Status func(path string) error
 }
 
 func (o *Opener) byPathDir() string { return or(o.ByPathDir, ByPathDir) }

@@ -135,6 +135,7 @@ func RunApp(s *Session, c AppConsole) {
 		baud = 115200
 	}
 	s.SetBaud(baud)
+	c.Desc.Version = s.line.appVersion(c.Desc.Version) // an injected fault (fault.go)
 	for _, l := range c.Boot {
 		if s.Print(l+"\r\n") != nil {
 			return

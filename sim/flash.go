@@ -23,6 +23,17 @@ type Flash struct {
 	erases  []int    // erase count per unit
 	dirty   int      // number of programs that tried to set a bit
 	written int64    // bytes programmed since creation
+	faults  *FlashFaults
+}
+
+// slow delays an erase by the injected slow-erase fault, if any.
+func (f *Flash) slow() {
+	f.mu.Lock()
+	ff := f.faults
+	f.mu.Unlock()
+	if ff != nil {
+		ff.erasing()
+	}
 }
 
 // Region is an address range [Start, Start+Size).
@@ -134,6 +145,12 @@ func (f *Flash) Program(addr uint32, b []byte) (clean bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if ff := f.faults; ff != nil {
+		var cut bool
+		if b, cut = ff.program(addr, b); cut && ff.cut != nil {
+			ff.cut()
+		}
+	}
 	clean = true
 	for i, v := range b {
 		old := f.data[o+i]
@@ -151,6 +168,7 @@ func (f *Flash) Program(addr uint32, b []byte) (clean bool, err error) {
 
 // EraseUnit erases erase unit i (sets every byte to 0xFF).
 func (f *Flash) EraseUnit(i int) error {
+	f.slow()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if i < 0 || i >= len(f.units) {
@@ -171,6 +189,7 @@ func (f *Flash) eraseLocked(i int) {
 
 // EraseRange erases every unit that overlaps r and returns how many.
 func (f *Flash) EraseRange(r Region) (int, error) {
+	f.slow()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, err := f.off(r.Start, int(r.Size)); err != nil {
@@ -188,6 +207,7 @@ func (f *Flash) EraseRange(r Region) (int, error) {
 
 // EraseAll erases the whole flash (a mass erase).
 func (f *Flash) EraseAll() {
+	f.slow()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.units {

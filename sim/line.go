@@ -113,6 +113,7 @@ type Line struct {
 	late      time.Duration // how late the last paced event happened (timer oversleep)
 	stats     LineStats
 	tap       func(dir byte, b []byte) // optional observer of raw traffic
+	fault     *lineFault               // injected faults (fault.go), or nil
 }
 
 // NewLine returns an unplugged line.
@@ -187,6 +188,9 @@ func (l *Line) setListening(on bool) {
 	l.mu.Lock()
 	l.listening = on
 	if !on {
+		if l.fault != nil {
+			l.fault.halted()
+		}
 		l.rx = nil
 		l.replyDue = false
 		l.baud = 0
@@ -391,6 +395,9 @@ func (l *Line) receive(n int, b []byte, baud int, gen int) bool {
 	if gen != l.gen {
 		return false
 	}
+	if l.fault != nil {
+		b = l.fault.received(b)
+	}
 	if l.tap != nil && len(b) > 0 {
 		l.tap('<', b)
 	}
@@ -481,10 +488,16 @@ func (l *Line) write(ctx context.Context, p []byte) error {
 		} else if ctx.Err() != nil {
 			return ErrHalted
 		}
-		if tap != nil {
-			tap('>', b[off:end])
+		c := b[off:end]
+		l.mu.Lock()
+		if l.fault != nil {
+			c = l.fault.sent(append([]byte(nil), c...))
 		}
-		out := b[off:end]
+		l.mu.Unlock()
+		if tap != nil {
+			tap('>', c)
+		}
+		out := c
 		if reframed {
 			out = l.hostReceives(out, dev, host)
 		}

@@ -191,6 +191,9 @@ type BenchConfig struct {
 	Keys      *firmware.Keyring // the keys image signatures must verify with
 	Pools     []db.Pool         // number pools for provision steps
 	Log       *slog.Logger
+	// SimLines, if set, is a file where the simulated lines' levels are
+	// published as they change, for a test or a trainer outside the process.
+	SimLines string
 }
 
 // BenchStation is a station running a real bench: its bench file, recipes
@@ -235,6 +238,12 @@ func OpenBench(ctx context.Context, cfg BenchConfig) (*BenchStation, error) {
 	if err != nil {
 		hw.Close()
 		return nil, err
+	}
+	if cfg.SimLines != "" {
+		if err := bank.Publish(cfg.SimLines); err != nil {
+			hw.Close()
+			return nil, err
+		}
 	}
 	var slots []SlotConfig
 	for i, s := range js {

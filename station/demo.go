@@ -172,7 +172,7 @@ func NewSimStation(cfg DemoConfig, book *Book, units []SimUnit, staging bool) (*
 // and its units' port links, opened through go.bug.st/serial as real
 // adapters are.
 func SimHardware(b *simbench.Bench, log *slog.Logger) *Hardware {
-	h := &Hardware{Lines: &gpio.Registry{}, Ports: &serialport.Opener{}, Log: log}
+	h := &Hardware{Lines: &gpio.Registry{}, Ports: &serialport.Opener{Status: b.AdapterStatus}, Log: log}
 	h.Lines.Register(gpiosim.Prefix, "simulated lines", func(name string) (pgpio.PinIO, error) { return b.Bank.Pin(name) })
 	return h
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fast := fs.Bool("fast", false, "do not pace bytes at the baud rate (for tests)")
 	exit := fs.Bool("exit", false, "exit once every unit is done instead of serving the page until stopped")
 	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
+	simLines := fs.String("sim-lines", "", "write the simulated lines' levels to this file at every change, for a process that watches the bench")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,6 +40,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer d.Close()
+	if *simLines != "" {
+		if err := d.Bench.Bank.Publish(*simLines); err != nil {
+			return err
+		}
+	}
 	if *listen != "" {
 		addr, stopWeb, err := d.Serve(*listen, *password)
 		if err != nil {
@@ -47,7 +54,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "unbrick demo: %d units on the virtual bench; the page is at http://%s/\n", *units, addr)
 	}
 	start := time.Now()
-	res, err := d.RunAll(ctx)
+	res, err := runAllOrPanic(ctx, d)
 	if ctx.Err() != nil {
 		// SIGTERM or Ctrl-C: Close interrupts the jobs, records them so and
 		// powers every unit off.
@@ -83,4 +90,42 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%d of %d units were not recovered", failed, len(res))
 	}
 	return nil
+}
+
+// panicStepEnv names a step; when a job reaches it, the demo panics in its
+// main goroutine. It is a fault injected for the test that proves the
+// process leaves every line safe when it panics (cmd/unbrick
+// safestate_test.go).
+const panicStepEnv = "UNBRICK_DEMO_PANIC_AT_STEP"
+
+// runAllOrPanic runs every unit's job, or panics in this goroutine when a
+// job reaches the step panicStepEnv names.
+func runAllOrPanic(ctx context.Context, d *station.Demo) ([]*jobs.Result, error) {
+	step := os.Getenv(panicStepEnv)
+	if step == "" {
+		return d.RunAll(ctx)
+	}
+	sub := d.Bus.Subscribe(10000)
+	defer sub.Close()
+	type result struct {
+		res []*jobs.Result
+		err error
+	}
+	done := make(chan result, 1)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		res, err := d.RunAll(rctx)
+		done <- result{res, err}
+	}()
+	for {
+		select {
+		case e := <-sub.C:
+			if e.Kind == jobs.KindStep && e.Step == step {
+				panic(fmt.Sprintf("demo: injected panic at step %q of slot %d (%s)", step, e.Slot, panicStepEnv))
+			}
+		case r := <-done:
+			return r.res, r.err
+		}
+	}
 }

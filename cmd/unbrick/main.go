@@ -60,6 +60,7 @@ func init() {
 		"serve":   {"run the station on a real bench described by a bench file", runServe},
 		"records": {"list recovery records from the database", runRecords},
 		"recipe":  {"check recipe files, or test one on the virtual bench", runRecipe},
+		"soak":    {"run the station for a while on a faulty virtual bench, then kill it, and check nothing is lost", runSoak},
 	}
 }
 

@@ -44,6 +44,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", "127.0.0.1:8080", "where the page is served")
 	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
 	verbose := fs.Bool("v", false, "log every plug, unplug and job")
+	simLines := fs.String("sim-lines", "", "write the levels of the bench file's simulated (sim:) lines to this file at every change")
 	var keys keyFlags
 	fs.Var(&keys, "key", "a minisign public key the bench trusts (repeat for more)")
 	var pools poolFlags
@@ -68,7 +69,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	st, err := station.OpenBench(ctx, station.BenchConfig{BenchFile: *benchFile, RecipeDir: *recipeDir, DataDir: *data,
-		Keys: kr, Pools: pools, Log: log})
+		Keys: kr, Pools: pools, Log: log, SimLines: *simLines})
 	if err != nil {
 		return err
 	}

@@ -29,11 +29,16 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fast := fs.Bool("fast", false, "do not pace bytes at the baud rate")
 	turnaround := fs.Duration("turnaround", time.Millisecond, "the adapter's turnaround latency (16ms is an FTDI at default settings)")
 	appMode := fs.Bool("app", false, "boot the application instead of the bootloader")
+	faults := fs.String("faults", "", "faults to inject, e.g. ber=1e-4,stop=3000,brownout=2048 (see sim.ParseFaults)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
 		return err
+	}
+	f, err := sim.ParseFaults(*faults)
+	if err != nil {
+		return fmt.Errorf("--faults: %w", err)
 	}
 	var kind *simbench.Kind
 	for _, k := range simbench.Kinds() {
@@ -66,6 +71,21 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	line.Attach(pt)
 	dev := sim.NewDevice(kind.Name, m, line)
+	if *faults != "" {
+		flap := func(d time.Duration) {
+			line.Detach()
+			time.Sleep(d)
+			if ctx.Err() == nil {
+				if pt, err := sim.OpenPTY(*link); err == nil {
+					line.Attach(pt)
+				}
+			}
+		}
+		if err := simbench.Arm(m, dev, f, func() bool { return ctx.Err() == nil }, flap); err != nil {
+			dev.Close()
+			return fmt.Errorf("--faults: %w", err)
+		}
+	}
 	defer func() {
 		dev.Close()
 		line.Detach()

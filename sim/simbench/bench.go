@@ -75,6 +75,8 @@ type Spec struct {
 	// Options are kind-specific: "stay": "true" keeps a bootloader that
 	// times out (optiboot) waiting for ever.
 	Options map[string]string
+	// Faults are armed on the unit when it is added (see Unit.Inject).
+	Faults sim.Faults
 }
 
 // Unit is one simulated unit in its slot.
@@ -87,8 +89,9 @@ type Unit struct {
 
 	Power, Boot, Reset *gpiosim.Pin
 
-	mu  sync.Mutex
-	pty *sim.PTY
+	mu   sync.Mutex
+	pty  *sim.PTY
+	gone bool // taken off the bench
 }
 
 // LineNames returns the simulated line names of slot n.
@@ -105,6 +108,28 @@ type Bench struct {
 
 	mu    sync.Mutex
 	units map[int]*Unit
+	wired map[string]bool // pins whose changes reach their slot's unit
+}
+
+// listen makes pin p's changes reach whichever unit is in slot n when they
+// happen. The pin keeps one listener for the slot whatever units come and
+// go, so a unit taken off the bench hears nothing more and is not kept
+// alive by the pin.
+func (b *Bench) listen(p *gpiosim.Pin, n int, f func(u *Unit, l pgpio.Level)) {
+	b.mu.Lock()
+	if b.wired == nil {
+		b.wired = map[string]bool{}
+	}
+	first := !b.wired[p.Name()]
+	b.wired[p.Name()] = true
+	b.mu.Unlock()
+	if first {
+		p.Listen(func(l pgpio.Level) {
+			if u, ok := b.Unit(n); ok {
+				f(u, l)
+			}
+		})
+	}
 }
 
 // New returns an empty bench whose port links live in dir, knowing the given
@@ -165,15 +190,25 @@ func (b *Bench) Add(s Spec) (*Unit, error) {
 
 	pn, bn, rn := LineNames(s.Slot)
 	u.Power, u.Boot, u.Reset = b.Bank.MustPin(pn), b.Bank.MustPin(bn), b.Bank.MustPin(rn)
-	u.Power.Listen(func(l pgpio.Level) { u.Device.SetPower(l == pgpio.High) })
+	b.listen(u.Power, s.Slot, func(u *Unit, l pgpio.Level) { u.Device.SetPower(l == pgpio.High) })
+	b.listen(u.Boot, s.Slot, func(u *Unit, l pgpio.Level) {
+		if u.Kind.HasStrap {
+			u.Device.SetBoot(l == u.Kind.Strap)
+		}
+	})
 	if k.HasStrap {
-		u.Boot.Listen(func(l pgpio.Level) { u.Device.SetBoot(l == k.Strap) })
 		u.Device.SetBoot(u.Boot.Func() != pgpio.IN && u.Boot.Level() == k.Strap)
 	}
-	u.Reset.Listen(func(l pgpio.Level) { u.Device.SetReset(l == k.ResetActive) })
+	b.listen(u.Reset, s.Slot, func(u *Unit, l pgpio.Level) { u.Device.SetReset(l == u.Kind.ResetActive) })
 	u.Device.SetReset(u.Reset.Level() == k.ResetActive && u.Reset.Func() != pgpio.IN)
 	u.Device.SetPower(u.Power.Level() == pgpio.High && u.Power.Func() != pgpio.IN)
 
+	if !s.Faults.Zero() {
+		if err := u.Inject(s.Faults); err != nil {
+			u.Device.Close()
+			return nil, err
+		}
+	}
 	b.mu.Lock()
 	b.units[s.Slot] = u
 	b.mu.Unlock()
@@ -256,6 +291,9 @@ func (u *Unit) Plugged() bool {
 
 // Close unplugs the unit and powers it off.
 func (u *Unit) Close() {
+	u.mu.Lock()
+	u.gone = true
+	u.mu.Unlock()
 	u.Unplug()
 	u.Device.Close()
 }

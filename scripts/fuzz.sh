@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of the module for a bounded time each (FUZZTIME,
+# default 15s), one after the other. A target that finds a failing input
+# fails the run; Go writes that input to the package's testdata/fuzz/<Target>/
+# directory, where it stays as a regression seed that `go test` replays from
+# then on: commit it with the fix.
+#
+#   scripts/fuzz.sh                 every target, 15 s each
+#   FUZZTIME=1m scripts/fuzz.sh     longer
+#   scripts/fuzz.sh ./bootloader/...  only these packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-15s}
+pkgs=("$@")
+[ ${#pkgs[@]} -eq 0 ] && pkgs=(./...)
+
+count() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
+
+failed=()
+ran=0
+start=$(date +%s)
+while read -r dir; do
+	[ -n "$dir" ] || continue
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go | sed 's/^func //' | sort -u); do
+		ran=$((ran + 1))
+		echo "fuzz: $dir $target ($FUZZTIME)"
+		before=$(count "$dir/testdata/fuzz/$target")
+		if ! $GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" </dev/null >"/tmp/fuzz-$$.log" 2>&1; then
+			cat "/tmp/fuzz-$$.log"
+			after=$(count "$dir/testdata/fuzz/$target")
+			echo "fuzz: $dir $target FAILED; $((after - before)) new input(s) kept in $dir/testdata/fuzz/$target (commit them with the fix)"
+			failed+=("$dir $target")
+		fi
+	done
+done < <($GO list -f '{{.Dir}}' "${pkgs[@]}" | while read -r d; do
+	grep -l '^func Fuzz' "$d"/*_test.go >/dev/null 2>&1 && realpath --relative-to=. "$d" | sed 's|^|./|'
+done)
+rm -f "/tmp/fuzz-$$.log"
+echo "fuzz: $ran targets in $(( $(date +%s) - start )) s; ${#failed[@]} failed"
+if [ ${#failed[@]} -gt 0 ]; then
+	printf '  %s\n' "${failed[@]}"
+	exit 1
+fi
