@@ -2,6 +2,8 @@ module github.com/unbrick/unbrick
 
 go 1.26.0
 
+toolchain go1.26.11
+
 require (
 	aead.dev/minisign v0.3.0
 	github.com/chromedp/chromedp v0.23.0

@@ -38,7 +38,6 @@ type wiring struct {
 	first   bool
 	address uint32 // byte address (LOAD_ADDRESS word << 1)
 	erase   uint32 // eraseAddress: the next page PROGRAM_FLASH erases
-	out     []byte
 }
 
 func (m *Model) runWiring(s *sim.Session) {
