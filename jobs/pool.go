@@ -37,6 +37,7 @@ type Pool struct {
 	sem     chan struct{}
 	mu      sync.Mutex
 	running map[int]context.CancelCauseFunc
+	by      map[int]string // who started each running job (Job.Operator)
 	wg      sync.WaitGroup
 }
 
@@ -46,6 +47,7 @@ func (p *Pool) init() {
 			p.sem = make(chan struct{}, p.Workers)
 		}
 		p.running = map[int]context.CancelCauseFunc{}
+		p.by = map[int]string{}
 	})
 }
 
@@ -62,6 +64,7 @@ func (p *Pool) Start(ctx context.Context, j Job) error {
 	}
 	jctx, cancel := context.WithCancelCause(ctx)
 	p.running[n] = cancel
+	p.by[n] = j.Operator
 	p.wg.Add(1)
 	p.mu.Unlock()
 	go func() {
@@ -69,6 +72,7 @@ func (p *Pool) Start(ctx context.Context, j Job) error {
 		free := func() {
 			p.mu.Lock()
 			delete(p.running, n)
+			delete(p.by, n)
 			p.mu.Unlock()
 			cancel(nil)
 		}
@@ -102,6 +106,16 @@ func (p *Pool) Running(n int) bool {
 	defer p.mu.Unlock()
 	_, ok := p.running[n]
 	return ok
+}
+
+// Operator returns who started slot n's running job (its Job.Operator), and
+// whether a job runs.
+func (p *Pool) Operator(n int) (string, bool) {
+	p.init()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	by, ok := p.by[n]
+	return by, ok
 }
 
 // Stop interrupts slot n's job, if any, and reports whether there was one.

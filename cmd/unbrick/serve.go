@@ -47,7 +47,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recipeDir := fs.String("recipes", "", "the directory of recipe files")
 	data := fs.String("data", "./var", "the data directory: the database unbrick.db")
 	listen := fs.String("listen", "127.0.0.1:8080", "where the page is served")
-	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
+	goneSupervisorPassword(fs)
+	operatorLogin := fs.Bool("operator-login", false, "operators must log in to run jobs (default: anyone at the page runs them as operator)")
 	verbose := fs.Bool("v", false, "log every plug, unplug and job")
 	var keys keyFlags
 	fs.Var(&keys, "key", "a minisign public key the bench trusts (repeat for more)")
@@ -107,7 +108,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := st.CatalogBook(ctx, book); err != nil {
 		return err
 	}
-	addr, stopWeb, err := st.Serve(*listen, *password)
+	addr, stopWeb, err := st.Serve(*listen, station.WebOptions{OperatorLogin: *operatorLogin})
 	if err != nil {
 		return err
 	}
