@@ -89,7 +89,10 @@ function show(v) {
   if (v.state === "failed" && prev && prev.state !== "failed") alertFailure(v);
   if (v.state !== "failed") t.classList.remove("fresh");
   if (prev && prev.state !== v.state && ["passed", "failed", "interrupted"].includes(v.state)) summarySoon();
-  if (detailSlot === v.slot) renderDetail();
+  if (detailSlot === v.slot) {
+    renderDetail();
+    if (prev && prev.state !== v.state && v.serial) visits(v, true);
+  }
 }
 
 function snapshot(list) {
@@ -140,10 +143,10 @@ function timeLeft(v) {
 
 // Repeat visitors: a unit that was on the bench before carries a badge.
 const visitCache = new Map();
-async function visits(v) {
+async function visits(v, fresh) {
   const key = v.serial + "#" + v.attempt;
   let h = visitCache.get(key);
-  if (!h) {
+  if (!h || fresh) {
     try {
       const r = await fetch("/api/history?brief=1&q=" + encodeURIComponent(v.serial), { credentials: "same-origin" });
       if (!r.ok) return;
@@ -170,7 +173,7 @@ function markRepeat(t, before) {
 let soundOn = localStorage.getItem("unbrick.sound") === "on";
 const soundButton = $("sound");
 function showSound() {
-  soundButton.textContent = soundOn ? "🔔" : "🔕";
+  soundButton.textContent = soundOn ? "♪ on" : "♪ off";
   soundButton.setAttribute("aria-pressed", String(soundOn));
 }
 showSound();
@@ -206,10 +209,10 @@ function showAlert() {
   const v = slots.get(failedQueue[0]);
   const more = failedQueue.length > 1 ? ` (+${failedQueue.length - 1} more)` : "";
   alertBox.textContent = `✖ Slot ${v.slot} failed: ${v.class || v.reason || "see why"}${more}. Tap to see what to do.`;
-  alertBox.dataset.slot = v.slot;
+  alertBox.dataset.failed = v.slot;
   alertBox.hidden = false;
 }
-alertBox.addEventListener("click", () => openDetail(Number(alertBox.dataset.slot)));
+alertBox.addEventListener("click", () => openDetail(Number(alertBox.dataset.failed)));
 function acknowledge(n) {
   const i = failedQueue.indexOf(n);
   if (i >= 0) failedQueue.splice(i, 1);
@@ -368,7 +371,8 @@ function openDetail(n) {
   $("d-history").textContent = "";
   if (v && v.serial) {
     const h = visitCache.get(v.serial + "#" + v.attempt);
-    if (h) renderVisits(h, v); else visits(v);
+    if (h) renderVisits(h, v);
+    visits(v, true); // the record may have moved on since
   }
 }
 function closeDetail() {
@@ -377,13 +381,17 @@ function closeDetail() {
   if (detail.open) detail.close();
 }
 $("d-close").addEventListener("click", closeDetail);
-detail.addEventListener("close", () => { detailSlot = 0; clearInterval(consoleTimer); });
+detail.addEventListener("close", () => {
+  if (detail.open) return; // opened again since
+  detailSlot = 0;
+  clearInterval(consoleTimer);
+});
 
 function renderDetail() {
   const v = slots.get(detailSlot);
   if (!v) return;
   const [icon] = looks[v.state] || ["?"];
-  $("d-title").textContent = `Slot ${v.slot}` + (v.name ? ` · ${v.name}` : "");
+  $("d-title").textContent = `Slot ${v.slot}` + (v.name && v.name !== `slot ${v.slot}` ? ` · ${v.name}` : "");
   const badge = $("d-state");
   badge.textContent = `${icon} ${longWords[v.state] || v.state}`;
   detail.dataset.state = v.state;
