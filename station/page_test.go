@@ -152,6 +152,7 @@ func allInView(t *testing.T, ctx context.Context, n int) {
 		Slot                     int
 		Left, Top, Right, Bottom float64
 		Num, Word                float64 // font sizes, px
+		Clipped                  bool    // some of its content does not fit
 	}
 	var got struct {
 		W, H, ScrollW, ScrollH float64
@@ -162,7 +163,8 @@ func allInView(t *testing.T, ctx context.Context, n int) {
 		Cells: [...document.querySelectorAll("[data-slot]")].map((c) => { const r = c.getBoundingClientRect();
 			return {Slot: Number(c.dataset.slot), Left: r.left, Top: r.top, Right: r.right, Bottom: r.bottom,
 				Num: parseFloat(getComputedStyle(c.querySelector(".num")).fontSize),
-				Word: parseFloat(getComputedStyle(c.querySelector(".word")).fontSize)}; })})`)
+				Word: parseFloat(getComputedStyle(c.querySelector(".word")).fontSize),
+				Clipped: c.scrollHeight > c.clientHeight + 1 || [...c.querySelectorAll(".word, .top")].some((e) => e.scrollWidth > e.clientWidth + 1)}; })})`)
 	if err := json.Unmarshal([]byte(b), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +180,15 @@ func allInView(t *testing.T, ctx context.Context, n int) {
 		}
 		if c.Left < 0 || c.Top < 0 || c.Right > got.W || c.Bottom > got.H {
 			t.Errorf("slot %d's cell (%v,%v)-(%v,%v) is not inside the %vx%v viewport", c.Slot, c.Left, c.Top, c.Right, c.Bottom, got.W, got.H)
+		}
+		// Big enough for a gloved finger, and nothing cut off.
+		if w, h := c.Right-c.Left, c.Bottom-c.Top; w < 80 || h < 70 || c.Clipped {
+			t.Errorf("slot %d's cell is %vx%v px, clipped %v; want at least 80x70 with all of it showing", c.Slot, w, h, c.Clipped)
+		}
+		for _, o := range got.Cells[:i] {
+			if c.Left < o.Right && o.Left < c.Right && c.Top < o.Bottom && o.Top < c.Bottom {
+				t.Errorf("slot %d's cell overlaps slot %d's", c.Slot, o.Slot)
+			}
 		}
 		// A 16 px word is about 4 mm high on a 7-inch 800x480 screen: the
 		// least that reads from two metres with the colour and icon beside.

@@ -113,7 +113,7 @@ function layout() {
   for (let cols = 1; cols <= n; cols++) {
     const rows = Math.ceil(n / cols);
     const w = (W - gap * (cols + 1)) / cols, h = (H - gap * (rows + 1)) / rows;
-    const size = Math.min(w, h * 1.3); // cells a little wider than high read best
+    const size = Math.min(w, h * 1.15); // cells a little wider than high read best
     if (size > best.size) best = { cols, rows, size, w, h };
   }
   tiles.style.height = H + "px";
