@@ -344,6 +344,14 @@ func TestPage32At800x480(t *testing.T) {
 	if !strings.Contains(strings.Join(actions, ","), "operator cancel 7") {
 		t.Errorf("the audit log %v has no cancel of slot 7 by operator", actions)
 	}
+	// Retried, the unit is a repeat visitor: its cell says so.
+	wait(t, ctx, "the Retry button", `!document.getElementById("d-retry").hidden && document.getElementById("d-cancel").hidden`)
+	click(t, ctx, "#d-retry")
+	wait(t, ctx, "slot 7 running again, flagged as seen before", cellIs(cancel, `t.dataset.state === "running"
+		&& !q("repeat").hidden && q("repeat").textContent === "↻1"`))
+	wait(t, ctx, "the Cancel button again", `!document.getElementById("d-cancel").hidden`)
+	click(t, ctx, "#d-cancel")
+	wait(t, ctx, "slot 7 stopped again", cellIs(cancel, `t.dataset.state === "interrupted"`))
 	click(t, ctx, "#d-close")
 	wait(t, ctx, "the summary", `document.getElementById("s-passed").textContent === "1" && document.getElementById("s-units").textContent !== "–"`)
 	screenshot(t, ctx, "page-800x480.png")
