@@ -399,6 +399,45 @@ func TestPage32At800x480(t *testing.T) {
 	}
 }
 
+// TestHistoryPage: a unit's history found by its serial number as a
+// scanner types it: every attempt in order, with its steps, console,
+// recipe and image.
+func TestHistoryPage(t *testing.T) {
+	ctx := tab(t, 800, 480)
+	b := newPageBench(t, 1)
+	done := make(chan *jobs.Result, 2)
+	b.OnDone(func(r *jobs.Result) { done <- r })
+	for range 2 {
+		if err := b.Start(1, "", "Ada"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-done:
+			if r.Outcome != jobs.OutcomePassed {
+				t.Fatalf("slot 1: %s %v", r.Outcome, r.Failure)
+			}
+		case <-ctx.Done():
+			t.Fatal("slot 1's job did not end")
+		}
+	}
+	st, _ := b.Tracker.Slot(1)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+b.addr+"/history"),
+		chromedp.SendKeys(chromedp.CSS("#q"), st.Serial+"\r")); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, ctx, "two attempts", `document.querySelectorAll("#attempts details.passed").length === 2`)
+	text := eval[string](t, ctx, `document.getElementById("attempts").innerText + document.querySelector("#attempts details:last-child").innerText`)
+	for _, want := range []string{"Visit 1", "Visit 2", "Recipe", "Image", "sha256", "firmware v", "Started by"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the history page lacks %q:\n%s", want, text)
+		}
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll("#attempts details:last-child tbody tr").length`); n < 3 {
+		t.Errorf("the last attempt lists %d steps, want its steps", n)
+	}
+	screenshot(t, ctx, "history-800x480.png")
+}
+
 // TestPage64At1280x800: a 64-slot bench fits a 1280x800 screen.
 func TestPage64At1280x800(t *testing.T) {
 	ctx := tab(t, 1280, 800)
