@@ -49,6 +49,7 @@ function cell(n) {
   el("span", "repeat", top).hidden = true;
   el("span", "icon", top);
   el("span", "word", t);
+  el("span", "sub", t); // the step or serial number, where the cell has room
   const bar = el("span", "bar", t);
   bar.setAttribute("role", "progressbar");
   bar.setAttribute("aria-valuemin", "0");
@@ -75,6 +76,7 @@ function show(v) {
   t.dataset.state = v.state;
   q("icon").textContent = icon;
   q("word").textContent = word;
+  q("sub").textContent = v.state === "running" ? (v.step || "") : (v.serial || "");
   const pct = pctOf(v);
   q("fill").style.width = pct + "%";
   q("pct").textContent = pct + "%";
