@@ -344,3 +344,34 @@ func TestPagesLoadNothingFromOutside(t *testing.T) {
 		}
 	}
 }
+
+// TestOperatorLoginSetting: a supervisor makes operators log in; from then
+// on an anonymous start is refused and a named operator's goes through.
+func TestOperatorLoginSetting(t *testing.T) {
+	b := newBench(t, nil)
+	b.bus.Publish(jobs.Event{Slot: 1, Kind: jobs.KindState, State: jobs.Present})
+	b.bus.Publish(jobs.Event{Slot: 2, Kind: jobs.KindState, State: jobs.Present})
+	anon, ada, otto := b.client(t), b.client(t), b.client(t)
+	b.login(t, ada, "Ada")
+	if r := do(t, ada, "POST", b.ts.URL+"/api/settings", `{"operator_login":true}`); r.code != 200 {
+		t.Fatalf("supervisor sets operator_login = %d %s", r.code, r.body)
+	}
+	if r := do(t, anon, "POST", b.ts.URL+"/api/slots/1/start", ""); r.code != http.StatusUnauthorized {
+		t.Errorf("anonymous start with operator_login = %d %s, want 401", r.code, r.body)
+	}
+	b.login(t, otto, "Otto")
+	if r := do(t, otto, "POST", b.ts.URL+"/api/slots/2/start", ""); r.code != http.StatusAccepted {
+		t.Errorf("Otto's start with operator_login = %d %s, want 202", r.code, r.body)
+	}
+	if got := b.control.StartedBy(2); got != "Otto" {
+		t.Errorf("slot 2 started by %q, want Otto", got)
+	}
+	if log := fmt.Sprint(b.audit.lines()); !strings.Contains(log, "Ada settings 0") || !strings.Contains(log, "Otto start 2") {
+		t.Errorf("audit log %s lacks the setting and the start", log)
+	}
+	var s web.Settings
+	json.Unmarshal([]byte(do(t, anon, "GET", b.ts.URL+"/api/settings", "").body), &s)
+	if !s.OperatorLogin {
+		t.Errorf("GET /api/settings = %+v, want operator_login on", s)
+	}
+}
