@@ -274,12 +274,17 @@ func TestPage32At800x480(t *testing.T) {
 	}
 	click(t, ctx, "#d-start")
 	seen := map[int]bool{}
+	timeLeft := false
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		sp := eval[string](t, ctx, `(() => { const c = document.querySelector('[data-slot="1"]'); return c.dataset.state + " " + c.dataset.progress; })()`)
+		sp := eval[string](t, ctx, `(() => { const c = document.querySelector('[data-slot="1"]');
+			return c.dataset.state + " " + c.dataset.progress + " " + document.getElementById("d-left").textContent; })()`)
 		var st string
 		var pct int
 		fmt.Sscan(sp, &st, &pct)
+		if strings.Contains(sp, "left in this step") {
+			timeLeft = true
+		}
 		if st == "running" && pct > 0 && pct < 100 {
 			seen[pct] = true
 		}
@@ -293,6 +298,9 @@ func TestPage32At800x480(t *testing.T) {
 	}
 	if len(seen) < 3 {
 		t.Errorf("slot 1's progress showed %d values between 0 and 100 (%v), want it to move", len(seen), seen)
+	}
+	if !timeLeft {
+		t.Error("slot 1's detail never said how much time its step had left")
 	}
 	wait(t, ctx, "slot 1 passed", cellIs(pass, `t.dataset.state === "passed" && q("word").textContent === "Passed" && q("icon").textContent === "✔"`))
 	click(t, ctx, "#d-close")

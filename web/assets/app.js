@@ -138,7 +138,7 @@ function timeLeft(v) {
   if (!e || v.state !== "running") return "";
   const dp = (v.progress || 0) - e.p0;
   const dt = (performance.now() - e.t0) / 1000;
-  if (dp < 0.02 || dt < 1 || v.progress >= 1) return "";
+  if (dp < 0.05 || dt < 0.4 || v.progress >= 1) return "";
   const s = Math.round((dt / dp) * (1 - v.progress));
   return s < 60 ? `about ${s} s left in this step` : `about ${Math.round(s / 60)} min left in this step`;
 }
