@@ -45,6 +45,13 @@ type BaudSetter interface {
 	SetBaud(baud int) error
 }
 
+// ParitySetter is implemented by ports that can change their parity
+// ("none", "even", "odd") while open: the STM32 system bootloader speaks
+// 8E1, and the application it starts usually prints its console at 8N1.
+type ParitySetter interface {
+	SetParity(parity string) error
+}
+
 // Progress reports how many bytes of a transfer are done out of total.
 // It is called from the client's goroutine and must not block.
 type Progress func(done, total int64)

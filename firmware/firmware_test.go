@@ -2,7 +2,6 @@ package firmware
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -318,50 +317,6 @@ func TestStore(t *testing.T) {
 	}
 }
 
-func TestCatalog(t *testing.T) {
-	ctx := context.Background()
-	pub, sec := testKey(t)
-	var k Keyring
-	k.Add("release", pub)
-	store, _ := OpenStore(t.TempDir())
-	c := NewCatalog(&MemoryCatalog{}, store, &k)
-
-	hexFile := FormatHex([]Segment{{0x08000000, []byte{1, 2, 3, 4}}, {0x08000008, []byte{5}}}, 0)
-	sig, _ := Sign(sec, hexFile, "app 1.2.0")
-	e, err := c.Add(ctx, Entry{Name: "app", Version: "1.2.0", Purpose: App, Revisions: []string{"B2", "B1"}, AddedBy: "ann"}, hexFile, Hex, 0, sig)
-	if err != nil {
-		t.Fatalf("Add = %v", err)
-	}
-	flat := []byte{1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFF, 5}
-	if e.SHA256 != SHA256(flat) || e.Signer != "release" || e.Size != 9 {
-		t.Errorf("Add = %+v, want sha %s of the flattened bytes, signer release, size 9", e, SHA256(flat))
-	}
-	got, data, err := c.Get(ctx, e.SHA256)
-	if err != nil || !bytes.Equal(data, flat) || !slices.Equal(got.Revisions, []string{"B1", "B2"}) {
-		t.Errorf("Get = %+v, % x, %v", got, data, err)
-	}
-	if _, err := c.Add(ctx, Entry{Name: "app", Version: "1.2.1", Purpose: App, Revisions: []string{"B1"}, AddedBy: "ann"}, []byte("x"), Raw, 0, sig); !errors.Is(err, ErrBadSignature) {
-		t.Errorf("Add(tampered) = %v, want ErrBadSignature", err)
-	}
-	if _, err := c.Add(ctx, Entry{Name: "app", Version: "1.2.1", Purpose: "beta", Revisions: []string{"B1"}, AddedBy: "ann"}, hexFile, Hex, 0, sig); err == nil {
-		t.Error("Add(purpose beta) succeeded, want an error")
-	}
-	if _, err := c.Allow(ctx, e.SHA256, "B1"); err != nil {
-		t.Errorf("Allow(B1) = %v", err)
-	}
-	var re *RefusalError
-	if _, err := c.Allow(ctx, e.SHA256, "C1"); !errors.As(err, &re) || re.Class != "image-revision" {
-		t.Errorf("Allow(C1) = %v, want an image-revision refusal", err)
-	}
-	if _, err := c.Allow(ctx, SHA256([]byte("x")), "B1"); !errors.As(err, &re) || re.Class != "image-unknown" {
-		t.Errorf("Allow(unknown) = %v, want an image-unknown refusal", err)
-	}
-	list, err := c.List(ctx, Filter{Revision: "B2", Purpose: App})
-	if err != nil || len(list) != 1 {
-		t.Errorf("List(B2, app) = %v, %v; want the one image", list, err)
-	}
-}
-
 // BenchmarkParseHex parses a 1 MiB image written as Intel HEX.
 func BenchmarkParseHex(b *testing.B) {
 	data := make([]byte, 1<<20)
@@ -378,26 +333,25 @@ func BenchmarkParseHex(b *testing.B) {
 	}
 }
 
-func TestMemoryCatalog(t *testing.T) {
-	ctx := context.Background()
-	var m MemoryCatalog
-	sha := SHA256([]byte("x"))
-	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "1.0", Revisions: []string{"B2"}}); err != nil {
-		t.Fatal(err)
+func TestDetectByContent(t *testing.T) {
+	hexText := FormatHex([]Segment{{Addr: 0x100, Data: []byte{1, 2, 3, 4}}}, 0)
+	tests := []struct {
+		name string
+		data []byte
+		want Format
+	}{
+		{"app.bin", hexText, Hex},
+		{"app.img", append([]byte("\r\n\n"), bytes.ReplaceAll(hexText, []byte("\n"), []byte("\r\n"))...), Hex},
+		{"app.hex", append([]byte("\xEF\xBB\xBF"), hexText...), Hex},
+		{"app.bin", []byte("\x7fELF\x01\x01\x01"), ELF},
+		{"app.bin", []byte(":not hex at all\n"), Raw},
+		{"app.bin", []byte(":0401000001020304F2\n"), Raw}, // bad checksum: not a record
+		{"app.bin", []byte{0x0C, 0x94, 0x34, 0x00}, Raw},
+		{"app.hex", []byte{0x0C, 0x94, 0x34, 0x00}, Hex}, // named .hex: parsed as HEX, so the parser says what is wrong
 	}
-	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "1.0", Revisions: []string{"B1"}}); err != nil {
-		t.Errorf("PutEntry(same bytes, new revision) = %v", err)
-	}
-	if e, err := m.Entry(ctx, sha); err != nil || !slices.Equal(e.Revisions, []string{"B1", "B2"}) {
-		t.Errorf("Entry = %+v, %v; want revisions B1, B2", e, err)
-	}
-	if err := m.PutEntry(ctx, Entry{SHA256: sha, Name: "app", Version: "2.0"}); err == nil {
-		t.Error("PutEntry(same bytes, another version) succeeded, want an error")
-	}
-	if err := m.PutEntry(ctx, Entry{SHA256: "abc", Name: "app"}); err == nil {
-		t.Error("PutEntry(short hash) succeeded, want an error")
-	}
-	if _, err := m.Entry(ctx, SHA256([]byte("y"))); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Entry(unknown) = %v, want ErrNotFound", err)
+	for _, tt := range tests {
+		if got := FormatOf(tt.name, tt.data); got != tt.want {
+			t.Errorf("FormatOf(%q, % .12X) = %s, want %s", tt.name, tt.data, got, tt.want)
+		}
 	}
 }

@@ -125,23 +125,73 @@ func ParseRaw(data []byte, addr uint32) (*Image, error) {
 	return &Image{Format: Raw, Segments: segs}, nil
 }
 
-// FormatOf guesses a file's format from its name, then from its first
-// bytes: .hex and .ihex are Intel HEX, .elf or the ELF magic is ELF, the
-// rest is raw.
+// Detect tells a file's format from its content alone: the ELF magic is
+// ELF; text whose first record (after blank lines) is a well-formed Intel
+// HEX record with a good checksum is Intel HEX; anything else is raw.
+func Detect(data []byte) Format {
+	if bytes.HasPrefix(data, []byte("\x7fELF")) {
+		return ELF
+	}
+	rest := bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF")) // a UTF-8 byte order mark
+	for len(rest) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			line, rest = rest, nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		if hexRecord(line) {
+			return Hex
+		}
+		return Raw
+	}
+	return Raw
+}
+
+// hexRecord reports whether line is one well-formed Intel HEX record:
+// ':', an even number of hex digits giving count, address, type, count
+// data bytes and a checksum that sums the record to zero.
+func hexRecord(line []byte) bool {
+	if len(line) < 11 || line[0] != ':' || len(line)%2 != 1 {
+		return false
+	}
+	b := make([]byte, (len(line)-1)/2)
+	if _, err := hex.Decode(b, line[1:]); err != nil {
+		return false
+	}
+	if int(b[0])+5 != len(b) || b[3] > recStartLinear {
+		return false
+	}
+	var sum byte
+	for _, c := range b {
+		sum += c
+	}
+	return sum == 0
+}
+
+// FormatOf tells a file's format from its content (see Detect), and only
+// for content that looks raw from its name: a file named .hex or .elf that
+// is not is parsed as such, so that the parser says what is wrong with it
+// rather than writing its text as bytes.
 func FormatOf(name string, data []byte) Format {
+	if f := Detect(data); f != Raw {
+		return f
+	}
 	switch strings.ToLower(filepath.Ext(name)) {
 	case ".hex", ".ihex", ".ihx":
 		return Hex
 	case ".elf", ".axf":
 		return ELF
 	}
-	if bytes.HasPrefix(data, []byte("\x7fELF")) {
-		return ELF
-	}
 	return Raw
 }
 
-// Parse loads data in format f ("" guesses from name, see FormatOf). addr
+// Parse loads data in format f ("" tells it from the content, then the
+// name: see FormatOf). addr
 // places a raw image; for HEX and ELF the file carries its addresses and
 // addr is ignored.
 func Parse(name string, data []byte, f Format, addr uint32) (*Image, error) {

@@ -53,39 +53,11 @@ func (s *Sequencer) String() string {
 	return fmt.Sprintf("at most %d power-ons within %v", s.maxOn, s.window)
 }
 
-// Wait blocks until one more power line may switch on, and counts it as
-// switched on now. It returns ctx's error if ctx ends first, and then counts
-// nothing. A switch made after Wait returns may land later than counted;
-// Do counts the switch itself.
-func (s *Sequencer) Wait(ctx context.Context) error {
-	if s == nil || s.maxOn <= 0 {
-		return ctx.Err()
-	}
-	select {
-	case s.turn <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-s.turn }()
-	if err := s.room(ctx); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.ons = append(s.ons, s.clock.Now())
-	s.mu.Unlock()
-	return nil
-}
-
-// PowerOn waits for the sequencer, then asserts l.
-func (s *Sequencer) PowerOn(ctx context.Context, l *Line) error {
-	return s.Do(ctx, func() error { return l.Set(true) })
-}
-
 // Do waits until one more power line may switch on, then runs on (which
 // switches it) in its turn, and counts the switch-on at the moment on
-// returned. Unlike Wait followed by a switch, a caller delayed between the
-// two (a loaded station) cannot land inside the next caller's window: the
-// limit holds for the times the lines really switched. If on fails,
+// returned: a caller delayed before its switch (a loaded station) cannot
+// land inside the next caller's window, and the limit holds for the times
+// the lines really switched. If on fails,
 // nothing is counted. Its signature fits jobs.Slot's PowerOn hook.
 func (s *Sequencer) Do(ctx context.Context, on func() error) error {
 	if s == nil || s.maxOn <= 0 {

@@ -56,8 +56,8 @@ func TestSequencerInrushLimit(t *testing.T) {
 				var wg sync.WaitGroup
 				for _, l := range powerLines(t, bank, c.units) {
 					wg.Go(func() {
-						if err := seq.PowerOn(t.Context(), l); err != nil {
-							t.Errorf("PowerOn(%s) = %v", l, err)
+						if err := seq.Do(t.Context(), func() error { return l.Set(true) }); err != nil {
+							t.Errorf("Do(switch %s on) = %v", l, err)
 						}
 					})
 				}
@@ -92,7 +92,7 @@ func TestSequencerFirstComeFirstServed(t *testing.T) {
 		lines := powerLines(t, bank, 4)
 		var wg sync.WaitGroup
 		for _, l := range lines {
-			wg.Go(func() { _ = seq.PowerOn(t.Context(), l) })
+			wg.Go(func() { _ = seq.Do(t.Context(), func() error { return l.Set(true) }) })
 			synctest.Wait() // each caller is blocked before the next asks
 		}
 		wg.Wait()
@@ -109,36 +109,36 @@ func TestSequencerHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		seq := gpio.NewSequencer(1, 200*time.Millisecond, nil)
 		start := time.Now()
-		if err := seq.Wait(t.Context()); err != nil {
-			t.Fatalf("first Wait = %v", err)
+		if err := seq.Do(t.Context(), noop); err != nil {
+			t.Fatalf("first Do = %v", err)
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
-		if err := seq.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Wait past its deadline = %v, want DeadlineExceeded", err)
+		if err := seq.Do(ctx, noop); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Do past its deadline = %v, want DeadlineExceeded", err)
 		}
 		if d := time.Since(start); d != 50*time.Millisecond {
-			t.Errorf("cancelled Wait returned after %v, want 50ms", d)
+			t.Errorf("cancelled Do returned after %v, want 50ms", d)
 		}
 		// The cancelled caller switched nothing on: the next waits only
 		// for the first switch-on to age out.
-		if err := seq.Wait(t.Context()); err != nil {
+		if err := seq.Do(t.Context(), noop); err != nil {
 			t.Fatal(err)
 		}
 		if d := time.Since(start); d != 200*time.Millisecond {
-			t.Errorf("third Wait returned after %v, want 200ms", d)
+			t.Errorf("third Do returned after %v, want 200ms", d)
 		}
 		if n := seq.Recent(); n != 1 {
 			t.Errorf("Recent() = %d, want 1", n)
 		}
 		// A caller queued behind another gives up while waiting its turn.
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = seq.Wait(t.Context()) })
+		wg.Go(func() { _ = seq.Do(t.Context(), noop) })
 		synctest.Wait()
 		ctx2, cancel2 := context.WithCancel(t.Context())
 		wg.Go(func() {
-			if err := seq.Wait(ctx2); !errors.Is(err, context.Canceled) {
-				t.Errorf("queued Wait after cancel = %v, want Canceled", err)
+			if err := seq.Do(ctx2, noop); !errors.Is(err, context.Canceled) {
+				t.Errorf("queued Do after cancel = %v, want Canceled", err)
 			}
 		})
 		synctest.Wait()
@@ -175,7 +175,7 @@ func TestSequencerInjectedClock(t *testing.T) {
 	seq := gpio.NewSequencer(2, time.Second, clk)
 	var at []time.Duration
 	for range 5 {
-		if err := seq.Wait(context.Background()); err != nil {
+		if err := seq.Do(context.Background(), noop); err != nil {
 			t.Fatal(err)
 		}
 		at = append(at, clk.Now().Sub(start))
@@ -227,3 +227,5 @@ func TestSequencerDoCountsTheSwitch(t *testing.T) {
 		}
 	})
 }
+
+func noop() error { return nil }

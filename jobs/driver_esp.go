@@ -28,7 +28,9 @@ import (
 //     that rate: the runner must set it back to the console's rate before
 //     the boot sequence, or the banner arrives garbled.
 //   - flash_size: the unit's SPI flash size in bytes, for erase all (the
-//     plan's flash region when not set, else 4 MiB).
+//     plan's flash region when not set, else 4 MiB). Connect reads the
+//     flash's JEDEC ID and refuses a unit whose flash is smaller, and
+//     tells the ESP32 ROM the size it found (SPI_SET_PARAMS).
 type ESP struct {
 	Options esprom.Options // Reset is set per connection
 }
@@ -84,8 +86,16 @@ func (d ESP) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 	if err != nil {
 		return nil, Identity{}, espError(err)
 	}
-	if err := c.SPIAttach(ctx); err != nil {
+	// SPI_ATTACH (with the eFuse's pads), RDID and SPI_SET_PARAMS with the
+	// real size, as esptool does: the ESP32 ROM assumes 2 MiB otherwise.
+	detected, err := c.AttachFlash(ctx)
+	if err != nil {
 		return nil, Identity{}, espError(err)
+	}
+	if detected != 0 && detected < size {
+		return nil, Identity{}, &Failure{Class: "flash-size", Fault: UnitFault,
+			Reason: fmt.Sprintf("the unit's SPI flash answers RDID with %d KiB; the recipe expects %d KiB", detected>>10, size>>10),
+			Hint:   "this unit carries a smaller flash than its recipe's board: check the unit against its recipe"}
 	}
 	if v := plan.Options["flash_baud"]; v != "" {
 		baud, err := strconv.Atoi(v)
@@ -106,7 +116,7 @@ func (d ESP) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 		}
 		t.fo.Chunk = uint32(n)
 	}
-	id := Identity{Chip: info.Magic, ChipName: info.Chip.Name, Serial: info.Serial(), Flash: Region{0, size}}
+	id := Identity{Chip: info.Magic, ChipName: info.Chip.Name, Serial: info.Serial(), Flash: Region{Start: 0, Size: size}}
 	return t, id, nil
 }
 
@@ -167,7 +177,11 @@ func espError(err error) error {
 	var re *esprom.ROMError
 	var pe *esprom.ProtocolError
 	var ue *esprom.UnknownChipError
+	var be *esprom.BootModeError
 	switch {
+	case errors.As(err, &be):
+		return &Failure{Class: "not-download-mode", Fault: StationFault, Reason: err.Error(),
+			Hint: "the unit booted from flash: check that the slot's boot line holds GPIO0 low while EN rises (wiring, the entry sequence's timing)", Err: err}
 	case errors.As(err, &ve):
 		return &Failure{Class: "verify-mismatch", Fault: UnitFault,
 			Reason: fmt.Sprintf("verify failed: the MD5 of 0x%06X+%d on the unit is %s, the image's %s", ve.Addr, ve.Size, ve.Got, ve.Want), Hint: hintRepair, Err: err}

@@ -93,7 +93,7 @@ func espPlan(t *testing.T, chip, version string) *Plan {
 	return &Plan{
 		Recipe: "meter-e-" + chip, Version: 1, Protocol: "esprom", Released: true, Chip: c.Magic,
 		Port: Mode{Baud: 115200, Parity: "none"}, ConsoleBaud: 115200,
-		Flash:  Region{0, 4 << 20},
+		Flash:  Region{Start: 0, Size: 4 << 20},
 		Images: map[string]*Image{"app": {Name: "app", Version: version, Addr: off, Data: espImage(t, chip, version)}},
 		Entry: []Action{
 			{Kind: ActSet, Role: gpio.Power, On: false},
@@ -254,6 +254,18 @@ func TestESPFailures(t *testing.T) {
 			class: "unsupported", fault: StationFault,
 		},
 		{
+			name:  "GPIO0 strap not low",
+			chip:  "esp32",
+			setup: func(b *espBench, p *Plan, r *Runner) { p.Entry[1].On = false },
+			class: "not-download-mode", fault: StationFault,
+		},
+		{
+			name:  "flash smaller than the recipe's",
+			chip:  "esp32",
+			setup: func(b *espBench, p *Plan, r *Runner) { p.Flash = Region{Start: 0, Size: 8 << 20} },
+			class: "flash-size", fault: UnitFault,
+		},
+		{
 			name:  "unknown entry",
 			chip:  "esp32",
 			setup: func(b *espBench, p *Plan, r *Runner) { p.Options["entry"] = "jtag" },
@@ -306,7 +318,7 @@ func TestESPTargetCapabilities(t *testing.T) {
 				if (err == nil) != (chip == "esp32") {
 					t.Errorf("Read() = %v; want it to work only on the ESP32", err)
 				}
-				if err := tg.(Eraser).Erase(t.Context(), Region{off, 0x1000}); err != nil {
+				if err := tg.(Eraser).Erase(t.Context(), Region{Start: off, Size: 0x1000}); err != nil {
 					t.Fatalf("Erase() = %v", err)
 				}
 				if got, _ := b.model.Flash().Read(off, 16); !bytes.Equal(got, bytes.Repeat([]byte{0xFF}, 16)) {

@@ -57,7 +57,7 @@ func (d STM32) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		size = uint32(info.FlashSize)
 	}
 	id := Identity{Chip: uint32(info.PID), ChipName: info.Part.Name, Serial: info.Serial(),
-		Flash: Region{info.Part.FlashBase, size}}
+		Flash: Region{Start: info.Part.FlashBase, Size: size}}
 	return stm32Target{c: c, part: info.Part}, id, nil
 }
 

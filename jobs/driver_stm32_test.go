@@ -30,8 +30,13 @@ type stm32Bench struct {
 
 func newSTM32Bench(t *testing.T, image []byte) *stm32Bench {
 	t.Helper()
+	return newSTM32BenchPart(t, "stm32f103", image)
+}
+
+func newSTM32BenchPart(t *testing.T, part string, image []byte) *stm32Bench {
+	t.Helper()
 	b := &stm32Bench{bank: gpiosim.NewBank()}
-	m, err := stm32sim.New("stm32f103", stm32sim.Options{Board: "sensor-b", Seed: 7, Image: image})
+	m, err := stm32sim.New(part, stm32sim.Options{Board: "sensor-b", Seed: 7, Image: image})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +59,9 @@ func newSTM32Bench(t *testing.T, image []byte) *stm32Bench {
 		},
 		Open: func(ctx context.Context, m Mode) (Port, error) {
 			b.host.SetBaud(m.Baud)
+			if err := b.host.SetParity(m.Parity); err != nil {
+				return nil, err
+			}
 			return pipePort{b.host}, nil
 		},
 	}
@@ -78,7 +86,7 @@ func stm32Plan(t *testing.T, version string) *Plan {
 	return &Plan{
 		Recipe: "sensor-b-f103", Version: 1, Protocol: "stm32", Released: true, Chip: 0x410,
 		Port: Mode{Baud: 115200, Parity: "even"}, ConsoleBaud: 115200,
-		Flash:  Region{0x08000000, 64 << 10},
+		Flash:  Region{Start: 0x08000000, Size: 64 << 10},
 		Images: map[string]*Image{"app": {Name: "app", Version: version, Addr: 0x08000000, Data: stm32Image(t, version)}},
 		Entry: []Action{
 			{Kind: ActSet, Role: gpio.Power, On: false},
@@ -93,7 +101,7 @@ func stm32Plan(t *testing.T, version string) *Plan {
 		},
 		Strategies: []Strategy{{Name: "reflash", Steps: []Step{
 			{Kind: StepEnter},
-			{Kind: StepErase, Region: Region{0x08000000, 8 << 10}},
+			{Kind: StepErase, Region: Region{Start: 0x08000000, Size: 8 << 10}},
 			{Kind: StepWrite, Image: "app"},
 			{Kind: StepVerify, Image: "app"},
 			{Kind: StepBoot},

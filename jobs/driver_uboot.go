@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,12 +15,27 @@ import (
 // UBoot connects to Linux-class boards through U-Boot's console: it stops
 // autoboot after the plan's entry sequence (power on or reset), and
 // identifies the unit by the serial# variable its board code sets from OTP.
-// Addresses are byte offsets in the board's storage. Plan options:
+// Addresses are byte offsets in the board's storage (RAM addresses for
+// storage=ram). Plan options:
 //
-//	storage   "mmc" (default) or "sf" (SPI NOR flash)
-//	mmcdev    the mmc device number (default 0)
+//	storage   where images go, named as U-Boot names it: "mmc" (default),
+//	          "virtio", "nvme", "scsi", "usb" (block devices), "sf" (SPI
+//	          NOR), "nor" (CFI parallel NOR, memory-mapped), or "ram" (a
+//	          recovery image loaded to RAM, checked with crc32 and booted
+//	          from there; storage untouched)
+//	dev       the block device number (<if> dev N; default 0); mmcdev is
+//	          its old name
 //	loadaddr  RAM where images are staged, hexadecimal (default: the
 //	          unit's loadaddr variable)
+//	norbase   where the CFI NOR flash is mapped, hexadecimal (default 0)
+//	norsector its erase sector size, hexadecimal (default 0x20000)
+//	ramboot   how storage=ram boots the image: "bootm" (default) or "go"
+//	prompt    the board's CONFIG_SYS_PROMPT (default "=> ")
+//	stopstr   the key sequence of a keyed autoboot (CONFIG_AUTOBOOT_KEYED;
+//	          default: any key)
+//	cbsize    the board's CONFIG_SYS_CBSIZE, the longest line plus one
+//	          (default 256)
+//	chunk     characters typed before their echo is checked (default 32)
 type UBoot struct {
 	Options uboot.Options // Baud is set per connection when zero
 	// Attempts is how many times Connect runs the entry sequence and tries
@@ -35,6 +51,9 @@ func (d UBoot) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		o.Baud = plan.Port.Baud
 	}
 	st, err := ubootStorage(plan.Options)
+	if err == nil {
+		err = ubootConsole(plan.Options, &o)
+	}
 	if err != nil {
 		return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault, Reason: err.Error(), Hint: hintSetup}
 	}
@@ -70,7 +89,7 @@ func (d UBoot) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		return nil, Identity{}, ubootError(err)
 	}
 	id.Serial = serial
-	if st.LoadAddr == 0 {
+	if st.LoadAddr == 0 && st.Kind != "ram" {
 		v, err := c.Env(ctx, "loadaddr")
 		if err != nil {
 			return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault,
@@ -83,38 +102,98 @@ func (d UBoot) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		}
 		st.LoadAddr = uint32(a)
 	}
-	return ubootTarget{c: c, st: st}, id, nil
+	return ubootTarget{c: c, st: st, ram: &ramImage{boot: plan.Options["ramboot"]}}, id, nil
 }
 
 // ubootStorage reads the plan's storage options.
 func ubootStorage(opts map[string]string) (uboot.Storage, error) {
 	st := uboot.Storage{Kind: "mmc"}
 	if v := opts["storage"]; v != "" {
-		if v != "mmc" && v != "sf" {
-			return st, fmt.Errorf("uboot: option storage %q: want \"mmc\" or \"sf\"", v)
+		if !slices.Contains(uboot.Kinds, v) {
+			return st, fmt.Errorf("uboot: option storage %q: want one of %s", v, strings.Join(uboot.Kinds, ", "))
 		}
 		st.Kind = v
 	}
-	if v := opts["mmcdev"]; v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return st, fmt.Errorf("uboot: option mmcdev %q: want a device number", v)
+	for _, k := range []string{"mmcdev", "dev"} {
+		if v := opts[k]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return st, fmt.Errorf("uboot: option %s %q: want a device number", k, v)
+			}
+			st.Dev = n
 		}
-		st.Dev = n
 	}
-	if v := opts["loadaddr"]; v != "" {
-		a, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(v, "0x"), "0X"), 16, 32)
-		if err != nil || a == 0 {
-			return st, fmt.Errorf("uboot: option loadaddr %q: want a hexadecimal RAM address", v)
+	hex := func(k string, bits int) (uint64, error) {
+		v := opts[k]
+		if v == "" {
+			return 0, nil
 		}
-		st.LoadAddr = uint32(a)
+		a, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(v, "0x"), "0X"), 16, bits)
+		if err != nil {
+			return 0, fmt.Errorf("uboot: option %s %q: want a hexadecimal number", k, v)
+		}
+		return a, nil
+	}
+	a, err := hex("loadaddr", 32)
+	if err == nil && a == 0 && opts["loadaddr"] != "" {
+		err = fmt.Errorf("uboot: option loadaddr %q: want a hexadecimal RAM address", opts["loadaddr"])
+	}
+	if err != nil {
+		return st, err
+	}
+	st.LoadAddr = uint32(a)
+	if a, err = hex("norbase", 32); err != nil {
+		return st, err
+	}
+	st.Base = uint32(a)
+	if a, err = hex("norsector", 32); err != nil {
+		return st, err
+	}
+	st.Sector = int64(a)
+	if st.Sector&(st.Sector-1) != 0 {
+		return st, fmt.Errorf("uboot: option norsector %q: want a power of two", opts["norsector"])
+	}
+	if v := opts["ramboot"]; v != "" && v != "bootm" && v != "go" {
+		return st, fmt.Errorf("uboot: option ramboot %q: want bootm or go", v)
 	}
 	return st, nil
 }
 
+// ubootConsole reads the plan's console options into o.
+func ubootConsole(opts map[string]string, o *uboot.Options) error {
+	if v, ok := opts["prompt"]; ok && v != "" {
+		o.Prompt = v
+	}
+	if v := opts["stopstr"]; v != "" {
+		o.StopString = v
+	}
+	for _, f := range []struct {
+		key string
+		min int
+		to  *int
+	}{{"cbsize", 64, &o.LineMax}, {"chunk", 1, &o.Chunk}} {
+		if v := opts[f.key]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < f.min {
+				return fmt.Errorf("uboot: option %s %q: want a number of at least %d", f.key, v, f.min)
+			}
+			*f.to = n
+		}
+	}
+	return nil
+}
+
+// ramImage remembers where storage=ram loaded the image, to boot it.
+type ramImage struct {
+	boot   string // "bootm" or "go"
+	addr   uint32
+	loaded bool
+}
+
 type ubootTarget struct {
-	c  *uboot.Client
-	st uboot.Storage
+	c   *uboot.Client
+	st  uboot.Storage
+	ram *ramImage
 }
 
 var (
@@ -127,7 +206,11 @@ var (
 // Write loads data into RAM with loady (checked with crc32) and writes it
 // at storage offset addr.
 func (t ubootTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
-	return ubootError(t.c.Write(ctx, t.st, int64(addr), data, p))
+	err := t.c.Write(ctx, t.st, int64(addr), data, p)
+	if err == nil && t.st.Kind == "ram" {
+		t.ram.addr, t.ram.loaded = addr, true
+	}
+	return ubootError(err)
 }
 
 // Verify reads the storage back into RAM and compares CRC-32s.
@@ -141,8 +224,21 @@ func (t ubootTarget) Read(ctx context.Context, addr uint32, n int, p bootloader.
 	return b, ubootError(err)
 }
 
-// Start boots the unit (U-Boot's bootcmd).
-func (t ubootTarget) Start(ctx context.Context) error { return ubootError(t.c.Boot(ctx)) }
+// Start boots the unit: U-Boot's bootcmd, or with storage=ram the image
+// loaded into RAM (bootm ADDR, or go ADDR).
+func (t ubootTarget) Start(ctx context.Context) error {
+	if t.st.Kind != "ram" {
+		return ubootError(t.c.Boot(ctx))
+	}
+	if !t.ram.loaded {
+		return &Failure{Class: "recipe-error", Fault: StationFault, Reason: "storage=ram: nothing was loaded into RAM to boot", Hint: hintSetup}
+	}
+	boot := t.ram.boot
+	if boot == "" {
+		boot = "bootm"
+	}
+	return ubootError(t.c.BootWith(ctx, fmt.Sprintf("%s %x", boot, t.ram.addr)))
+}
 
 // BootSlot selects the A/B slot (setenv boot_slot, bootcount 0, saveenv)
 // and boots it.

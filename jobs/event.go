@@ -87,6 +87,7 @@ func (b *Bus) Track(t *Tracker) {
 type Sub struct {
 	C       <-chan Event
 	c       chan Event
+	console bool // also hears KindConsole events
 	dropped atomic.Int64
 	bus     *Bus
 }
@@ -105,10 +106,18 @@ func (s *Sub) Close() {
 	}
 }
 
-// Subscribe returns a subscription buffering up to buf events.
-func (b *Bus) Subscribe(buf int) *Sub {
+// Subscribe returns a subscription buffering up to buf events: every event
+// but the units' console text, which goes to the record and only to
+// subscribers that ask for it (SubscribeConsole).
+func (b *Bus) Subscribe(buf int) *Sub { return b.subscribe(buf, false) }
+
+// SubscribeConsole returns a subscription to every event, the units'
+// console text (KindConsole) included.
+func (b *Bus) SubscribeConsole(buf int) *Sub { return b.subscribe(buf, true) }
+
+func (b *Bus) subscribe(buf int, console bool) *Sub {
 	c := make(chan Event, buf)
-	s := &Sub{C: c, c: c, bus: b}
+	s := &Sub{C: c, c: c, console: console, bus: b}
 	b.mu.Lock()
 	if b.subs == nil {
 		b.subs = make(map[*Sub]struct{})
@@ -118,7 +127,8 @@ func (b *Bus) Subscribe(buf int) *Sub {
 	return s
 }
 
-// Publish sends e to every subscriber that has room.
+// Publish sends e to every subscriber that has room (console text only to
+// those that asked for it).
 func (b *Bus) Publish(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -129,6 +139,9 @@ func (b *Bus) Publish(e Event) {
 		t.Apply(e)
 	}
 	for s := range b.subs {
+		if e.Kind == KindConsole && !s.console {
+			continue
+		}
 		select {
 		case s.c <- e:
 		default:

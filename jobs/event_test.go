@@ -53,3 +53,24 @@ func TestTrackerFollowsTheBus(t *testing.T) {
 		t.Errorf("Slots() = %+v", got)
 	}
 }
+
+// TestConsoleOnlyToSubscribersThatAsk checks that the units' console text
+// fills no queue of a subscriber that did not ask for it.
+func TestConsoleOnlyToSubscribersThatAsk(t *testing.T) {
+	var b Bus
+	tiles := b.Subscribe(4)
+	console := b.SubscribeConsole(100)
+	for range 50 {
+		b.Publish(Event{Slot: 1, Kind: KindConsole, Text: "U-Boot 2024.01\r\n"})
+	}
+	b.Publish(Event{Slot: 1, Kind: KindState, State: Passed})
+	if got := tiles.Dropped(); got != 0 {
+		t.Errorf("tile subscriber Dropped() = %d after 50 console chunks, want 0", got)
+	}
+	if e := <-tiles.C; e.Kind != KindState {
+		t.Errorf("tile subscriber's first event = %+v, want the state", e)
+	}
+	if got := len(console.C); got != 51 {
+		t.Errorf("console subscriber holds %d events, want 51", got)
+	}
+}

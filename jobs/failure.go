@@ -49,7 +49,7 @@ func (f *Failure) Retryable() bool {
 // Common hints. They say what to do, not what went wrong.
 const (
 	hintReseatCable = "reseat the unit's serial cable in this slot and start again"
-	hintMoveSlot    = "move the unit to another slot; if that slot fails too, the unit goes to repair"
+	hintMoveSlot    = "move the unit to " + AnotherSlot + "; if that slot fails too, the unit goes to repair"
 	hintRepair      = "put the unit in the repair bin: its flash does not keep what is written"
 	hintSupervisor  = "call a supervisor: the station refused this job before touching the unit"
 	hintSetup       = "call a supervisor: the recipe or the station's setup needs fixing; the unit is not to blame"

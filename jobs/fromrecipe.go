@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
+	"slices"
 
 	"github.com/unbrick/unbrick/gpio"
 	"github.com/unbrick/unbrick/recipes"
@@ -17,9 +17,10 @@ import (
 // not be written (missing, a hash or signature mismatch, built for other
 // revisions) keeps its refusal: the runner refuses the job before it
 // toggles a line. An image the recipe names but images lacks is refused as
-// missing. The recipe's serial flow control, which Mode does not carry, is
-// in Options["serial.flow"]. A send step's text gets a carriage return
-// unless it ends in one or a newline.
+// missing. Options the driver does not declare, values of the wrong type or
+// range, and serial settings the driver cannot honour are errors with
+// file:line:col (CheckOptions): a plan never carries an option that would
+// fail at connect, after the unit was powered.
 func FromRecipe(r *recipes.Recipe, images map[string]*recipes.Loaded) (*Plan, error) {
 	if r == nil {
 		return nil, errors.New("jobs: no recipe to compile")
@@ -27,12 +28,15 @@ func FromRecipe(r *recipes.Recipe, images map[string]*recipes.Loaded) (*Plan, er
 	if r.Protocol == "" {
 		return nil, fmt.Errorf("jobs: recipe %s (%s) names no protocol", r.Name, r.File)
 	}
+	if errs := CheckOptions(r); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	p := &Plan{
 		Recipe: r.Name, Version: r.Version, SHA256: r.SHA256, Protocol: r.Protocol, Released: r.Released(),
 		Chip: r.Match.Chip, Revisions: append([]string(nil), r.Match.Revisions...), Model: r.Match.Model,
 		Port:        Mode{Baud: r.Serial.Baud, Parity: r.Serial.Parity},
 		ConsoleBaud: r.Console,
-		Flash:       Region{r.Flash.Start, r.Flash.Size},
+		Flash:       Region{Start: r.Flash.Start, Size: r.Flash.Size},
 		Images:      map[string]*Image{},
 		Entry:       actions(r.Entry),
 		Boot:        actions(r.Boot),
@@ -41,32 +45,20 @@ func FromRecipe(r *recipes.Recipe, images map[string]*recipes.Loaded) (*Plan, er
 	if p.ConsoleBaud == 0 {
 		p.ConsoleBaud = r.Serial.Baud
 	}
-	if r.Serial.Flow != "" && r.Serial.Flow != "none" {
-		if p.Options == nil {
-			p.Options = map[string]string{}
-		}
-		p.Options["serial.flow"] = r.Serial.Flow
-	}
 	for _, pr := range r.Protected {
-		p.Protected = append(p.Protected, NamedRegion{Name: pr.Name, Region: Region{pr.Start, pr.Size}})
+		p.Protected = append(p.Protected, NamedRegion{Name: pr.Name, Region: Region{Start: pr.Start, Size: pr.Size}})
 	}
 	for _, spec := range r.Images {
 		p.Images[spec.Name] = compileImage(spec, images[spec.Name])
 	}
 	for _, s := range r.Strategies {
-		cs := Strategy{Name: s.Name}
-		for _, st := range s.Steps {
-			cs.Steps = append(cs.Steps, step(st))
-		}
-		p.Strategies = append(p.Strategies, cs)
+		p.Strategies = append(p.Strategies, Strategy{Name: s.Name, Steps: slices.Clone(s.Steps)})
 	}
 	for _, d := range r.Diagnose {
 		p.Diagnose = append(p.Diagnose, Diagnosis{Pattern: d.Pattern, Class: d.Class, Hint: d.Hint})
 	}
-	p.Validate = Validation{Version: r.Validate.Version, Image: r.Validate.Image, Within: r.Validate.Within}
-	for _, c := range r.Validate.Checks {
-		p.Validate.Checks = append(p.Validate.Checks, step(c))
-	}
+	p.Validate = Validation{Version: r.Validate.Version, Image: r.Validate.Image, Within: r.Validate.Within,
+		Checks: slices.Clone(r.Validate.Checks)}
 	return p, nil
 }
 
@@ -105,16 +97,4 @@ func actions(in []recipes.Action) []Action {
 		out = append(out, c)
 	}
 	return out
-}
-
-func step(st recipes.Step) Step {
-	send := st.Send
-	if send != "" && !strings.HasSuffix(send, "\r") && !strings.HasSuffix(send, "\n") {
-		send += "\r" // a command line, ended as a person presses Enter
-	}
-	return Step{
-		Kind: StepKind(st.Kind), Image: st.Image, Region: Region{st.Start, st.Size}, All: st.All, Name: st.Name,
-		Pool: st.Pool, Addr: st.Addr, Send: send, Expect: st.Expect, Within: st.Within, Slot: st.Slot,
-		Pos: st.Pos.String(),
-	}
 }

@@ -1,11 +1,11 @@
 package jobs
 
 import (
-	"fmt"
 	"regexp"
 	"time"
 
 	"github.com/unbrick/unbrick/gpio"
+	"github.com/unbrick/unbrick/step"
 )
 
 // Plan is a recipe ready to run: what the runner executes for one unit.
@@ -37,32 +37,11 @@ type Plan struct {
 	Validate   Validation
 
 	// Options for the protocol driver (U-Boot's load address, storage...).
-	Options map[string]string
+	Options Options
 }
 
 // Region is an address range [Start, Start+Size).
-type Region struct {
-	Start uint32
-	Size  uint32
-}
-
-// End returns the first address after r.
-func (r Region) End() uint64 { return uint64(r.Start) + uint64(r.Size) }
-
-// Overlaps reports whether r and o share an address.
-func (r Region) Overlaps(o Region) bool {
-	return uint64(r.Start) < o.End() && uint64(o.Start) < r.End()
-}
-
-// Within reports whether r lies inside o.
-func (r Region) Within(o Region) bool { return r.Start >= o.Start && r.End() <= o.End() }
-
-func (r Region) String() string {
-	if r.Size == 0 {
-		return fmt.Sprintf("0x%08X (empty)", r.Start)
-	}
-	return fmt.Sprintf("0x%08X-0x%08X", r.Start, r.End()-1)
-}
+type Region = step.Region
 
 // NamedRegion is a protected region.
 type NamedRegion struct {
@@ -87,7 +66,7 @@ type Image struct {
 }
 
 // Region returns the range the image covers.
-func (im *Image) Region() Region { return Region{im.Addr, uint32(len(im.Data))} }
+func (im *Image) Region() Region { return Region{Start: im.Addr, Size: uint32(len(im.Data))} }
 
 // ActionKind says what an entry or boot action does.
 type ActionKind int
@@ -111,66 +90,29 @@ type Action struct {
 	Pos   string // where the recipe says it (file:line:col)
 }
 
-// StepKind says what a strategy step does.
-type StepKind string
+// StepKind says what a strategy step does: the vocabulary recipes and jobs
+// share (package step; step.Table says what each kind takes and needs).
+type StepKind = step.Kind
 
 // Step kinds.
 const (
-	StepEnter     StepKind = "enter"     // entry sequence + sync + identify
-	StepErase     StepKind = "erase"     // a region, or all
-	StepWrite     StepKind = "write"     // an image
-	StepVerify    StepKind = "verify"    // an image
-	StepBackup    StepKind = "backup"    // read a region and keep it
-	StepRestore   StepKind = "restore"   // write a backed-up region back
-	StepProvision StepKind = "provision" // burn a value from a pool
-	StepBoot      StepKind = "boot"      // boot sequence: start the application
-	StepReset     StepKind = "reset"     // power-cycle or reset the unit into its application
-	StepExpect    StepKind = "expect"    // console text within a time
-	StepSend      StepKind = "send"      // send text, expect an answer
-	StepBootSlot  StepKind = "boot_slot" // A/B: boot the given slot
-	StepWait      StepKind = "wait"      // wait
+	StepEnter     = step.KindEnter
+	StepErase     = step.KindErase
+	StepWrite     = step.KindWrite
+	StepVerify    = step.KindVerify
+	StepBackup    = step.KindBackup
+	StepRestore   = step.KindRestore
+	StepProvision = step.KindProvision
+	StepBoot      = step.KindBoot
+	StepReset     = step.KindReset
+	StepExpect    = step.KindExpect
+	StepSend      = step.KindSend
+	StepBootSlot  = step.KindBootSlot
+	StepWait      = step.KindWait
 )
 
-// Step is one step of a strategy.
-type Step struct {
-	Kind   StepKind
-	Image  string         // write, verify
-	Region Region         // erase, backup
-	All    bool           // erase all
-	Name   string         // backup, restore: the backup's name
-	Pool   string         // provision
-	Format string         // provision: how the value is laid out (see provision)
-	Addr   uint32         // provision
-	Send   string         // send
-	Expect *regexp.Regexp // expect, send
-	Within time.Duration  // expect, send, wait
-	Slot   string         // boot_slot
-	Pos    string         // file:line:col in the recipe
-}
-
-// Label names the step for the operator and the record.
-func (s Step) Label() string {
-	switch s.Kind {
-	case StepWrite, StepVerify:
-		return string(s.Kind) + " " + s.Image
-	case StepErase:
-		if s.All {
-			return "erase all"
-		}
-		return "erase " + s.Region.String()
-	case StepBackup, StepRestore:
-		return string(s.Kind) + " " + s.Name
-	case StepProvision:
-		return "provision " + s.Pool
-	case StepExpect:
-		return "expect " + s.Expect.String()
-	case StepSend:
-		return fmt.Sprintf("send %q", s.Send)
-	case StepBootSlot:
-		return "boot slot " + s.Slot
-	}
-	return string(s.Kind)
-}
+// Step is one step of a strategy, as the recipe says it.
+type Step = step.Step
 
 // Strategy is one way to recover a unit: steps tried in order.
 type Strategy struct {

@@ -175,7 +175,7 @@ func TestABRecipeFitsBenchLayout(t *testing.T) {
 	if int64(im.Addr) != off || !bytes.Equal(im.Data, want) {
 		t.Errorf("system image: %d bytes at %#x, want ubootsim.Bundle's %d bytes at %#x", len(im.Data), im.Addr, len(want), off)
 	}
-	slotA := Region{uint32(l.A.Kernel), uint32(l.A.RootFS + l.RootFSMax - l.A.Kernel)}
+	slotA := Region{Start: uint32(l.A.Kernel), Size: uint32(l.A.RootFS + l.RootFSMax - l.A.Kernel)}
 	if !im.Region().Within(slotA) {
 		t.Errorf("system image at %s, want it inside slot A %s", im.Region(), slotA)
 	}
@@ -187,8 +187,8 @@ func TestABRecipeFitsBenchLayout(t *testing.T) {
 		}
 	}
 	for name, r := range map[string]Region{
-		"u-boot-env": {uint32(l.EnvOffset), uint32(l.EnvSize)},
-		"slot-b":     {uint32(l.B.Kernel), uint32(l.B.RootFS + l.RootFSMax - l.B.Kernel)},
+		"u-boot-env": {Start: uint32(l.EnvOffset), Size: uint32(l.EnvSize)},
+		"slot-b":     {Start: uint32(l.B.Kernel), Size: uint32(l.B.RootFS + l.RootFSMax - l.B.Kernel)},
 	} {
 		if got, ok := protected[name]; !ok || got != r {
 			t.Errorf("protected %q = %s (%v), want %s", name, got, ok, r)

@@ -37,9 +37,8 @@ type Slot struct {
 	Lines map[gpio.Role]*gpio.Line
 	Open  PortOpener
 
-	Staging    bool // may run draft recipes
-	Auto       bool // starts a job by itself when a unit is plugged in
-	ModemReset bool // the unit's auto-reset circuit hangs on the adapter's DTR/RTS
+	Staging bool // may run draft recipes
+	Auto    bool // starts a job by itself when a unit is plugged in
 
 	// PowerOn, if set, switches the power line on through on, when the
 	// bench supply allows one more unit to switch on (the inrush limit); it
@@ -79,9 +78,6 @@ func (s *Slot) Owner() string {
 	defer s.mu.Unlock()
 	return s.owner
 }
-
-// Line returns the slot's line with the given role, or nil.
-func (s *Slot) Line(r gpio.Role) *gpio.Line { return s.Lines[r] }
 
 // Halt drives every line of the slot to its safe state: power off, strap
 // and reset released.

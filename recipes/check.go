@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/unbrick/unbrick/firmware"
+	"github.com/unbrick/unbrick/step"
 )
 
 // provisionSize is the most a provision step writes: the value, a NUL and
@@ -28,6 +29,13 @@ func (r *Recipe) validate() []error {
 	}
 	if r.Serial.Pos.Line == 0 {
 		fail(r.Pos, "add serial: {baud: 115200}", "the recipe has no serial settings")
+	}
+	// The STM32 system bootloader frames 8E1 (AN3155 §2). At 8N1 a unit
+	// syncs, since 0x7F and its ACK look the same in both framings, and
+	// then fails at its first command (GET's 00 FF).
+	if r.Protocol == "stm32" && r.Serial.Pos.Line != 0 && r.Serial.Parity != "even" {
+		fail(r.Serial.Pos, "add parity: even under serial: the STM32 ROM speaks 8E1 (AN3155); at other parities a unit answers the sync byte and then fails at its first command",
+			"protocol stm32 needs serial parity even, not %s", r.Serial.Parity)
 	}
 	if r.Flash.Pos.Line == 0 {
 		fail(r.Pos, "add flash: {start: ..., size: ...}: the part's flash (for U-Boot, its storage)", "the recipe does not say where the part's flash is")
@@ -57,34 +65,14 @@ func (r *Recipe) validate() []error {
 	for si := range r.Strategies {
 		s := &r.Strategies[si]
 		backups := map[string]Step{}
-		state := "off" // where the unit is: off, bootloader or app
+		state := step.Off // where the unit is, by the step table's transitions
 		for i := range s.Steps {
 			st := &s.Steps[i]
-			switch st.Kind {
-			case StepEnter:
-				state = "bootloader"
-			case StepBoot:
-				if state != "bootloader" && len(r.Boot) == 0 {
-					fail(st.Pos, "add enter before it, or a boot: sequence to the recipe", "step boot needs the unit in its bootloader (the recipe has no boot sequence)")
-				}
-				state = "app"
-			case StepReset:
-				state = "app"
-			case StepBootSlot:
-				if state != "bootloader" {
-					fail(st.Pos, "add enter before it", "step boot_slot needs the unit in its bootloader")
-				}
-				state = "app"
-			case StepExpect, StepSend:
-				if state != "app" {
-					fail(st.Pos, "add boot, reset or boot_slot before it", "step %s needs the unit's application running", st.Kind)
-				}
-			case StepWait:
-			default:
-				if state != "bootloader" {
-					fail(st.Pos, "add enter before it", "step %s needs the unit in its bootloader", st.Kind)
-				}
+			spec := st.Spec()
+			if !spec.RunsIn(state, len(r.Boot) > 0) {
+				fail(st.Pos, spec.Fix(), "step %s needs %s", st.Kind, spec.Needing(len(r.Boot) > 0))
 			}
+			state = spec.After(state)
 			switch st.Kind {
 			case StepWrite, StepVerify:
 				if st.Image != "" && !seenImage[st.Image] {
@@ -102,12 +90,12 @@ func (r *Recipe) validate() []error {
 						fail(st.Pos, "add page: (the erase page size) to flash:", "erase by pages needs the flash's page size")
 						continue
 					}
-					st.Start, st.Size = r.Flash.Start+st.FirstPage*r.Flash.Page, st.Pages*r.Flash.Page
+					st.Region = step.Region{Start: r.Flash.Start + st.FirstPage*r.Flash.Page, Size: st.Pages * r.Flash.Page}
 				}
-				errs = append(errs, r.writable(st.Pos, "erase", st.Start, uint64(st.Start)+uint64(st.Size))...)
+				errs = append(errs, r.writable(st.Pos, "erase", st.Region.Start, st.Region.End())...)
 			case StepBackup:
-				if r.Flash.Size > 0 && !within(st.Start, uint64(st.Start)+uint64(st.Size), r.Flash) {
-					fail(st.Pos, "back up a region inside the flash", "backup %s 0x%08X-0x%08X lies outside the flash %s", st.Name, st.Start, uint64(st.Start)+uint64(st.Size)-1, r.flashRegion())
+				if r.Flash.Size > 0 && !within(st.Region.Start, st.Region.End(), r.Flash) {
+					fail(st.Pos, "back up a region inside the flash", "backup %s %s lies outside the flash %s", st.Name, st.Region, r.flashRegion())
 				}
 				backups[st.Name] = *st
 			case StepRestore:
@@ -116,7 +104,7 @@ func (r *Recipe) validate() []error {
 					fail(st.Pos, "add a backup step of that name earlier in the same strategy", "restore %s: no backup of that name comes before it in strategy %q", st.Name, s.Name)
 					continue
 				}
-				errs = append(errs, r.writable(st.Pos, "restore "+st.Name, b.Start, uint64(b.Start)+uint64(b.Size))...)
+				errs = append(errs, r.writable(st.Pos, "restore "+st.Name, b.Region.Start, b.Region.End())...)
 			case StepProvision:
 				errs = append(errs, r.writable(st.Pos, "provision "+st.Pool, st.Addr, uint64(st.Addr)+provisionSize)...)
 			}
@@ -325,6 +313,10 @@ func errPos(err error) Pos {
 	}
 	return Pos{}
 }
+
+// SortErrors sorts errors by file, line and column (errors without a place
+// first), keeping the order of errors at one place.
+func SortErrors(errs []error) { sortErrors(errs) }
 
 func sortErrors(errs []error) {
 	slices.SortStableFunc(errs, func(a, b error) int {

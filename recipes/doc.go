@@ -10,5 +10,9 @@
 // protected region or fall outside the part's flash, a missing image, an
 // image whose hash or minisign signature does not match: each is an error
 // naming file:line:col with a hint. Check returns every error, not only the
-// first. testdata/recipes in the module holds an example for every family.
+// first. Driver options are kept as text with their places: the protocol's
+// driver declares which it takes, with their types and ranges, and checks
+// them (jobs.CheckOptions; station.CheckRecipes runs both). Steps use the
+// vocabulary of package step. testdata/recipes in the module holds an
+// example for every family.
 package recipes

@@ -1,7 +1,6 @@
 package recipes
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,7 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/unbrick/unbrick/internal/yamlpos"
+	"github.com/unbrick/unbrick/step"
 
 	"github.com/unbrick/unbrick/firmware"
 )
@@ -40,36 +40,17 @@ func Load(path string) (*Recipe, []error) {
 // regular expressions, not the regions (see Load).
 func Parse(file string, data []byte) (*Recipe, []error) {
 	d := &decoder{file: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, []error{syntaxError(file, data, err)}
+	root, err := yamlpos.Parse(file, data)
+	if err != nil {
+		return nil, []error{err}
 	}
-	r := &Recipe{File: file, SHA256: firmware.SHA256(data), Pos: Pos{file, 1, 1}}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	r := &Recipe{File: file, SHA256: firmware.SHA256(data), Pos: Pos{File: file, Line: 1, Col: 1}}
+	if root == nil {
 		return nil, []error{&Error{Pos: r.Pos, Msg: "the recipe is empty", Hint: "start from one of testdata/recipes"}}
 	}
-	d.recipe(r, doc.Content[0])
+	d.recipe(r, root)
 	sortErrors(d.errs)
 	return r, d.errs
-}
-
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// syntaxError places a YAML syntax error. The YAML library gives only the
-// line; the column is that of the line's first character.
-func syntaxError(file string, data []byte, err error) error {
-	m := yamlLine.FindStringSubmatch(err.Error())
-	if m == nil {
-		return &Error{Pos: Pos{file, 1, 1}, Msg: "YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Hint: "check the indentation and quoting"}
-	}
-	line, _ := strconv.Atoi(m[1])
-	col := 1
-	lines := bytes.Split(data, []byte("\n"))
-	if line >= 1 && line <= len(lines) {
-		col = len(lines[line-1]) - len(bytes.TrimLeft(lines[line-1], " \t")) + 1
-	}
-	return &Error{Pos: Pos{file, line, col}, Msg: "YAML syntax: " + m[2],
-		Hint: "check the indentation and that values holding ': ' or starting with a special character are quoted"}
 }
 
 type decoder struct {
@@ -77,20 +58,18 @@ type decoder struct {
 	errs []error
 }
 
-func (d *decoder) pos(n *yaml.Node) Pos { return Pos{d.file, n.Line, n.Column} }
+func (d *decoder) pos(n *yamlpos.Node) Pos { return n.Pos(d.file) }
 
-func (d *decoder) fail(n *yaml.Node, hint, format string, args ...any) {
+func (d *decoder) fail(n *yamlpos.Node, hint, format string, args ...any) {
 	d.errs = append(d.errs, &Error{Pos: d.pos(n), Msg: fmt.Sprintf(format, args...), Hint: hint})
 }
 
-func kindName(n *yaml.Node) string {
+func kindName(n *yamlpos.Node) string {
 	switch n.Kind {
-	case yaml.MappingNode:
+	case yamlpos.MappingNode:
 		return "a mapping"
-	case yaml.SequenceNode:
+	case yamlpos.SequenceNode:
 		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
 	}
 	switch n.Tag {
 	case "!!null":
@@ -107,9 +86,9 @@ func kindName(n *yaml.Node) string {
 
 // fields checks that n is a mapping with only known keys, each once, and
 // returns the values by key and the key nodes.
-func (d *decoder) fields(n *yaml.Node, what string, required []string, known ...string) (map[string]*yaml.Node, map[string]*yaml.Node) {
-	vals, keys := map[string]*yaml.Node{}, map[string]*yaml.Node{}
-	if n.Kind != yaml.MappingNode {
+func (d *decoder) fields(n *yamlpos.Node, what string, required []string, known ...string) (map[string]*yamlpos.Node, map[string]*yamlpos.Node) {
+	vals, keys := map[string]*yamlpos.Node{}, map[string]*yamlpos.Node{}
+	if n.Kind != yamlpos.MappingNode {
 		d.fail(n, "write it as key: value lines", "%s must be a mapping, not %s", what, kindName(n))
 		return vals, keys
 	}
@@ -141,31 +120,31 @@ func (d *decoder) fields(n *yaml.Node, what string, required []string, known ...
 	return vals, keys
 }
 
-func (d *decoder) str(n *yaml.Node, what string) string {
+func (d *decoder) str(n *yamlpos.Node, what string) string {
 	if n == nil {
 		return ""
 	}
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+	if n.Kind != yamlpos.ScalarNode || n.Tag == "!!null" {
 		d.fail(n, "write it as text", "%s must be text, not %s", what, kindName(n))
 		return ""
 	}
 	return n.Value
 }
 
-func (d *decoder) oneOf(n *yaml.Node, what string, allowed ...string) string {
+func (d *decoder) oneOf(n *yamlpos.Node, what string, allowed ...string) string {
 	s := d.str(n, what)
-	if n != nil && s != "" && !slices.Contains(allowed, s) || n != nil && n.Kind == yaml.ScalarNode && s == "" {
+	if n != nil && s != "" && !slices.Contains(allowed, s) || n != nil && n.Kind == yamlpos.ScalarNode && s == "" {
 		d.fail(n, "use one of "+strings.Join(allowed, ", "), "%s %q is not one of %s", what, s, strings.Join(allowed, ", "))
 		return ""
 	}
 	return s
 }
 
-func (d *decoder) strs(n *yaml.Node, what string) []string {
+func (d *decoder) strs(n *yamlpos.Node, what string) []string {
 	if n == nil {
 		return nil
 	}
-	if n.Kind != yaml.SequenceNode {
+	if n.Kind != yamlpos.SequenceNode {
 		d.fail(n, "write a list: [a, b]", "%s must be a list, not %s", what, kindName(n))
 		return nil
 	}
@@ -180,15 +159,15 @@ func (d *decoder) strs(n *yaml.Node, what string) []string {
 
 // num parses a number: decimal, 0x hex, 0o octal, 0b binary, underscores,
 // and for sizes a K or M suffix (KiB, MiB).
-func (d *decoder) num(n *yaml.Node, what string, bits int) uint64 {
+func (d *decoder) num(n *yamlpos.Node, what string, bits int) uint64 {
 	if n == nil {
 		return 0
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!float" {
+	if n.Kind == yamlpos.ScalarNode && n.Tag == "!!float" {
 		d.fail(n, "write a whole number such as 4096, 0x1000 or 4K", "%s must be a whole number, not %s", what, n.Value)
 		return 0
 	}
-	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {
+	if n.Kind != yamlpos.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {
 		d.fail(n, "write a number such as 4096, 0x1000 or 4K", "%s must be a number, not %s", what, kindName(n))
 		return 0
 	}
@@ -207,9 +186,9 @@ func (d *decoder) num(n *yaml.Node, what string, bits int) uint64 {
 	return v * mul
 }
 
-func (d *decoder) u32(n *yaml.Node, what string) uint32 { return uint32(d.num(n, what, 32)) }
+func (d *decoder) u32(n *yamlpos.Node, what string) uint32 { return uint32(d.num(n, what, 32)) }
 
-func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
+func (d *decoder) duration(n *yamlpos.Node, what string) time.Duration {
 	if n == nil {
 		return 0
 	}
@@ -226,7 +205,7 @@ func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
 }
 
 // window parses "50ms" or "50ms..80ms".
-func (d *decoder) window(n *yaml.Node, what string) (lo, hi time.Duration) {
+func (d *decoder) window(n *yamlpos.Node, what string) (lo, hi time.Duration) {
 	s := d.str(n, what)
 	if s == "" {
 		return 0, 0
@@ -249,9 +228,9 @@ func (d *decoder) window(n *yaml.Node, what string) (lo, hi time.Duration) {
 	return lo, hi
 }
 
-func (d *decoder) regexp(n *yaml.Node, what string) *regexp.Regexp {
+func (d *decoder) regexp(n *yamlpos.Node, what string) *regexp.Regexp {
 	s := d.str(n, what)
-	if n == nil || s == "" && n.Kind == yaml.ScalarNode {
+	if n == nil || s == "" && n.Kind == yamlpos.ScalarNode {
 		if n != nil {
 			d.fail(n, "give a pattern", "%s is empty", what)
 		}
@@ -268,7 +247,7 @@ func (d *decoder) regexp(n *yaml.Node, what string) *regexp.Regexp {
 	return re
 }
 
-func (d *decoder) recipe(r *Recipe, n *yaml.Node) {
+func (d *decoder) recipe(r *Recipe, n *yamlpos.Node) {
 	f, _ := d.fields(n, "the recipe", []string{"name", "version", "status", "protocol", "match", "strategies"},
 		"serial", "console", "flash", "protected", "entry", "boot", "images", "diagnose", "validate", "options")
 	r.Name = d.str(f["name"], "name")
@@ -287,7 +266,7 @@ func (d *decoder) recipe(r *Recipe, n *yaml.Node) {
 			r.Serial.Parity = d.oneOf(s["parity"], "serial parity", "none", "even", "odd")
 		}
 		if s["flow"] != nil {
-			r.Serial.Flow = d.oneOf(s["flow"], "serial flow", "none", "rtscts")
+			r.Serial.Flow, r.Serial.FlowPos = d.oneOf(s["flow"], "serial flow", "none", "rtscts"), d.pos(s["flow"])
 		}
 	}
 	if v := f["console"]; v != nil {
@@ -348,37 +327,45 @@ func (d *decoder) recipe(r *Recipe, n *yaml.Node) {
 		}
 	}
 	if v := f["options"]; v != nil {
-		o, _ := d.fields(v, "options", nil, optionKeys...)
-		if len(o) > 0 {
-			r.Options = map[string]string{}
-		}
-		for k, on := range o {
-			r.Options[k] = d.str(on, "option "+k)
-		}
+		d.options(r, v)
 	}
 }
 
-// optionKeys are the driver options a recipe may set.
-var optionKeys = []string{
-	"storage", "mmcdev", "loadaddr", // U-Boot (see jobs/driver_uboot.go)
-	"entry", "compress", "delta", "delta_chunk", "flash_baud", "flash_size", // ESP ROM (jobs/driver_esp.go)
-	"readout_unprotect", // STM32
-	"observe",           // how long to read the console to diagnose a unit before recovery (a duration; default 2s)
-	"step_timeout",      // how long one try of a step may take (a duration; default 10m)
+// options reads the driver options as text with their places: which keys
+// a protocol takes, and their types and ranges, are the driver's to say
+// (jobs.CheckOptions, run by every loader of recipes that runs them).
+func (d *decoder) options(r *Recipe, n *yamlpos.Node) {
+	if n.Kind != yamlpos.MappingNode {
+		d.fail(n, "write options as name: value lines", "options must be a mapping, not %s", kindName(n))
+		return
+	}
+	r.Options, r.OptionKeys, r.OptionValues = map[string]string{}, map[string]Pos{}, map[string]Pos{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if p, dup := r.OptionKeys[k.Value]; dup {
+			d.fail(k, "remove one of them", "option %q appears twice (first on line %d)", k.Value, p.Line)
+			continue
+		}
+		if v.Kind != yamlpos.ScalarNode || v.Tag == "!!null" {
+			d.fail(v, "write the option's value after its name: name: value", "option %s must be a value, not %s", k.Value, kindName(v))
+			continue
+		}
+		r.Options[k.Value], r.OptionKeys[k.Value], r.OptionValues[k.Value] = v.Value, d.pos(k), d.pos(v)
+	}
 }
 
-func (d *decoder) list(n *yaml.Node, what string) []*yaml.Node {
+func (d *decoder) list(n *yamlpos.Node, what string) []*yamlpos.Node {
 	if n == nil {
 		return nil
 	}
-	if n.Kind != yaml.SequenceNode {
+	if n.Kind != yamlpos.SequenceNode {
 		d.fail(n, "write a list, each item starting with '- '", "%s must be a list, not %s", what, kindName(n))
 		return nil
 	}
 	return n.Content
 }
 
-func (d *decoder) actions(n *yaml.Node, what string) []Action {
+func (d *decoder) actions(n *yamlpos.Node, what string) []Action {
 	var out []Action
 	for _, c := range d.list(n, what) {
 		a := Action{Pos: d.pos(c)}
@@ -390,7 +377,7 @@ func (d *decoder) actions(n *yaml.Node, what string) []Action {
 			}
 		}
 		if len(kinds) != 1 {
-			if c.Kind == yaml.MappingNode {
+			if c.Kind == yamlpos.MappingNode {
 				d.fail(c, "each action has one of line (with level), wait, pulse (with for) or modem",
 					"an %s action must have exactly one of line, wait, pulse or modem, not %d", what, len(kinds))
 			}
@@ -426,8 +413,8 @@ func (d *decoder) actions(n *yaml.Node, what string) []Action {
 	return out
 }
 
-func (d *decoder) images(r *Recipe, n *yaml.Node) {
-	if n.Kind != yaml.MappingNode {
+func (d *decoder) images(r *Recipe, n *yamlpos.Node) {
+	if n.Kind != yamlpos.MappingNode {
 		d.fail(n, "write images as name: {file: ..., sha256: ...}", "images must be a mapping of names to images, not %s", kindName(n))
 		return
 	}
@@ -487,15 +474,6 @@ func isHash(s string) bool {
 	return true
 }
 
-// stepParams are the keys each step kind takes besides its own.
-var stepParams = map[StepKind][]string{
-	StepErase:     {"start", "size", "pages"},
-	StepBackup:    {"start", "size"},
-	StepProvision: {"address"},
-	StepExpect:    {"within"},
-	StepSend:      {"expect", "within"},
-}
-
 func stepNames() string {
 	var s []string
 	for _, k := range StepKinds {
@@ -505,15 +483,16 @@ func stepNames() string {
 }
 
 // step parses one step: a bare name (enter, reset, boot) or a mapping whose
-// first key is the step's kind. checks limits it to send and expect.
-func (d *decoder) step(n *yaml.Node, checks bool) (Step, bool) {
+// first key is the step's kind, by the kind's row in step.Table. checks
+// limits it to the kinds that may be validation checks.
+func (d *decoder) step(n *yamlpos.Node, checks bool) (Step, bool) {
 	st := Step{Pos: d.pos(n)}
-	var kindNode, val *yaml.Node
-	var params map[string]*yaml.Node
+	var kindNode, val *yamlpos.Node
+	params := map[string]*yamlpos.Node{}
 	switch n.Kind {
-	case yaml.ScalarNode:
+	case yamlpos.ScalarNode:
 		kindNode = n
-	case yaml.MappingNode:
+	case yamlpos.MappingNode:
 		if len(n.Content) == 0 {
 			d.fail(n, "steps are "+stepNames(), "empty step")
 			return st, false
@@ -524,26 +503,25 @@ func (d *decoder) step(n *yaml.Node, checks bool) (Step, bool) {
 		return st, false
 	}
 	st.Kind = StepKind(kindNode.Value)
-	if !slices.Contains(StepKinds, st.Kind) {
+	spec, ok := step.Lookup(st.Kind)
+	if !ok {
 		d.fail(kindNode, "steps are "+stepNames(), "unknown step %q", kindNode.Value)
 		return st, false
 	}
-	if checks && st.Kind != StepSend && st.Kind != StepExpect {
+	if checks && !spec.Check {
 		d.fail(kindNode, "a check is send (with expect) or expect", "step %q cannot be a validation check", st.Kind)
 		return st, false
 	}
-	if n.Kind == yaml.MappingNode {
-		params = map[string]*yaml.Node{}
-		allowed := stepParams[st.Kind]
+	if n.Kind == yamlpos.MappingNode {
 		for i := 2; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			switch {
-			case !slices.Contains(allowed, k.Value) && slices.Contains(StepKinds, StepKind(k.Value)):
+			case !slices.Contains(spec.Params, k.Value) && slices.Contains(StepKinds, StepKind(k.Value)):
 				d.fail(k, "start a new step with '- '", "step %q and step %q in one item", st.Kind, k.Value)
-			case !slices.Contains(allowed, k.Value):
+			case !slices.Contains(spec.Params, k.Value):
 				hint := "step " + string(st.Kind) + " takes no other keys"
-				if len(allowed) > 0 {
-					hint = "step " + string(st.Kind) + " also takes " + strings.Join(allowed, ", ")
+				if len(spec.Params) > 0 {
+					hint = "step " + string(st.Kind) + " also takes " + strings.Join(spec.Params, ", ")
 				}
 				d.fail(k, hint, "unknown key %q in step %s", k.Value, st.Kind)
 			case params[k.Value] != nil:
@@ -560,82 +538,86 @@ func (d *decoder) step(n *yaml.Node, checks bool) (Step, bool) {
 		}
 		return true
 	}
-	noValue := func() {
+	what := "step " + string(st.Kind)
+	switch spec.Value {
+	case step.NoValue:
 		if val != nil && val.Tag != "!!null" {
 			d.fail(val, "write it as - "+string(st.Kind), "step %s takes no value", st.Kind)
 		}
-	}
-	switch st.Kind {
-	case StepEnter, StepBoot, StepReset:
-		noValue()
-	case StepWrite, StepVerify:
+	case step.ImageName:
 		if needs("an image name") {
-			st.Image = d.str(val, "step "+string(st.Kind))
+			st.Image = d.str(val, what)
 		}
-	case StepErase:
-		if val != nil && val.Kind == yaml.ScalarNode && val.Value == "all" {
+	case step.Name:
+		if needs("the backup's name") {
+			st.Name = d.str(val, string(st.Kind)+" name")
+		}
+	case step.PoolName:
+		if needs("a pool name") {
+			st.Pool = d.str(val, string(st.Kind)+" pool")
+		}
+	case step.SlotName:
+		if needs("a slot name") {
+			st.Slot = d.str(val, string(st.Kind))
+		}
+	case step.Duration:
+		if needs("a time") {
+			st.Within = d.duration(val, string(st.Kind))
+		}
+	case step.Pattern:
+		if needs("a pattern") {
+			st.Expect = d.regexp(val, string(st.Kind))
+		}
+	case step.Text:
+		if needs("the text to send") {
+			st.Send = d.str(val, string(st.Kind))
+		}
+	case step.EraseWhat:
+		if val != nil && val.Kind == yamlpos.ScalarNode && val.Value == "all" {
 			st.All = true
 			if len(params) > 0 {
 				d.fail(kindNode, "erase: all takes no start, size or pages", "erase all with a region")
 			}
-			break
+			return st, true
 		}
 		if val != nil && val.Tag != "!!null" {
 			d.fail(val, "write erase: all, or erase: with start: and size: (or pages: 4..63) below it", "erase %s: want all or nothing", kindName(val))
 		}
-		switch {
-		case params["pages"] != nil && params["start"] == nil && params["size"] == nil:
-			st.FirstPage, st.Pages = d.pages(params["pages"])
-		case params["pages"] == nil && params["start"] != nil && params["size"] != nil:
-			st.Start, st.Size = d.u32(params["start"], "erase start"), d.u32(params["size"], "erase size")
-		default:
+		if (params[step.ParamPages] != nil) == (params[step.ParamStart] != nil || params[step.ParamSize] != nil) ||
+			params[step.ParamPages] == nil && (params[step.ParamStart] == nil || params[step.ParamSize] == nil) {
 			d.fail(kindNode, "give start: and size:, or pages: 4..63", "erase needs a region: all, start and size, or pages")
 		}
-	case StepBackup:
-		if needs("the backup's name") {
-			st.Name = d.str(val, "backup name")
-		}
-		if params["start"] == nil || params["size"] == nil {
-			d.fail(kindNode, "add start: and size: below backup", "backup needs start and size")
-		}
-		st.Start, st.Size = d.u32(params["start"], "backup start"), d.u32(params["size"], "backup size")
-	case StepRestore:
-		if needs("the backup's name") {
-			st.Name = d.str(val, "restore name")
-		}
-	case StepProvision:
-		if needs("a pool name") {
-			st.Pool = d.str(val, "provision pool")
-		}
-		if params["address"] == nil {
-			d.fail(kindNode, "add address: below provision", "provision needs an address")
-		}
-		st.Addr = d.u32(params["address"], "provision address")
-	case StepBootSlot:
-		if needs("a slot name") {
-			st.Slot = d.str(val, "boot_slot")
-		}
-	case StepWait:
-		if needs("a time") {
-			st.Within = d.duration(val, "wait")
-		}
-	case StepExpect:
-		if needs("a pattern") {
-			st.Expect = d.regexp(val, "expect")
-		}
-		st.Within = d.duration(params["within"], "expect within")
-	case StepSend:
-		if needs("the text to send") {
-			st.Send = d.str(val, "send")
-		}
-		if params["expect"] == nil {
-			d.fail(kindNode, "add expect: with the answer's pattern", "send needs expect")
-		} else {
-			st.Expect = d.regexp(params["expect"], "send expect")
-		}
-		st.Within = d.duration(params["within"], "send within")
 	}
-	if (st.Kind == StepExpect || st.Kind == StepSend) && st.Within == 0 {
+	var missing []string
+	for _, k := range spec.Required {
+		if params[k] == nil {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		d.fail(kindNode, "add "+strings.Join(missing, ": and ")+": below "+string(st.Kind),
+			"%s needs %s", st.Kind, strings.Join(missing, " and "))
+	}
+	// Each key means one thing in every step that takes it.
+	if v := params[step.ParamStart]; v != nil {
+		st.Region.Start = d.u32(v, string(st.Kind)+" start")
+	}
+	if v := params[step.ParamSize]; v != nil {
+		st.Region.Size = d.u32(v, string(st.Kind)+" size")
+	}
+	if v := params[step.ParamPages]; v != nil {
+		st.FirstPage, st.Pages = d.pages(v)
+	}
+	if v := params[step.ParamAddress]; v != nil {
+		st.Addr = d.u32(v, string(st.Kind)+" address")
+	}
+	if v := params[step.ParamExpect]; v != nil {
+		st.Expect = d.regexp(v, string(st.Kind)+" expect")
+	}
+	if v := params[step.ParamWithin]; v != nil {
+		st.Within = d.duration(v, string(st.Kind)+" within")
+	}
+	if spec.Check && st.Within == 0 {
 		st.Within = 5 * time.Second
 	}
 	return st, true
@@ -643,7 +625,7 @@ func (d *decoder) step(n *yaml.Node, checks bool) (Step, bool) {
 
 // pagesRange parses "4..63" (pages 4 to 63 inclusive) into a page range;
 // validate converts it to addresses with the flash's page size.
-func (d *decoder) pages(n *yaml.Node) (first, count uint32) {
+func (d *decoder) pages(n *yamlpos.Node) (first, count uint32) {
 	s := d.str(n, "erase pages")
 	a, b, ok := strings.Cut(s, "..")
 	lo, err1 := strconv.ParseUint(strings.TrimSpace(a), 0, 16)
@@ -656,6 +638,10 @@ func (d *decoder) pages(n *yaml.Node) (first, count uint32) {
 	}
 	return uint32(lo), uint32(hi - lo + 1)
 }
+
+// Closest returns the known key within two edits of key (a misspelling),
+// or "".
+func Closest(key string, known []string) string { return closest(key, known) }
 
 // closest returns the known key within two edits of key (a misspelling), or
 // "".

@@ -6,29 +6,17 @@ import (
 	"time"
 
 	"github.com/unbrick/unbrick/firmware"
+	"github.com/unbrick/unbrick/internal/yamlpos"
+	"github.com/unbrick/unbrick/step"
 )
 
-// Pos is a place in a recipe file.
-type Pos struct {
-	File      string
-	Line, Col int
-}
+// Pos is a place in a recipe file (the position type of every YAML file
+// the station reads).
+type Pos = yamlpos.Pos
 
-func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
-
-// Error is a problem in a recipe file: where, what, and what to do about it.
-type Error struct {
-	Pos  Pos
-	Msg  string
-	Hint string
-}
-
-func (e *Error) Error() string {
-	if e.Hint == "" {
-		return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s (hint: %s)", e.Pos, e.Msg, e.Hint)
-}
+// Error is a problem in a recipe file: where, what, and what to do about it
+// (the error type of every YAML file the station reads).
+type Error = yamlpos.Error
 
 // Status says whether a recipe may run on production slots.
 type Status string
@@ -67,7 +55,11 @@ type Recipe struct {
 	Diagnose   []Diagnosis
 	Validate   Validation
 
-	Options map[string]string // for the protocol driver
+	// Options for the protocol driver, as text; the driver declares which
+	// it takes and checks them (jobs.CheckOptions).
+	Options      map[string]string
+	OptionKeys   map[string]Pos // where each option's name is
+	OptionValues map[string]Pos // where each option's value is
 
 	Pos Pos // of the document
 }
@@ -99,6 +91,8 @@ type Serial struct {
 	Parity string // none, even or odd
 	Flow   string // none or rtscts
 	Pos    Pos
+	// FlowPos is where flow is written; the zero Pos when it is not.
+	FlowPos Pos
 }
 
 // Flash is the part's flash (or, for U-Boot, its storage) as the recipe
@@ -177,47 +171,32 @@ type ImageSpec struct {
 	Pos, FilePos, SHAPos, SigPos, AddrPos Pos
 }
 
-// StepKind is what a strategy step does.
-type StepKind string
+// StepKind is what a strategy step does: the shared vocabulary of package
+// step.
+type StepKind = step.Kind
 
-// Step kinds.
+// Step kinds (see step.Table for what each takes and needs).
 const (
-	StepEnter     StepKind = "enter"
-	StepErase     StepKind = "erase"
-	StepWrite     StepKind = "write"
-	StepVerify    StepKind = "verify"
-	StepBackup    StepKind = "backup"
-	StepRestore   StepKind = "restore"
-	StepProvision StepKind = "provision"
-	StepBoot      StepKind = "boot"
-	StepReset     StepKind = "reset"
-	StepExpect    StepKind = "expect"
-	StepSend      StepKind = "send"
-	StepBootSlot  StepKind = "boot_slot"
-	StepWait      StepKind = "wait"
+	StepEnter     = step.KindEnter
+	StepErase     = step.KindErase
+	StepWrite     = step.KindWrite
+	StepVerify    = step.KindVerify
+	StepBackup    = step.KindBackup
+	StepRestore   = step.KindRestore
+	StepProvision = step.KindProvision
+	StepBoot      = step.KindBoot
+	StepReset     = step.KindReset
+	StepExpect    = step.KindExpect
+	StepSend      = step.KindSend
+	StepBootSlot  = step.KindBootSlot
+	StepWait      = step.KindWait
 )
 
 // StepKinds lists every step kind in the order the documentation gives.
-var StepKinds = []StepKind{StepEnter, StepErase, StepWrite, StepVerify, StepBackup, StepRestore, StepProvision,
-	StepBoot, StepReset, StepExpect, StepSend, StepBootSlot, StepWait}
+var StepKinds = step.Kinds()
 
 // Step is one step of a strategy.
-type Step struct {
-	Kind        StepKind
-	Image       string         // write, verify
-	All         bool           // erase all
-	Start, Size uint32         // erase, backup (erase by pages: set by Load from the pages)
-	FirstPage   uint32         // erase by pages
-	Pages       uint32         // erase by pages: how many; 0: not by pages
-	Name        string         // backup, restore
-	Pool        string         // provision
-	Addr        uint32         // provision
-	Send        string         // send
-	Expect      *regexp.Regexp // expect, send
-	Within      time.Duration  // expect, send, wait
-	Slot        string         // boot_slot
-	Pos         Pos
-}
+type Step = step.Step
 
 // Strategy is one way to recover a unit.
 type Strategy struct {

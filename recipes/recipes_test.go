@@ -52,7 +52,8 @@ func TestBrokenRecipes(t *testing.T) {
 		want []string
 	}{
 		{"syntax-error.yaml", []string{
-			`syntax-error.yaml:32:7: YAML syntax: mapping values are not allowed in this context (hint: check the indentation and that values holding ': ' or starting with a special character are quoted)`}},
+			// Column 17 is the unquoted "banner: ready", the value to quote.
+			`syntax-error.yaml:32:17: YAML syntax: mapping value is not allowed in this context (hint: check the indentation, and quote values that hold ': ' or start with a special character)`}},
 		{"unknown-key.yaml", []string{
 			`unknown-key.yaml:9:3: unknown key "baudrate" in serial (hint: did you mean "baud"? known keys are baud, parity, flow)`}},
 		{"overlapping-protected.yaml", []string{
@@ -126,7 +127,7 @@ func TestParseGood(t *testing.T) {
 	if w := r.Entry[1]; w.Kind != ActWait || w.Wait != 50*time.Millisecond || w.Max != 80*time.Millisecond || w.Pos.String() != "r.yaml:12:5" {
 		t.Errorf("entry wait = %+v at %s, want 50ms..80ms at r.yaml:12:5", w, w.Pos)
 	}
-	if e := r.Strategies[0].Steps[1]; e.Kind != StepErase || e.Start != 0x08000000 || e.Size != 4<<10 {
+	if e := r.Strategies[0].Steps[1]; e.Kind != StepErase || e.Region.Start != 0x08000000 || e.Region.Size != 4<<10 {
 		t.Errorf("erase pages 0..3 = %+v, want 0x08000000 + 4 KiB", e)
 	}
 	if r.SHA256 != firmware.SHA256([]byte(recipe)) {
@@ -162,6 +163,8 @@ func TestParseErrors(t *testing.T) {
 		{"overlap", "  - {name: cal, start: 0x0800FC00, size: 1K}", "  - {name: cal, start: 0x0800FC00, size: 1K}\n  - {name: cal2, start: 0x0800FE00, size: 1K}",
 			[]string{`r.yaml:10:5: protected region "cal2" 0x0800FE00-0x080101FF lies outside the flash 0x08000000-0x0800FFFF`,
 				`r.yaml:10:5: protected region "cal2" 0x0800FE00-0x080101FF overlaps protected region "cal" 0x0800FC00-0x0800FFFF (line 9)`}},
+		{"stm32 without parity", "serial: {baud: 115200, parity: even}", "serial: {baud: 115200}", []string{`r.yaml:6:9: protocol stm32 needs serial parity even, not none`}},
+		{"stm32 at odd parity", "serial: {baud: 115200, parity: even}", "serial: {baud: 115200, parity: odd}", []string{`r.yaml:6:9: protocol stm32 needs serial parity even, not odd`}},
 		// Every error, not only the first.
 		{"several", "status: released", "status: done\ncolour: red", []string{
 			`r.yaml:3:9: status "done" is not one of draft, released`,

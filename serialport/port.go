@@ -66,6 +66,7 @@ var (
 	_ bootloader.InputResetter = (*Port)(nil)
 	_ bootloader.ModemLines    = (*Port)(nil)
 	_ bootloader.BaudSetter    = (*Port)(nil)
+	_ bootloader.ParitySetter  = (*Port)(nil)
 )
 
 func serialMode(m Mode) (serial.Mode, error) {
@@ -188,6 +189,21 @@ func (p *Port) SetBaud(baud int) error {
 	m.BaudRate = baud
 	if err := p.p.SetMode(&m); err != nil {
 		return fmt.Errorf("%s: set %d baud: %w", p.Path, baud, err)
+	}
+	p.mode = m
+	return nil
+}
+
+// SetParity changes the parity ("none", "even", "odd") of the open port.
+func (p *Port) SetParity(parity string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, err := serialMode(Mode{Baud: p.mode.BaudRate, Parity: parity})
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.Path, err)
+	}
+	if err := p.p.SetMode(&m); err != nil {
+		return fmt.Errorf("%s: set parity %s: %w", p.Path, parity, err)
 	}
 	p.mode = m
 	return nil

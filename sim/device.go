@@ -120,6 +120,38 @@ func (s *Session) SetBaud(baud int) {
 	s.line.mu.Unlock()
 }
 
+// SetFraming sets the unit's UART framing for the rest of this run (the
+// line's configured framing until then). When the host frames otherwise,
+// bytes cross with parity and framing errors (see LineConfig.Framing).
+func (s *Session) SetFraming(f Framing) {
+	s.line.mu.Lock()
+	s.line.framing = &f
+	s.line.mu.Unlock()
+}
+
+// HostBaud returns the rate the host sends at, as far as the transport can
+// tell (DefaultBaud when it cannot): what an autobauding ROM measures.
+func (s *Session) HostBaud() int {
+	s.line.mu.Lock()
+	t := s.line.t
+	s.line.mu.Unlock()
+	if hr, ok := t.(HostRater); ok {
+		if b, err := hr.HostBaud(); err == nil && b > 0 {
+			return b
+		}
+	}
+	return DefaultBaud
+}
+
+// FramingErrors reports whether the host's line rate is off the unit's by
+// more than a UART tolerates, so that every byte the unit receives now
+// carries a framing error (and arrives garbled). Firmware that checks its
+// UART's FE flag asks this.
+func (s *Session) FramingErrors() bool {
+	_, match := s.line.rate()
+	return !match
+}
+
 // Busy models the unit being busy for d (erasing a sector, programming a
 // page): it waits d, or not at all on a Fast line. It returns ErrHalted if
 // the run ends first.

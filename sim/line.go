@@ -22,8 +22,14 @@ type LineConfig struct {
 	// autobauding ROM does.
 	Baud int
 	// BitsPerByte is the number of bit times one byte takes on the wire: 10
-	// for 8N1, 11 for 8E1. 0 means 10.
+	// for 8N1, 11 for 8E1. 0 means Framing's.
 	BitsPerByte int
+	// Framing is how the unit's UART frames bytes when the firmware does
+	// not set it (Session.SetFraming): 8N1 when zero. When the transport
+	// can tell the host's framing (HostFramer) and the two differ, bytes
+	// cross the line as a UART with the other framing samples them: parity
+	// and framing errors, bytes lost (see reframe).
+	Framing Framing
 	// Turnaround is the delay between the last byte the unit receives and
 	// the first byte of its answer reaching the host: the adapter's latency
 	// timer plus the firmware's reaction. 0 means DefaultTurnaround; a
@@ -36,7 +42,7 @@ type LineConfig struct {
 
 func (c LineConfig) bits() int {
 	if c.BitsPerByte <= 0 {
-		return 10
+		return c.Framing.Bits()
 	}
 	return c.BitsPerByte
 }
@@ -75,6 +81,12 @@ type LineStats struct {
 	RxBytes int64 // bytes the unit received
 	TxBytes int64 // bytes the unit sent
 	Replies int64 // writes that followed received bytes (each paid one turnaround)
+	// RxErrors counts bytes the unit's UART received with a parity or
+	// framing error (the host's framing differs from the unit's); they are
+	// not delivered. TxErrors counts bytes the host's UART received with
+	// one.
+	RxErrors int64
+	TxErrors int64
 }
 
 // Line is the unit's end of its serial link. It paces bytes at the line rate
@@ -97,6 +109,7 @@ type Line struct {
 	rxFree    time.Time
 	txFree    time.Time
 	baud      int           // rate set by the firmware; 0 = cfg.Baud
+	framing   *Framing      // framing set by the firmware; nil = cfg.Framing
 	late      time.Duration // how late the last paced event happened (timer oversleep)
 	stats     LineStats
 	tap       func(dir byte, b []byte) // optional observer of raw traffic
@@ -110,8 +123,10 @@ func NewLine(cfg LineConfig) *Line {
 // Config returns the line's configuration.
 func (l *Line) Config() LineConfig { return l.cfg }
 
-// Tap sets f to be called with every chunk the unit receives ('<') and sends
-// ('>'), after garbling, on the goroutine that moved it. For logs and tests.
+// Tap sets f to be called with every chunk the unit receives ('<', as its
+// UART sampled it) and sends ('>', as it left the unit: before the host's
+// UART samples it in another framing), after garbling by a rate mismatch,
+// on the goroutine that moved it. For logs and tests.
 func (l *Line) Tap(f func(dir byte, b []byte)) {
 	l.mu.Lock()
 	l.tap = f
@@ -175,9 +190,34 @@ func (l *Line) setListening(on bool) {
 		l.rx = nil
 		l.replyDue = false
 		l.baud = 0
+		l.framing = nil
 	}
 	l.wakeLocked()
 	l.mu.Unlock()
+}
+
+// devFraming returns the unit's current framing. The caller holds l.mu.
+func (l *Line) devFramingLocked() Framing {
+	if l.framing != nil {
+		return *l.framing
+	}
+	return l.cfg.Framing
+}
+
+// framings returns the unit's framing and, when the transport can tell it
+// (HostFramer), the host's; ok is false when the host's is unknown.
+func (l *Line) framings() (dev Framing, host HostLine, ok bool) {
+	l.mu.Lock()
+	dev = l.devFramingLocked()
+	t := l.t
+	l.mu.Unlock()
+	if hf, is := t.(HostFramer); is {
+		h, declared, err := hf.HostLine()
+		if err == nil && declared {
+			return dev, h, true
+		}
+	}
+	return dev, HostLine{}, false
 }
 
 // rate returns the unit's current line rate and whether the host's rate
@@ -233,16 +273,57 @@ func (l *Line) pump(t Transport, gen int) {
 	buf := make([]byte, 4096)
 	for {
 		n, err := t.Read(buf)
-		for off := 0; off < n; off += chunk {
-			end := min(off+chunk, n)
-			if !l.receive(buf[off:end], gen) {
-				return
+		if n > 0 {
+			// What one read returns left the host back to back: the
+			// unit's UART samples it as one burst.
+			baud, got, bad := l.sample(buf[:n])
+			for off := 0; off < n; off += chunk {
+				end := min(off+chunk, n)
+				// Pace by the bytes the host sent; deliver what the UART
+				// made of them in proportion.
+				part := got[len(got)*off/n : len(got)*end/n]
+				if !l.receive(end-off, part, baud, gen) {
+					return
+				}
+			}
+			if bad > 0 {
+				l.mu.Lock()
+				l.stats.RxErrors += int64(bad)
+				l.mu.Unlock()
 			}
 		}
 		if err != nil {
 			return
 		}
 	}
+}
+
+// sample returns what the unit's UART makes of a burst the host sent: the
+// bytes garbled when the rates differ; when the framings differ, the bytes
+// it sampled without a parity or framing error, and how many it sampled
+// with one. ST does not say what the STM32 ROM does with a byte whose
+// parity error flag is set (USART_SR PE, RM0008 §27.6.1); dropping it is
+// the stricter choice: the command it belonged to never completes.
+func (l *Line) sample(b []byte) (baud int, got []byte, bad int) {
+	b = append([]byte(nil), b...)
+	baud, match := l.rate()
+	if !match {
+		garble(b)
+		return baud, b, 0
+	}
+	dev, host, ok := l.framings()
+	if !ok || host.Framing == dev {
+		return baud, b, 0
+	}
+	got = make([]byte, 0, len(b))
+	for _, r := range reframe(b, host.Framing, dev) {
+		if r.bad {
+			bad++
+			continue
+		}
+		got = append(got, r.b)
+	}
+	return baud, got, bad
 }
 
 // ref returns the moment the line's timeline stands at: now, less how late
@@ -286,18 +367,17 @@ func (l *Line) waitArrival(t time.Time, gen int, notify chan struct{}) bool {
 	}
 }
 
-// receive paces b as arriving at the unit and delivers it. It returns false
-// when the transport has been replaced.
-func (l *Line) receive(b []byte, gen int) bool {
-	b = append([]byte(nil), b...)
-	baud, match := l.rate()
+// receive paces n bytes as arriving at the unit at baud and delivers b,
+// what its UART made of them. It returns false when the transport has been
+// replaced.
+func (l *Line) receive(n int, b []byte, baud int, gen int) bool {
 	if !l.cfg.Fast {
 		l.mu.Lock()
 		start := l.rxFree
 		if now := l.ref(time.Now()); start.Before(now) {
 			start = now
 		}
-		l.rxFree = start.Add(l.wireTime(len(b), baud))
+		l.rxFree = start.Add(l.wireTime(n, baud))
 		arrive := l.rxFree
 		notify := l.notify
 		l.mu.Unlock()
@@ -306,18 +386,15 @@ func (l *Line) receive(b []byte, gen int) bool {
 		}
 		l.noteLate(arrive)
 	}
-	if !match {
-		garble(b)
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if gen != l.gen {
 		return false
 	}
-	if l.tap != nil {
+	if l.tap != nil && len(b) > 0 {
 		l.tap('<', b)
 	}
-	if l.listening {
+	if l.listening && len(b) > 0 {
 		l.rx = append(l.rx, b...)
 		l.stats.RxBytes += int64(len(b))
 		l.wakeLocked()
@@ -368,6 +445,8 @@ func (l *Line) write(ctx context.Context, p []byte) error {
 	if !match {
 		garble(b)
 	}
+	dev, host, reframed := l.framings()
+	reframed = reframed && match && host.Framing != dev
 	l.mu.Lock()
 	now := time.Now()
 	if !l.cfg.Fast {
@@ -405,11 +484,41 @@ func (l *Line) write(ctx context.Context, p []byte) error {
 		if tap != nil {
 			tap('>', b[off:end])
 		}
-		if err := l.deliver(ctx, b[off:end]); err != nil {
+		out := b[off:end]
+		if reframed {
+			out = l.hostReceives(out, dev, host)
+		}
+		if err := l.deliver(ctx, out); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// hostReceives returns what the host reads when the unit sends b in
+// framing dev to a host port set up as host: bytes its UART samples with an
+// error read as 0x00 when the host checks parity (INPCK), are dropped when
+// it ignores errors too (IGNPAR), and read as sampled when it does not
+// check (Linux drivers/tty/n_tty.c, n_tty_receive_parity_error).
+func (l *Line) hostReceives(b []byte, dev Framing, host HostLine) []byte {
+	out := make([]byte, 0, len(b))
+	bad := 0
+	for _, r := range reframe(b, dev, host.Framing) {
+		switch {
+		case !r.bad || !host.Check:
+			out = append(out, r.b)
+		case host.Ignore:
+		default:
+			out = append(out, 0)
+		}
+		if r.bad {
+			bad++
+		}
+	}
+	l.mu.Lock()
+	l.stats.TxErrors += int64(bad)
+	l.mu.Unlock()
+	return out
 }
 
 // writeDeadliner is implemented by transports whose writes can time out, so

@@ -80,6 +80,7 @@ type PipeHost struct {
 	mu      sync.Mutex
 	timeout time.Duration
 	baud    int
+	line    *HostLine // set by SetParity; nil: not declared
 }
 
 // PipeDevice is the device end of an in-memory serial link; hand it to
@@ -130,6 +131,22 @@ func (h *PipeHost) SetBaud(b int) error {
 	return nil
 }
 
+// SetParity declares the host end's framing: 8 data bits, the parity
+// ("none", "even", "odd", "mark", "space") and 1 stop bit, its driver
+// checking the parity of what it receives when there is one, as
+// go.bug.st/serial sets a port up. A link whose host never declared one is
+// not reframed by the line.
+func (h *PipeHost) SetParity(parity string) error {
+	p, err := ParseParity(parity)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.line = &HostLine{Framing: Framing{Parity: p}, Check: p != ParityNone}
+	h.mu.Unlock()
+	return nil
+}
+
 // Close closes the link in both directions.
 func (h *PipeHost) Close() error {
 	h.in.close()
@@ -152,4 +169,15 @@ func (d *PipeDevice) HostBaud() (int, error) {
 	d.host.mu.Lock()
 	defer d.host.mu.Unlock()
 	return d.host.baud, nil
+}
+
+// HostLine returns the framing declared with SetParity; ok is false when
+// none was.
+func (d *PipeDevice) HostLine() (HostLine, bool, error) {
+	d.host.mu.Lock()
+	defer d.host.mu.Unlock()
+	if d.host.line == nil {
+		return HostLine{}, false, nil
+	}
+	return *d.host.line, true, nil
 }

@@ -30,6 +30,7 @@ type PTY struct {
 
 var _ Transport = (*PTY)(nil)
 var _ HostRater = (*PTY)(nil)
+var _ HostFramer = (*PTY)(nil)
 
 // OpenPTY creates a pseudo-terminal pair. If link is not empty, a symbolic
 // link at that path points to the host side (replacing an older link, never
@@ -128,6 +129,55 @@ func (p *PTY) HostBaud() (int, error) {
 		return b, nil
 	}
 	return 0, fmt.Errorf("sim: unknown baud code %#o", t.Cflag&unix.CBAUD)
+}
+
+// HostLine returns how the host set its side up, as far as the terminal
+// keeps it. Linux clears PARENB (and forces CS8) on a pseudo-terminal
+// whatever the host asks (drivers/tty/pty.c, pty_set_termios), so the
+// parity asked for is read from what survives: INPCK, which the host sets
+// exactly when it enables parity (go.bug.st/serial serial_unix.go
+// setTermSettingsParity; stm32flash serial_posix.c serial_setup), PARODD
+// and CMSPAR for which parity, CSTOPB for the stop bits, IGNPAR for what its
+// driver does with bytes received in error. A host that sets PARENB
+// without INPCK is taken for 8N1.
+func (p *PTY) HostLine() (HostLine, bool, error) {
+	var t *unix.Termios
+	var ierr error
+	rc, err := p.master.SyscallConn()
+	if err != nil {
+		return HostLine{}, false, err
+	}
+	err = rc.Control(func(fd uintptr) { t, ierr = unix.IoctlGetTermios(int(fd), unix.TCGETS) })
+	if err != nil {
+		return HostLine{}, false, err
+	}
+	if ierr != nil {
+		return HostLine{}, false, ierr
+	}
+	return hostLine(t), true, nil
+}
+
+func hostLine(t *unix.Termios) HostLine {
+	var h HostLine
+	if t.Iflag&unix.INPCK != 0 {
+		h.Check = true
+		h.Ignore = t.Iflag&unix.IGNPAR != 0
+		odd := t.Cflag&unix.PARODD != 0
+		switch {
+		case t.Cflag&unix.CMSPAR != 0 && odd:
+			h.Framing.Parity = ParityMark
+		case t.Cflag&unix.CMSPAR != 0:
+			h.Framing.Parity = ParitySpace
+		case odd:
+			h.Framing.Parity = ParityOdd
+		default:
+			h.Framing.Parity = ParityEven
+		}
+	}
+	if t.Cflag&unix.CSTOPB != 0 {
+		h.Framing.StopBits = 2
+	}
+	return h
 }
 
 var bauds = map[uint32]int{

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/unbrick/unbrick/bootloader"
+	"github.com/unbrick/unbrick/db"
+	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/fixtures"
 	"github.com/unbrick/unbrick/gpio"
+	"github.com/unbrick/unbrick/gpio/gpiosim"
 	"github.com/unbrick/unbrick/jobs"
 	"github.com/unbrick/unbrick/serialport"
 )
@@ -85,7 +89,7 @@ func (h *Hardware) BuildSlots(b *fixtures.Bench) ([]*jobs.Slot, error) {
 		m := match(fs.Port)
 		num := fs.Num
 		s := &jobs.Slot{Num: fs.Num, Name: fs.Name, Lines: lines,
-			Staging: fs.Options.Staging, Auto: fs.Options.Auto, ModemReset: fs.Options.ModemReset,
+			Staging: fs.Options.Staging, Auto: fs.Options.Auto,
 			Open: func(ctx context.Context, md jobs.Mode) (jobs.Port, error) {
 				p, err := h.Ports.Open(m, serialport.Mode(md))
 				if err != nil {
@@ -148,8 +152,8 @@ func (st *Station) Watch(ctx context.Context, h *Hardware, b *fixtures.Bench) {
 }
 
 func (st *Station) quarantined(n int) bool {
-	s, ok := st.Tracker.Slot(n)
-	return ok && s.State == jobs.Quarantined
+	_, ok, _ := st.Pool.Quarantined(st.ctx, n)
+	return ok
 }
 
 // OpenPort opens the serial port at path as a job opens a slot's port: by
@@ -176,4 +180,85 @@ func PulseDTR(ctx context.Context, ml bootloader.ModemLines) error {
 		return ctx.Err()
 	}
 	return ml.SetDTR(false)
+}
+
+// BenchConfig is what a station on a real bench is built from: the bench
+// file, the recipe directory and the options of `unbrick serve`.
+type BenchConfig struct {
+	BenchFile string // the slots, their ports and lines (fixtures)
+	RecipeDir string
+	DataDir   string            // the database, images; {data} in the bench file
+	Keys      *firmware.Keyring // the keys image signatures must verify with
+	Pools     []db.Pool         // number pools for provision steps
+	Log       *slog.Logger
+}
+
+// BenchStation is a station running a real bench: its bench file, recipes
+// and hardware, wired.
+type BenchStation struct {
+	*Station
+	Bench *fixtures.Bench
+	Book  *Book
+	hw    *Hardware
+}
+
+// OpenBench builds everything a bench file and its options describe: it
+// loads and checks the bench file and the recipes (every error with
+// file:line:col), chooses each slot's recipe, opens the lines (GPIO header,
+// I2C expanders, and simulated "sim:" lines for training without
+// hardware) and the port openers, opens the station with its record and
+// catalogues the images. This is the one place a bench is wired; Watch
+// then runs it, Close shuts it down in its safe state.
+func OpenBench(ctx context.Context, cfg BenchConfig) (*BenchStation, error) {
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := fixtures.Load(cfg.BenchFile, map[string]string{"data": abs})
+	if err != nil {
+		return nil, err
+	}
+	book, err := LoadBook(cfg.RecipeDir, cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	chosen, err := SlotRecipes(b, book)
+	if err != nil {
+		return nil, err
+	}
+	hw := NewHardware(b, cfg.Log)
+	// A bench file may name simulated lines (training, trying the page
+	// without hardware); they drive nothing outside this process.
+	bank := gpiosim.NewBank()
+	hw.Lines.Register(gpiosim.Prefix, "simulated lines", func(n string) (pgpio.PinIO, error) { return bank.Pin(n) })
+	js, err := hw.BuildSlots(b)
+	if err != nil {
+		hw.Close()
+		return nil, err
+	}
+	var slots []SlotConfig
+	for i, s := range js {
+		slots = append(slots, SlotConfig{Slot: s, Recipe: chosen[s.Num], Revision: b.Slots[i].Options.Revision})
+	}
+	st, err := Open(Config{DataDir: cfg.DataDir, Slots: slots, Plans: book.Plans, Pools: cfg.Pools, Log: cfg.Log})
+	if err != nil {
+		hw.Close()
+		return nil, err
+	}
+	if err := st.CatalogBook(ctx, book); err != nil {
+		st.Close()
+		hw.Close()
+		return nil, err
+	}
+	return &BenchStation{Station: st, Bench: b, Book: book, hw: hw}, nil
+}
+
+// Watch runs the bench until ctx ends: units are noticed as they are
+// plugged in and pulled out (see Station.Watch).
+func (bs *BenchStation) Watch(ctx context.Context) { bs.Station.Watch(ctx, bs.hw, bs.Bench) }
+
+// Close shuts the station down, every slot in its safe state, then
+// releases the hardware's backends.
+func (bs *BenchStation) Close() error {
+	return errors.Join(bs.Station.Close(), bs.hw.Close())
 }

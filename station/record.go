@@ -95,3 +95,19 @@ func (r record) RecentFinished(ctx context.Context, slot, n int) ([]jobs.Finishe
 func (r record) Quarantine(ctx context.Context, slot int, reason string) error {
 	return r.s.Quarantine(ctx, db.Quarantine{Slot: slot, Reason: reason, By: "station"})
 }
+
+func (r record) Quarantined(ctx context.Context) ([]jobs.Quarantine, error) {
+	qs, err := r.s.Quarantined(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]jobs.Quarantine, len(qs))
+	for i, q := range qs {
+		out[i] = jobs.Quarantine{Slot: q.Slot, Reason: q.Reason, Since: q.Since}
+	}
+	return out, nil
+}
+
+func (r record) Release(ctx context.Context, slot int, by string) (bool, error) {
+	return r.s.ReleaseSlot(ctx, slot, by)
+}

@@ -1,48 +1,203 @@
 package station
 
 import (
+	"context"
 	"fmt"
-	"slices"
+	"io"
+	"net"
+	"net/http"
 	"strings"
+	"time"
 
-	"github.com/unbrick/unbrick/fixtures"
+	"github.com/unbrick/unbrick/db"
+	"github.com/unbrick/unbrick/web"
 )
 
-// SlotRecipes chooses each slot's recipe: the one the bench file fixes for
-// the slot, or else the only released recipe for the slot's hardware
-// revision (the chip is not known before a unit is connected, so a bench
-// whose slots take boards of several chips names the recipe per slot). A
-// slot without a recipe is an error that says which slot and what to do.
-func SlotRecipes(b *fixtures.Bench, book *Book) (map[int]string, error) {
-	out := map[int]string{}
-	var errs []string
-	for _, s := range b.Slots {
-		if name := s.Options.Recipe; name != "" {
-			if book.Plans[name] == nil {
-				errs = append(errs, fmt.Sprintf("%s: slot %d names recipe %q, which is not in the recipe directory (have: %s)", s.Pos, s.Num, name, strings.Join(planNames(book.Plans), ", ")))
-				continue
-			}
-			out[s.Num] = name
-			continue
-		}
-		var fit []string
-		for _, r := range book.Recipes {
-			if (r.Released() || s.Options.Staging) && (len(r.Match.Revisions) == 0 || slices.Contains(r.Match.Revisions, s.Options.Revision)) {
-				fit = append(fit, r.Name)
-			}
-		}
-		if len(fit) != 1 {
-			what := "no recipe is for"
-			if len(fit) > 1 {
-				what = fmt.Sprintf("%d recipes (%s) are for", len(fit), strings.Join(fit, ", "))
-			}
-			errs = append(errs, fmt.Sprintf("%s: slot %d: %s hardware revision %q; name the slot's recipe in the bench file (options: {recipe: NAME})", s.Pos, s.Num, what, s.Options.Revision))
-			continue
-		}
-		out[s.Num] = fit[0]
+// WebOptions say how the page is served.
+type WebOptions struct {
+	// OperatorLogin makes operators log in to run jobs; by default anyone
+	// at the station's page runs them as "operator".
+	OperatorLogin bool
+	// Title names the station on its pages.
+	Title string
+}
+
+// Serve serves the operator page, the dashboard and the API at addr. It
+// returns the address it listens on and a function that stops it (open
+// websockets included). Accounts are the record's (`unbrick user add`).
+func (st *Station) Serve(addr string, o WebOptions) (string, func(), error) {
+	ws := web.New(web.Config{
+		Tracker: st.Tracker, Bus: st.Bus,
+		Records: webRecords{st.Store}, Control: webControl{st}, History: webHistory{st.Store},
+		Accounts: webAccounts{st.Store}, Audit: webAudit{st.Store},
+		OperatorLogin: o.OperatorLogin, Title: o.Title, Log: st.log,
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("serve the page at %s: %w (is another station running? choose another --listen)", addr, err)
 	}
-	if len(errs) > 0 {
-		return out, fmt.Errorf("%s", strings.Join(errs, "\n"))
+	srv := &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	return l.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		ws.Close()
+	}, nil
+}
+
+// webControl lets the page start and cancel jobs and supervisors release
+// slots.
+type webControl struct{ st *Station }
+
+func (c webControl) Start(slot int, serial, by string) error { return c.st.Start(slot, serial, by) }
+
+// Cancel stops the slot's job: the runner powers the unit off and records
+// the attempt as interrupted, cancelled by by.
+func (c webControl) Cancel(slot int, by string) error {
+	if !c.st.Pool.StopBy(slot, by) {
+		return fmt.Errorf("slot %d runs no job", slot)
+	}
+	return nil
+}
+
+// StartedBy names who started the slot's job: a name from the page, or
+// "auto" for a slot that starts its jobs by itself.
+func (c webControl) StartedBy(slot int) string {
+	by, _ := c.st.Pool.Operator(slot)
+	return by
+}
+
+func (c webControl) Release(slot int, by string) error { return c.st.Release(slot, by) }
+
+// webHistory answers the unit history page from the record.
+type webHistory struct{ s *db.Store }
+
+func (h webHistory) FindUnits(ctx context.Context, q string, limit int) ([]string, error) {
+	var out []string
+	if _, err := h.s.Unit(ctx, q); err == nil {
+		out = append(out, q)
+	}
+	units, err := h.s.Units(ctx, 5000)
+	if err != nil {
+		return nil, err
+	}
+	lq := strings.ToLower(q)
+	for _, u := range units {
+		if len(out) >= limit {
+			break
+		}
+		if u.Serial != q && strings.Contains(strings.ToLower(u.Serial), lq) {
+			out = append(out, u.Serial)
+		}
 	}
 	return out, nil
+}
+
+func (h webHistory) UnitHistory(ctx context.Context, serial string, full bool) (web.UnitHistory, error) {
+	uh, err := h.s.Unit(ctx, serial)
+	if err != nil {
+		return web.UnitHistory{}, err
+	}
+	u := uh.Unit
+	out := web.UnitHistory{Unit: web.UnitInfo{Serial: u.Serial, Protocol: u.Protocol, Chip: u.Chip, Revision: u.Revision,
+		Model: u.Model, FirstSeen: u.FirstSeen, LastSeen: u.LastSeen}}
+	for _, a := range uh.Attempts {
+		if full {
+			if a, err = h.s.Attempt(ctx, a.ID); err != nil {
+				return out, err
+			}
+		}
+		ar := web.AttemptRecord{ID: a.ID, Slot: a.Slot, Recipe: a.Recipe, RecipeVersion: a.RecipeVersion, RecipeSHA256: a.RecipeSHA256,
+			ImageSHA256: a.ImageSHA256, ImageVersion: a.ImageVersion, Strategy: a.Strategy, Outcome: string(a.Outcome),
+			Class: a.Class, Fault: a.Fault, Reason: a.Reason, Hint: a.Hint, Operator: a.Operator,
+			Started: a.Started, Finished: a.Finished, Console: a.Console}
+		for _, st := range a.Steps {
+			ar.Steps = append(ar.Steps, web.StepRecord{Seq: st.Seq, Name: st.Name, Strategy: st.Strategy, Outcome: st.Outcome,
+				Detail: st.Detail, Started: st.Started, Finished: st.Finished})
+		}
+		out.Attempts = append(out.Attempts, ar)
+	}
+	return out, nil
+}
+
+// webAccounts looks the page's logins up in the record.
+type webAccounts struct{ s *db.Store }
+
+func (a webAccounts) Account(ctx context.Context, name string) (web.Account, error) {
+	u, err := a.s.User(ctx, name)
+	if err != nil {
+		return web.Account{}, err
+	}
+	return web.Account{Name: u.Name, Role: u.Role, Hash: u.Hash}, nil
+}
+
+// webAudit keeps the page's audit log in the record.
+type webAudit struct{ s *db.Store }
+
+func (a webAudit) Audit(ctx context.Context, e web.AuditEntry) error {
+	return a.s.Audit(ctx, db.AuditEntry{At: e.At, Who: e.Who, Role: e.Role, Action: e.Action, Slot: e.Slot, Detail: e.Detail, Remote: e.Remote})
+}
+
+func (a webAudit) AuditLog(ctx context.Context, since time.Time, limit int) ([]web.AuditEntry, error) {
+	es, err := a.s.AuditLog(ctx, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]web.AuditEntry, len(es))
+	for i, e := range es {
+		out[i] = web.AuditEntry{At: e.At, Who: e.Who, Role: e.Role, Action: e.Action, Slot: e.Slot, Detail: e.Detail, Remote: e.Remote}
+	}
+	return out, nil
+}
+
+// webRecords answers the dashboard from the database.
+type webRecords struct{ s *db.Store }
+
+func (r webRecords) Yield(ctx context.Context, by string, since time.Time) ([]web.YieldRow, error) {
+	y, err := r.s.Yield(ctx, since, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	var groups []db.Group
+	switch by {
+	case "all":
+		row := web.YieldRow{Key: "all", Units: y.Units, FirstPass: y.FirstPass, FirstPassYield: y.FirstPassYield, FinalYield: y.FinalYield,
+			Attempts: y.Attempts, Passed: y.ByOutcome[string(db.Passed)], Refused: y.ByOutcome[string(db.Refused)],
+			Interrupted: y.ByOutcome[string(db.Interrupted)], UnitFaults: y.ByFault["unit"], StationFaults: y.ByFault["station"]}
+		if n := row.Passed + row.UnitFaults; n > 0 {
+			row.Yield = float64(row.Passed) / float64(n)
+		}
+		return []web.YieldRow{row}, nil
+	case "revision":
+		groups = y.ByRevision
+	case "slot":
+		groups = y.BySlot
+	case "recipe":
+		groups = y.ByRecipe
+	default:
+		return nil, fmt.Errorf("unknown grouping %q", by)
+	}
+	rows := make([]web.YieldRow, len(groups))
+	for i, g := range groups {
+		rows[i] = web.YieldRow{Key: g.Key, Attempts: g.Attempts, Passed: g.Passed, UnitFaults: g.UnitFaults,
+			StationFaults: g.StationFaults, Refused: g.Refused, Interrupted: g.Interrupted, Yield: g.Yield}
+	}
+	return rows, nil
+}
+
+func (r webRecords) Pareto(ctx context.Context, since time.Time) ([]web.ParetoRow, error) {
+	ps, err := r.s.FailurePareto(ctx, since, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]web.ParetoRow, len(ps))
+	for i, p := range ps {
+		rows[i] = web.ParetoRow{Class: p.Class, Fault: p.Fault, Count: p.Count, Share: p.Share}
+	}
+	return rows, nil
+}
+
+func (r webRecords) ExportCSV(ctx context.Context, w io.Writer, since time.Time) error {
+	return r.s.ExportCSV(ctx, w, db.Filter{Since: since})
 }

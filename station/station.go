@@ -3,7 +3,7 @@
 // record and the web page. It owns start-up and shutdown, and both leave
 // every slot in its safe state: power off, straps and resets released.
 //
-// See shared/DESIGN.md for the data flow: a job's events go to the bus;
+// See ARCHITECTURE.md for the data flow: a job's events go to the bus;
 // the bus feeds the tracker (the tiles' state) and the web hub; the runner
 // writes the record through an adapter over the db package.
 package station
@@ -16,12 +16,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/unbrick/unbrick/bootloader/esprom"
 	"github.com/unbrick/unbrick/db"
+	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/jobs"
 )
 
@@ -137,16 +137,6 @@ func Open(cfg Config) (*Station, error) {
 			return nil, fmt.Errorf("station: pool %s: %w", p.Name, err)
 		}
 	}
-	q, err := store.Quarantined(st.ctx)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("station: %w", err)
-	}
-	for _, s := range q {
-		st.Bus.Publish(jobs.Event{Slot: s.Slot, Kind: jobs.KindState, State: jobs.Quarantined, Text: s.Reason,
-			Hint: "a supervisor must check this slot's cable and fixture, then release it"})
-	}
-
 	drivers := cfg.Drivers
 	if drivers == nil {
 		drivers = Drivers()
@@ -155,7 +145,13 @@ func Open(cfg Config) (*Station, error) {
 	runner.Observe = cfg.Observe
 	workers := cfg.Workers
 	st.done = cfg.Done
-	st.Pool = &jobs.Pool{Runner: runner, Health: record{store}, Threshold: cfg.Threshold, Workers: workers, Done: st.jobDone}
+	st.Pool = &jobs.Pool{Runner: runner, Health: record{store}, Threshold: cfg.Threshold, Workers: workers,
+		Place: st.freeSlotLike, Done: st.jobDone}
+	// Quarantine outlives the station: the pool keeps it in the record.
+	if err := st.Pool.Restore(st.ctx); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("station: %w", err)
+	}
 	return st, nil
 }
 
@@ -179,17 +175,26 @@ func Protocols() []string {
 	return n
 }
 
-// LoadImage reads an image file for a one-shot flash: a raw binary, which
-// goes where the flash starts (addr 0 means "the unit's default").
-func LoadImage(path string) (data []byte, addr uint32, err error) {
-	data, err = os.ReadFile(path)
+// LoadImage reads an image file for a one-shot flash and parses it by its
+// content (firmware.FormatOf): Intel HEX and ELF carry their own
+// addresses; a raw binary comes back as one segment at 0, for the caller to
+// place.
+func LoadImage(path string) (*firmware.Image, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("image: %w", err)
+		return nil, fmt.Errorf("image: %w", err)
 	}
 	if len(data) == 0 {
-		return nil, 0, fmt.Errorf("image %s is empty", path)
+		return nil, fmt.Errorf("image %s is empty", path)
 	}
-	return data, 0, nil
+	im, err := firmware.Parse(path, data, "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", path, err)
+	}
+	if im.Size() == 0 {
+		return nil, fmt.Errorf("image %s (%s) holds no bytes to write", path, im.Format)
+	}
+	return im, nil
 }
 
 // Slots returns the configured slot numbers in order.
@@ -214,27 +219,13 @@ func (st *Station) OnDone(f func(*jobs.Result)) {
 	st.mu.Unlock()
 }
 
-// jobDone tells the operator where to take a unit whose slot is suspect:
-// the failure's "another slot" becomes a free, healthy slot running the
-// same recipe, and a slot just quarantined says where its unit can go.
+// jobDone passes a job's result on to whoever asked (OnDone). Where the
+// unit of a failed job can go is decided before, once, by the pool's
+// placement hook (freeSlotLike).
 func (st *Station) jobDone(res *jobs.Result) {
 	st.mu.Lock()
 	done := st.done
 	st.mu.Unlock()
-	tile, _ := st.Tracker.Slot(res.Slot)
-	var move string
-	if n, ok := st.freeSlotLike(res.Slot); ok {
-		move = fmt.Sprintf("slot %d", n)
-	}
-	switch {
-	case tile.State == jobs.Quarantined && move != "":
-		st.Bus.Publish(jobs.Event{Slot: res.Slot, Kind: jobs.KindState, State: jobs.Quarantined, Text: tile.Text,
-			Hint: fmt.Sprintf("move the unit to %s; a supervisor must check this slot's cable and fixture, then release it", move)})
-	case res.Failure != nil && move != "" && strings.Contains(res.Failure.Hint, "another slot"):
-		f := res.Failure
-		st.Bus.Publish(jobs.Event{Slot: res.Slot, Kind: jobs.KindState, State: tile.State, Text: tile.Text,
-			Class: f.Class, Fault: f.Fault, Hint: strings.Replace(f.Hint, "another slot", move, 1)})
-	}
 	if done != nil {
 		done(res)
 	}
@@ -242,7 +233,7 @@ func (st *Station) jobDone(res *jobs.Result) {
 
 // freeSlotLike returns a slot other than n that runs the same recipe, is
 // not quarantined and has no job running: where an operator can move n's
-// unit.
+// unit. It is the pool's placement hook.
 func (st *Station) freeSlotLike(n int) (int, bool) {
 	want := st.slots[n].Recipe
 	for _, m := range st.Slots() {
@@ -277,15 +268,6 @@ func (st *Station) Start(n int, serial, operator string) error {
 	if !ok {
 		return fmt.Errorf("slot %d does not exist on this bench (slots: %v)", n, st.Slots())
 	}
-	q, err := st.Store.Quarantined(st.ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range q {
-		if s.Slot == n {
-			return fmt.Errorf("slot %d: %w since %s (%s); a supervisor must release it", n, jobs.ErrQuarantined, s.Since.Format("15:04"), s.Reason)
-		}
-	}
 	plan := st.cfg.Plans[sc.Recipe]
 	if plan == nil {
 		return fmt.Errorf("slot %d has no recipe; set one in the bench file", n)
@@ -304,15 +286,7 @@ func (st *Station) Release(n int, by string) error {
 	if _, ok := st.slots[n]; !ok {
 		return fmt.Errorf("slot %d does not exist on this bench", n)
 	}
-	was, err := st.Store.ReleaseSlot(st.ctx, n, by)
-	if err != nil {
-		return err
-	}
-	if !was {
-		return fmt.Errorf("slot %d is not quarantined", n)
-	}
-	st.Bus.Publish(jobs.Event{Slot: n, Kind: jobs.KindState, State: jobs.Empty, Text: "released by " + by})
-	return nil
+	return st.Pool.Release(st.ctx, n, by)
 }
 
 // safeState drives every line of every slot to its safe state.

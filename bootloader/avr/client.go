@@ -24,11 +24,16 @@ type Options struct {
 	// meanwhile are lost. 0 means 100 ms; negative means no wait (for a
 	// Reset hook that waits itself).
 	ResetDelay time.Duration
-	// SyncAttempts is how many times Sync resets and sends GET_SYNC before
-	// giving up. 0 means 10, as avrdude.
+	// SyncAttempts is how many times Sync resets the unit and tries to
+	// sync before giving up. 0 means 5.
 	SyncAttempts int
-	// SyncWait is how long one sync attempt waits for its answer. 0 means
-	// 300 ms.
+	// SyncWindow is how long Sync keeps sending GET_SYNC after one reset
+	// before it resets again: longer than optiboot's deaf start (about
+	// 440 ms with LED_START_FLASHES=3) plus a few answers, and at least a
+	// second, as avrdude keeps trying. 0 means 1.2 s.
+	SyncWindow time.Duration
+	// SyncWait is how long one GET_SYNC waits for its answer before the
+	// next is sent. 0 means 250 ms.
 	SyncWait time.Duration
 	// Timeout is how long any answer may take beyond its own wire time and
 	// the unit's modelled work (page programming). 0 means 1 s.
@@ -70,10 +75,13 @@ type Client struct {
 // New returns a client talking over p. It sends nothing until called.
 func New(p bootloader.Port, o Options) *Client {
 	if o.SyncAttempts <= 0 {
-		o.SyncAttempts = 10
+		o.SyncAttempts = 5
+	}
+	if o.SyncWindow <= 0 {
+		o.SyncWindow = 1200 * time.Millisecond
 	}
 	if o.SyncWait <= 0 {
-		o.SyncWait = 300 * time.Millisecond
+		o.SyncWait = 250 * time.Millisecond
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
@@ -107,13 +115,25 @@ func (c *Client) wire(n int) time.Duration {
 	return time.Duration(int64(n) * 20 * int64(time.Second) / int64(c.opts.Baud))
 }
 
-// Sync gets the bootloader's attention: for each attempt it calls the
-// Reset hook and waits ResetDelay, drains stale bytes, sends GET_SYNC and
-// waits for STK_INSYNC STK_OK, skipping whatever else arrives (an
-// application's console output).
+// Sync gets the bootloader's attention as avrdude does: for each attempt it
+// calls the Reset hook and waits ResetDelay, drains stale bytes, then keeps
+// sending GET_SYNC, one every SyncWait, for SyncWindow, until STK_INSYNC
+// STK_OK arrives, skipping whatever else arrives (an application's console
+// output). Only then does it reset again.
+//
+// The window matters: optiboot built with LED_START_FLASHES=3 (Arduino's
+// stock build for the Uno) flashes its LED for about 375 ms after a reset
+// before it reads the UART (optiboot.c, flash_led), so a host that resets
+// again after a few hundred milliseconds never reaches it. Bytes sent
+// meanwhile wait in the USART's two-byte receive buffer and its shift
+// register, and the rest are lost (ATmega328P datasheet, "Receiver Error
+// Flags", DOR), so the unit may hold half of a later GET_SYNC when it
+// answers the first: when more than one GET_SYNC went out, Sync realigns
+// the command framing with lone terminators (see realign).
+//
 // It returns a *bootloader.TimeoutError when no attempt succeeds.
 func (c *Client) Sync(ctx context.Context) error {
-	var seen int
+	var seen, sent int
 	for i := 1; i <= c.opts.SyncAttempts; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -129,38 +149,79 @@ func (c *Client) Sync(ctx context.Context) error {
 		if _, err := c.conn.Discard(ctx, drainQuiet, drainMost); err != nil {
 			return fmt.Errorf("avr: drain before sync: %w", err)
 		}
-		if err := c.conn.Write([]byte{CmdGetSync, SyncCRCEOP}); err != nil {
-			return fmt.Errorf("avr: send GET_SYNC: %w", err)
-		}
-		n, err := c.awaitSync(ctx)
-		seen += n
-		if err == nil {
-			c.ext = -1 // a reset clears RAMPZ; send the extended address again
-			return nil
-		}
-		var te *bootloader.TimeoutError
-		if !errors.As(err, &te) {
-			return err
+		end := time.Now().Add(c.opts.SyncWindow)
+		pairs := 0
+		for pairs == 0 || time.Now().Before(end) {
+			if err := c.conn.Write([]byte{CmdGetSync, SyncCRCEOP}); err != nil {
+				return fmt.Errorf("avr: send GET_SYNC: %w", err)
+			}
+			pairs++
+			sent++
+			n, err := c.awaitSync(ctx, c.opts.SyncWait)
+			seen += n
+			if err == nil {
+				if pairs > 1 {
+					err = c.realign(ctx)
+				}
+				if err == nil {
+					c.ext = -1 // a reset clears RAMPZ; send the extended address again
+					return nil
+				}
+			}
+			var te *bootloader.TimeoutError
+			if !errors.As(err, &te) {
+				return err
+			}
 		}
 	}
-	op := fmt.Sprintf("STK_INSYNC STK_OK after GET_SYNC, %d attempts", c.opts.SyncAttempts)
+	op := fmt.Sprintf("STK_INSYNC STK_OK after GET_SYNC (%d sent over %d resets, each followed by %v of GET_SYNCs)", sent, c.opts.SyncAttempts, c.opts.SyncWindow)
 	if c.opts.Reset == nil {
 		op += " without a reset hook (optiboot listens only for about 1 s after an external reset)"
 	}
-	return &bootloader.TimeoutError{Op: op, After: time.Duration(c.opts.SyncAttempts) * c.opts.SyncWait, Got: seen}
+	return &bootloader.TimeoutError{Op: op, After: time.Duration(c.opts.SyncAttempts) * (c.opts.SyncWindow + c.opts.SyncWait), Got: seen}
 }
 
-// awaitSync reads until the pair STK_INSYNC STK_OK arrives, within
-// SyncWait. It returns how many bytes it read.
-func (c *Client) awaitSync(ctx context.Context) (int, error) {
-	deadline := time.Now().Add(c.opts.SyncWait)
+// realignWait is how long realign waits for the answer to a lone
+// terminator that completes a pending GET_SYNC.
+const realignWait = 100 * time.Millisecond
+
+// realign restores the command framing after an answered GET_SYNC when
+// several were sent: the unit may have kept the first byte (0x30) of a
+// later GET_SYNC whose terminator was lost, and would take the next
+// command's first byte as that terminator, fail, and start the application.
+// A lone 0x20 completes such a pending GET_SYNC, which answers STK_INSYNC
+// STK_OK; with nothing pending, optiboot takes the 0x20 as an unknown
+// command and answers only after a second 0x20. Either way the unit ends
+// aligned on a command boundary once one STK_INSYNC STK_OK comes back.
+func (c *Client) realign(ctx context.Context) error {
+	// Answers to GET_SYNCs the unit had buffered come right after the
+	// first; let them pass.
+	if _, err := c.conn.Discard(ctx, 4*drainQuiet, 4*drainMost); err != nil {
+		return fmt.Errorf("avr: drain after sync: %w", err)
+	}
+	for range 2 {
+		if err := c.conn.Write([]byte{SyncCRCEOP}); err != nil {
+			return fmt.Errorf("avr: send a terminator to realign: %w", err)
+		}
+		_, err := c.awaitSync(ctx, realignWait+c.wire(4))
+		var te *bootloader.TimeoutError
+		if err == nil || !errors.As(err, &te) {
+			return err
+		}
+	}
+	return &bootloader.TimeoutError{Op: "STK_INSYNC STK_OK after two lone terminators (realigning after GET_SYNC)", After: 2 * realignWait}
+}
+
+// awaitSync reads until the pair STK_INSYNC STK_OK arrives, within wait. It returns how many bytes it read.
+func (c *Client) awaitSync(ctx context.Context, wait time.Duration) (int, error) {
+	deadline := time.Now().Add(wait)
 	var buf [64]byte
 	total := 0
 	prev := -1
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return total, &bootloader.TimeoutError{Op: "answer to GET_SYNC", After: c.opts.SyncWait, Got: total}
+			return total, &bootloader.TimeoutError{Op: "answer to GET_SYNC", After: wait, Got: total}
 		}
 		n, err := c.conn.ReadSome(ctx, buf[:], left, "answer to GET_SYNC")
 		if err != nil {
@@ -517,6 +578,12 @@ func (c *Client) WriteEEPROM(ctx context.Context, addr uint32, data []byte, prog
 	}
 	if addr%2 != 0 {
 		return fmt.Errorf("avr: write EEPROM at 0x%03X: the address must be even", addr)
+	}
+	if c.major != 0 && c.major < 5 {
+		// optiboot 4.x (Arduino 1.8's and Debian's optiboot.c) reads the
+		// memory type of PROG_PAGE and drops it: the data would be
+		// programmed into flash at the same address.
+		return fmt.Errorf("avr: write EEPROM: optiboot %d.%d ignores the memory type and would write these bytes into flash; write the EEPROM with an ISP programmer, or update the bootloader", c.major, c.minor)
 	}
 	if int64(addr)+int64(len(data)) > int64(c.part.EEPROMSize) {
 		return fmt.Errorf("avr: write EEPROM 0x%03X+%d: beyond the %d bytes of %s", addr, len(data), c.part.EEPROMSize, c.part.Name)

@@ -22,21 +22,24 @@ type Options struct {
 	// Timeout is how long any answer may take beyond its wire time and the
 	// unit's work (erasing, programming, hashing). 0 means 1 s.
 	Timeout time.Duration
-	// SyncAttempts is how many SYNCs Sync sends before giving up. 0 means 7.
+	// SyncAttempts is how many times Sync resets the unit before giving
+	// up (esptool's connect attempts). 0 means 7.
 	SyncAttempts int
 	// SyncWait is how long one SYNC waits for its answer. 0 means 100 ms,
 	// as esptool waits.
 	SyncWait time.Duration
 	// Reset, if set, puts the unit into download mode (GPIO0 low while EN
 	// rises: bench lines, or ClassicReset / UnixTightReset on an adapter's
-	// DTR and RTS). Sync calls it before its first attempt and again every
-	// ResetEvery attempts.
+	// DTR and RTS). Sync calls it before each round of SYNCs.
 	Reset func(ctx context.Context) error
-	// ResetEvery is how many SYNCs Sync sends after each reset. 0 means 3.
+	// ResetEvery is how many SYNCs Sync sends after each reset. 0 means 5,
+	// as esptool's _connect_attempt.
 	ResetEvery int
 	// ResetDelay is how long to wait after Reset before the first SYNC, for
-	// the ROM to start and print its boot line. 0 means 50 ms; negative
-	// means none.
+	// the ROM to start and print its boot line. Sync alternates it with
+	// ResetDelay + 500 ms from one reset to the next, as esptool alternates
+	// its reset's delays (DEFAULT_RESET_DELAY and its EXTRA_DELAY). 0 means
+	// 50 ms; negative means none.
 	ResetDelay time.Duration
 	// Baud is the link's rate, to size deadlines. 0 means 115200.
 	Baud int
@@ -48,14 +51,22 @@ type Options struct {
 	Log func(msg string)
 }
 
-// Budgets for the unit's work, generous against the SPI flash datasheets
-// (a 4 KiB sector erase takes 45 ms typically, 400 ms at most) and esptool's
-// timeouts (30 s per MB erased, 8 s per MB hashed).
+// Timeouts for the unit's work, sized as esptool sizes them (loader.py:
+// ERASE_WRITE_TIMEOUT_PER_MB 40 s, MD5_TIMEOUT_PER_MB 8 s, timeout_per_mb
+// never under DEFAULT_TIMEOUT, 3 s), so that a flash at its datasheet's
+// maximum erase and program times (a W25Q32JV: 400 ms a sector, 2 s a
+// 64 KiB block, 3 ms a page) still answers in time.
 const (
-	eraseBudgetPerSector = 120 * time.Millisecond
-	md5BudgetPerMiB      = 8 * time.Second
-	blockBudget          = 500 * time.Millisecond
+	eraseWritePerMB = 40 * time.Second
+	md5PerMB        = 8 * time.Second
+	minWorkTimeout  = 3 * time.Second
 )
+
+// timeoutPerMB is esptool's timeout_per_mb: perMB for each million bytes,
+// never under 3 s.
+func timeoutPerMB(perMB time.Duration, n uint32) time.Duration {
+	return max(minWorkTimeout, time.Duration(float64(perMB)*float64(n)/1e6))
+}
 
 // Client speaks the ESP ROM serial protocol over a Port. It is not safe for
 // concurrent use.
@@ -99,11 +110,11 @@ func New(p bootloader.Port, o Options) *Client {
 	if o.SyncAttempts <= 0 {
 		o.SyncAttempts = 7
 	}
+	if o.ResetEvery <= 0 {
+		o.ResetEvery = 5
+	}
 	if o.SyncWait <= 0 {
 		o.SyncWait = 100 * time.Millisecond
-	}
-	if o.ResetEvery <= 0 {
-		o.ResetEvery = 3
 	}
 	if o.ResetDelay == 0 {
 		o.ResetDelay = 50 * time.Millisecond
@@ -252,48 +263,95 @@ func (c *Client) command(ctx context.Context, op byte, checksum uint32, data []b
 	return c.response(ctx, op, dataLen, wait, addr)
 }
 
-// Sync gets the ROM's attention. It calls the Reset hook first (if set),
-// waits ResetDelay, then sends SYNC until one is answered, resetting again
-// every ResetEvery attempts. The ROM answers a SYNC eight times; the
-// client learns from the first answer how many status bytes this ROM
-// sends, and skips the others as they arrive.
+// Sync gets the ROM's attention as esptool's connect does: it resets the
+// unit (the Reset hook, if set), waits ResetDelay (alternating with
+// ResetDelay + 500 ms), reads the boot log the ROM printed, then sends up
+// to ResetEvery SYNCs; it does so at most SyncAttempts times. The ROM
+// answers a SYNC eight times; the client learns from the first answer how
+// many status bytes this ROM sends, and skips the others as they arrive.
+//
+// When no SYNC is answered and the boot log showed the ROM booting from
+// flash (boot:0x13 (SPI_FAST_FLASH_BOOT) on the ESP32, boot mode (3,x) on
+// the ESP8266), the error is a *BootModeError: GPIO0 was not low at reset.
 func (c *Client) Sync(ctx context.Context) error {
 	var last error
+	var boot BootLog
 	for i := range c.opts.SyncAttempts {
-		if c.opts.Reset != nil && i%c.opts.ResetEvery == 0 {
+		if c.opts.Reset != nil {
 			c.logf("sync attempt %d: resetting the unit into download mode", i+1)
 			if err := c.opts.Reset(ctx); err != nil {
 				return fmt.Errorf("esprom: sync: reset into download mode: %w", err)
 			}
-			if err := bootloader.Sleep(ctx, c.opts.ResetDelay); err != nil {
+			delay := c.opts.ResetDelay
+			if i%2 == 1 && delay >= 0 {
+				delay += 500 * time.Millisecond
+			}
+			log, err := c.bootLog(ctx, delay)
+			if err != nil {
 				return err
 			}
-			if err := c.flush(ctx); err != nil {
-				return portError("sync: drop the boot messages", err)
+			if b := ParseBootLog(log); b.Seen {
+				boot = b
+				c.logf("sync attempt %d: boot log %q", i+1, b.Line)
 			}
 		}
-		err := c.syncOnce(ctx)
-		if err == nil {
-			return nil
+		for j := range c.opts.ResetEvery {
+			err := c.syncOnce(ctx)
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var te *bootloader.TimeoutError
+			var pe *ProtocolError
+			var re *ROMError
+			if !errors.As(err, &te) && !errors.As(err, &pe) && !errors.As(err, &re) {
+				return err
+			}
+			c.logf("sync attempt %d, SYNC %d: %v", i+1, j+1, err)
+			last = err
+			if err := c.flush(ctx); err != nil {
+				return portError("sync: drop stale bytes", err)
+			}
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var te *bootloader.TimeoutError
-		var pe *ProtocolError
-		var re *ROMError
-		if !errors.As(err, &te) && !errors.As(err, &pe) && !errors.As(err, &re) {
-			return err
-		}
-		c.logf("sync attempt %d: %v", i+1, err)
-		last = err
+	}
+	if boot.Seen && !boot.Download {
+		return &BootModeError{Line: boot.Line, Last: last}
 	}
 	hint := ""
-	if c.opts.Reset == nil {
+	switch {
+	case boot.Download:
+		hint = " although the boot log says download mode (the unit's TX reaches the host, its RX may not: check RX and the rate)"
+	case c.opts.Reset == nil:
 		hint = " without a reset (a unit running its application never answers: set Options.Reset to the entry sequence)"
 	}
-	return fmt.Errorf("esprom: no answer to SYNC after %d attempts%s; check that GPIO0 is low while EN rises, that TX and RX are crossed, and the rate: %w",
-		c.opts.SyncAttempts, hint, last)
+	return fmt.Errorf("esprom: no answer to SYNC after %d resets of %d SYNCs%s; check that GPIO0 is low while EN rises, that TX and RX are crossed, and the rate: %w",
+		c.opts.SyncAttempts, c.opts.ResetEvery, hint, last)
+}
+
+// bootLog waits d after a reset and returns what the ROM printed in that
+// time (and what else arrives until the line is quiet for 10 ms), which is
+// then dropped.
+func (c *Client) bootLog(ctx context.Context, d time.Duration) ([]byte, error) {
+	if err := bootloader.Sleep(ctx, max(d, 0)); err != nil {
+		return nil, err
+	}
+	c.rbuf = c.rbuf[:0]
+	c.dec = SLIPDecoder{}
+	var log []byte
+	buf := make([]byte, 512)
+	for len(log) < 8<<10 {
+		n, err := c.conn.ReadSome(ctx, buf, 10*time.Millisecond, "boot log")
+		log = append(log, buf[:n]...)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			break
+		}
+	}
+	return log, nil
 }
 
 func (c *Client) syncOnce(ctx context.Context) error {
@@ -414,7 +472,13 @@ func (c *Client) SPIAttach(ctx context.Context) error {
 	if !c.chip.Attach {
 		return nil
 	}
-	_, err := c.command(ctx, OpSPIAttach, 0, make([]byte, 8), 0, 0, 0)
+	// The ROM takes the pins and an "is legacy" word, the stub the pins
+	// alone (esptool's flash_spi_attach).
+	n := 8
+	if c.stub {
+		n = 4
+	}
+	_, err := c.command(ctx, OpSPIAttach, 0, make([]byte, n), 0, 0, 0)
 	return err
 }
 
@@ -431,7 +495,14 @@ func (c *Client) ChangeBaud(ctx context.Context, baud int) error {
 	if !ok {
 		return fmt.Errorf("esprom: CHANGE_BAUDRATE to %d: the port cannot change its rate", baud)
 	}
-	d := binary.LittleEndian.AppendUint32(nil, uint32(baud))
+	asked := uint32(baud)
+	if c.chip.Magic == ESP32.Magic && !c.stub {
+		var err error
+		if asked, err = c.romBaud(ctx, baud); err != nil {
+			return err
+		}
+	}
+	d := binary.LittleEndian.AppendUint32(nil, asked)
 	old := uint32(0) // the ROM takes 0; the stub the old rate
 	if c.stub {
 		old = uint32(c.baud)
@@ -444,17 +515,65 @@ func (c *Client) ChangeBaud(ctx context.Context, baud int) error {
 		return fmt.Errorf("esprom: set the port to %d after CHANGE_BAUDRATE: %w", baud, err)
 	}
 	c.baud = baud
-	// Bytes the ROM sent while both sides switched are garbage.
-	if err := bootloader.Sleep(ctx, 20*time.Millisecond); err != nil {
+	// Bytes the ROM sent while both sides switched are garbage: esptool
+	// waits 50 ms, then flushes its input (loader.py change_baud).
+	if err := bootloader.Sleep(ctx, 50*time.Millisecond); err != nil {
 		return err
 	}
 	return c.flush(ctx)
 }
 
-// eraseWork bounds how long the ROM takes to erase size bytes.
-func eraseWork(size uint32) time.Duration {
-	return time.Duration((size+SectorSize-1)/SectorSize+1) * eraseBudgetPerSector
+// The registers from which the ESP32 ROM computed its crystal frequency
+// (esptool's ESP32ROM.get_rom_cal_crystal_freq): the RTC calibration value
+// in TIMG0's RTCCALICFG1 (bits 7-31) and the 8 MHz clock's frequency in
+// eFuse word 4 (bits 0-7).
+const (
+	RTCCaliCfg1 = 0x3FF5F06C
+	EfuseWord4  = 0x3FF5A010
+)
+
+// ROMCrystal returns the crystal frequency in Hz the ESP32 ROM believes in,
+// computed as the ROM does from its RTC calibration of the 8 MHz clock
+// (cali * 15625 * ck8m / 40), or 0 when the registers give nothing.
+func (c *Client) ROMCrystal(ctx context.Context) (uint32, error) {
+	cfg, err := c.ReadReg(ctx, RTCCaliCfg1)
+	if err != nil {
+		return 0, fmt.Errorf("esprom: read RTCCALICFG1: %w", err)
+	}
+	w4, err := c.ReadReg(ctx, EfuseWord4)
+	if err != nil {
+		return 0, fmt.Errorf("esprom: read eFuse word 4: %w", err)
+	}
+	return uint32(uint64(cfg>>7&0x1FFFFFF) * 15625 * uint64(w4&0xFF) / 40), nil
 }
+
+// romBaud returns the rate to ask the ESP32 ROM for so that its UART lands
+// on baud: the ROM derives the divider from its 8 MHz clock's calibration,
+// which drifts, so esptool scales the request by the ROM's crystal estimate
+// over the nominal crystal (ESP32ROM.change_baud, "a workaround to avoid
+// esp32 CK_8M frequency drift").
+func (c *Client) romBaud(ctx context.Context, baud int) (uint32, error) {
+	f, err := c.ROMCrystal(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if f == 0 {
+		return uint32(baud), nil
+	}
+	valid := uint64(26000000)
+	if f > 33000000 {
+		valid = 40000000
+	}
+	asked := uint32(uint64(baud) * uint64(f) / valid)
+	if asked != uint32(baud) {
+		c.logf("CHANGE_BAUDRATE: the ROM takes its crystal for %d Hz: asking %d for %d", f, asked, baud)
+	}
+	return asked, nil
+}
+
+// eraseWork is how long erasing size bytes may take: esptool's 40 s per
+// MB, never under 3 s.
+func eraseWork(size uint32) time.Duration { return timeoutPerMB(eraseWritePerMB, size) }
 
 // beginParams builds FLASH_BEGIN's and FLASH_DEFL_BEGIN's data.
 func beginParams(eraseSize, blocks, blockSize, offset uint32) []byte {
@@ -500,7 +619,7 @@ func (c *Client) FlashData(ctx context.Context, seq uint32, block []byte, addr u
 		copy(padded, block)
 		block = padded
 	}
-	return c.dataBlock(ctx, OpFlashData, seq, block, addr, blockBudget)
+	return c.dataBlock(ctx, OpFlashData, seq, block, addr, timeoutPerMB(eraseWritePerMB, uint32(len(block))))
 }
 
 // blockAttempts is how many times a block the ROM refused for its checksum
@@ -608,6 +727,7 @@ func (c *Client) WriteFlashDeflate(ctx context.Context, offset uint32, data []by
 	z := Compress(data)
 	bs := uint32(c.opts.BlockSize)
 	blocks := (uint32(len(z)) + bs - 1) / bs
+	inflated := InflatedPerBlock(z, int(bs))
 	// The ROM takes the erase size rounded up to whole blocks, the stub
 	// the exact size.
 	eraseSize := (uint32(len(data)) + bs - 1) / bs * bs
@@ -620,7 +740,10 @@ func (c *Client) WriteFlashDeflate(ctx context.Context, offset uint32, data []by
 	for seq, off := uint32(0), 0; off < len(z); seq, off = seq+1, off+int(bs) {
 		block := z[off:min(off+int(bs), len(z))]
 		// Progress counts uncompressed bytes, in proportion.
-		if err := c.dataBlock(ctx, OpFlashDeflData, seq, block, offset, 4*blockBudget); err != nil {
+		// The ROM inflates and programs the block before it answers: its
+		// time is the inflated size's (esptool: timeout_per_mb of the
+		// block's inflated length).
+		if err := c.dataBlock(ctx, OpFlashDeflData, seq, block, offset, timeoutPerMB(eraseWritePerMB, inflated[seq])); err != nil {
 			return err
 		}
 		if progress != nil {
@@ -644,7 +767,7 @@ func (c *Client) FlashMD5(ctx context.Context, addr, size uint32) ([md5.Size]byt
 	d := binary.LittleEndian.AppendUint32(nil, addr)
 	d = binary.LittleEndian.AppendUint32(d, size)
 	d = append(d, make([]byte, 8)...)
-	work := time.Duration(int64(md5BudgetPerMiB) * int64(size) >> 20)
+	work := timeoutPerMB(md5PerMB, size)
 	if c.stub { // the stub answers 16 raw bytes
 		r, err := c.command(ctx, OpSPIFlashMD5, 0, d, md5.Size, work, addr)
 		if err != nil {
@@ -758,8 +881,14 @@ func (c *Client) Run(ctx context.Context) error {
 	if err := c.needChip(OpFlashEnd); err != nil {
 		return err
 	}
-	if c.stub { // RUN_USER_CODE is not answered
-		return c.send(OpRunUserCode, 0, nil)
+	if c.stub {
+		// RUN_USER_CODE exists in the ESP8266 stub only (esptool's
+		// soft_reset: "Soft resetting is currently only supported on
+		// ESP8266"); the ESP32 leaves the stub by a reset.
+		if c.chip.Magic != ESP8266.Magic {
+			return fmt.Errorf("esprom: run: the %s flasher stub cannot start the application (RUN_USER_CODE is the ESP8266 stub's only): reset the unit with GPIO0 released: %w", c.chip.Name, ErrUnsupported)
+		}
+		return c.send(OpRunUserCode, 0, nil) // not answered
 	}
 	// An empty FLASH_BEGIN first: the ROM takes FLASH_END only in flash mode.
 	if err := c.EraseRegion(ctx, 0, 0); err != nil {

@@ -43,6 +43,18 @@
 //   - Delta flashing: before writing, the client compares the MD5 of each
 //     chunk of the region on the unit with the image's and writes only the
 //     chunks that differ.
+//   - Connecting is esptool's: up to seven resets, five SYNCs after each,
+//     reset delays alternating by 500 ms; the ROM's boot line, read after
+//     each reset, tells a unit that booted from flash (GPIO0 not low:
+//     BootModeError) from one that is in download mode but deaf.
+//   - The ESP32 ROM takes the flash for 2 MiB until told otherwise:
+//     AttachFlash attaches it on the pins the eFuse names, reads its JEDEC
+//     ID through the SPI controller's registers and sends SPI_SET_PARAMS
+//     with the real size, as esptool does.
+//   - Timeouts are esptool's: 40 s per MB erased or written (of the
+//     inflated size for a compressed block), 8 s per MB hashed, never
+//     under 3 s. CHANGE_BAUDRATE scales the rate by the ROM's crystal
+//     estimate (its 8 MHz clock drifts) and waits 50 ms before flushing.
 //
 // The client never opens a port: it takes a bootloader.Port. Entry into
 // download mode is a function the caller supplies: a bench's GPIO lines,
@@ -211,15 +223,33 @@ type Chip struct {
 	// BootBaud is the rate of the ROM's boot messages (26 MHz crystal on
 	// the ESP8266: 74880).
 	BootBaud int
+	// SPI is the SPI flash controller the client drives with WRITE_REG
+	// and READ_REG to run flash commands (RDID), as esptool's
+	// run_spiflash_command does.
+	SPI SPIRegs
+}
+
+// SPIRegs is where a chip's SPI flash controller has its registers
+// (esptool's SPI_REG_BASE and SPI_*_OFFS per target).
+type SPIRegs struct {
+	Base     uint32
+	Usr      uint32 // SPI_USR_REG offset
+	Usr1     uint32 // SPI_USR1_REG offset
+	Usr2     uint32 // SPI_USR2_REG offset
+	W0       uint32 // SPI_W0_REG offset: the data buffer
+	MosiDlen uint32 // SPI_MOSI_DLEN_REG offset; 0 where the lengths live in USR1 (ESP8266)
+	MisoDlen uint32 // SPI_MISO_DLEN_REG offset
 }
 
 // The ROM families the client knows.
 var (
 	ESP32 = Chip{Name: "ESP32", Magic: 0x00F01D83, StatusLen: 4,
 		Deflate: true, MD5: true, ChangeBaud: true, Attach: true, ReadFlash: true,
-		MACRegs: []uint32{0x3FF5A004, 0x3FF5A008}, BootBaud: 115200}
+		MACRegs: []uint32{0x3FF5A004, 0x3FF5A008}, BootBaud: 115200,
+		SPI: SPIRegs{Base: 0x3FF42000, Usr: 0x1C, Usr1: 0x20, Usr2: 0x24, W0: 0x80, MosiDlen: 0x28, MisoDlen: 0x2C}}
 	ESP8266 = Chip{Name: "ESP8266", Magic: 0xFFF0C101, StatusLen: 2, EraseBug: true,
-		MACRegs: []uint32{0x3FF00050, 0x3FF00054, 0x3FF0005C}, BootBaud: 74880}
+		MACRegs: []uint32{0x3FF00050, 0x3FF00054, 0x3FF0005C}, BootBaud: 74880,
+		SPI: SPIRegs{Base: 0x60000200, Usr: 0x1C, Usr1: 0x20, Usr2: 0x24, W0: 0x40}}
 )
 
 // Chips lists the known families.

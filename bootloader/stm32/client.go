@@ -87,16 +87,33 @@ type Info struct {
 	BootloaderVersion byte   // 0x22 is v2.2
 	Commands          []byte // command codes GET listed
 	UID               [12]byte
-	// FlashSize is what the unit's flash-size register says, in bytes. It
-	// can be less than Part's flash: a part line shares one PID.
+	// NoUID is set when the ROM gave no unique ID: the part has none the
+	// bootloader can read, or its ROM NACKs every READ of it (AN2606: some
+	// F2/F4, L4 and G silicon refuses READs of the device-information
+	// block). NoUIDReason says which. The unit's identity must then come
+	// from elsewhere: its barcode label or its application's console.
+	NoUID       bool
+	NoUIDReason string
+	// FlashSize is what the unit's flash-size register says, in bytes; 0
+	// when it could not be read. It can be less than Part's flash: a part
+	// line shares one PID.
 	FlashSize int
 }
 
 // Serial returns the unique ID as 24 upper-case hex digits, bytes in
-// address order: the unit's serial number.
-func (i Info) Serial() string { return FormatUID(i.UID) }
+// address order: the unit's serial number. It is empty when the ROM gave
+// no ID (NoUID).
+func (i Info) Serial() string {
+	if i.NoUID {
+		return ""
+	}
+	return FormatUID(i.UID)
+}
 
 func (i Info) String() string {
+	if i.NoUID {
+		return fmt.Sprintf("%s, bootloader v%s, no UID from the ROM (%s)", i.Part, FormatVersion(i.BootloaderVersion), i.NoUIDReason)
+	}
 	return fmt.Sprintf("%s, bootloader v%s, UID %s", i.Part, FormatVersion(i.BootloaderVersion), i.Serial())
 }
 
@@ -304,7 +321,7 @@ func (c *Client) syncOnce(ctx context.Context) error {
 	}
 	ans, ok := syncVerdict(got)
 	if !ok {
-		return &ProtocolError{Cmd: SyncByte, Msg: fmt.Sprintf("got % X instead of ACK to 0x7F (the application is running, or the rate is wrong)", clip(got))}
+		return &ProtocolError{Cmd: SyncByte, Msg: fmt.Sprintf("got % X instead of ACK to 0x7F (the application is running, the rate is wrong, or the ROM timed an earlier frame as its sync byte and locked a wrong rate: only a reset clears that)", clip(got))}
 	}
 	switch {
 	case ans == NACK:
@@ -391,6 +408,12 @@ func (c *Client) answer(ctx context.Context, cmd byte, what string) ([]byte, err
 // offered.
 func (c *Client) Get(ctx context.Context) (version byte, cmds []byte, err error) {
 	if err := c.command(ctx, CmdGet, 0); err != nil {
+		var te *bootloader.TimeoutError
+		if errors.As(err, &te) {
+			// 7F and its ACK look the same at 8N1 and 8E1; 00 FF does
+			// not (AN3155 §2: the ROM frames 8E1).
+			return 0, nil, fmt.Errorf("stm32: the unit answered the sync byte but not GET: is the port at even parity (8E1)? A port at 8N1 passes 0x7F and its ACK unharmed and garbles 00 FF: %w", err)
+		}
 		return 0, nil, err
 	}
 	b, err := c.answer(ctx, CmdGet, "answer")
@@ -434,6 +457,14 @@ func (c *Client) GetID(ctx context.Context) (uint16, error) {
 // and the flash-size register. On a read-protected unit the READ is refused:
 // Identify then returns what it learnt (PID, Part, version, commands) with
 // an error that matches ErrReadProtected.
+//
+// Some ROMs NACK a READ of the device-information block (AN2606; reported
+// for the STM32F401 and in stm32loader's LONG_UID_ACCESS for the F4 and
+// L0: a READ starting there is refused, one of 256 bytes starting just
+// before it works). Identify tries the exact range first, then the
+// 256-byte window from the range's 256-byte boundary; when both are NACKed
+// it returns the Info with NoUID set and no error: "no ID from the ROM",
+// for the caller to take the identity from elsewhere.
 func (c *Client) Identify(ctx context.Context) (Info, error) {
 	var info Info
 	version, cmds, err := c.Get(ctx)
@@ -450,25 +481,50 @@ func (c *Client) Identify(ctx context.Context) (Info, error) {
 	}
 	info.Part = p
 	c.SetPart(p)
-	lo := min(p.UIDAddr, p.FlashSizeAddr)
-	hi := max(p.UIDAddr+12, p.FlashSizeAddr+2)
-	var uid, size []byte
-	if hi-lo <= MaxBlock {
-		b, err := c.Read(ctx, lo, int(hi-lo))
-		if err != nil {
-			return info, c.uidError(p, err)
-		}
-		uid, size = b[p.UIDAddr-lo:][:12], b[p.FlashSizeAddr-lo:][:2]
-	} else {
-		if uid, err = c.Read(ctx, p.UIDAddr, 12); err != nil {
-			return info, c.uidError(p, err)
-		}
-		if size, err = c.Read(ctx, p.FlashSizeAddr, 2); err != nil {
-			return info, c.uidError(p, err)
-		}
+	if p.UIDAddr == 0 {
+		info.NoUID, info.NoUIDReason = true, fmt.Sprintf("%s has no unique ID the bootloader can read", p.Name)
+		return info, nil
 	}
-	copy(info.UID[:], uid)
-	info.FlashSize = int(uint16(size[0])|uint16(size[1])<<8) << 10
+	off := p.uidOffsets()
+	lo, hi := p.UIDAddr, p.UIDAddr+off[2]+4
+	if p.FlashSizeAddr != 0 {
+		lo, hi = min(lo, p.FlashSizeAddr), max(hi, p.FlashSizeAddr+2)
+	}
+	var mem []byte
+	base := lo
+	windows := []Region{{lo, hi - lo}}
+	if w := (Region{lo &^ 0xFF, MaxBlock}); w.Contains(lo, int(hi-lo)) && w != windows[0] {
+		windows = append(windows, w)
+	}
+	var refused error
+	for _, w := range windows {
+		b, err := c.Read(ctx, w.Start, int(w.Size))
+		if err == nil {
+			mem, base = b, w.Start
+			break
+		}
+		if errors.Is(err, ErrReadProtected) {
+			return info, c.uidError(p, err)
+		}
+		var ne *NACKError
+		if !errors.As(err, &ne) {
+			return info, c.uidError(p, err)
+		}
+		c.logf("READ of %d bytes at 0x%08X for the unique ID: %v", w.Size, w.Start, err)
+		refused = err
+	}
+	if mem == nil {
+		info.NoUID = true
+		info.NoUIDReason = fmt.Sprintf("the ROM refused every READ of the unique ID at 0x%08X: %v", p.UIDAddr, refused)
+		return info, nil
+	}
+	for i, o := range off {
+		copy(info.UID[4*i:4*i+4], mem[p.UIDAddr+o-base:])
+	}
+	if p.FlashSizeAddr != 0 {
+		sz := mem[p.FlashSizeAddr-base:]
+		info.FlashSize = int(uint16(sz[0])|uint16(sz[1])<<8) << 10
+	}
 	return info, nil
 }
 
@@ -641,12 +697,38 @@ func (c *Client) massBudget() time.Duration {
 }
 
 // MassErase erases the whole flash: ERASE with the global code (FF 00) or
-// EXTENDED ERASE with the mass-erase code (FF FF 00).
+// EXTENDED ERASE with the mass-erase code (FF FF 00). Parts without a mass
+// erase (Part.NoMassErase: the L0 and L1), and bootloaders that NACK the
+// code, are erased page by page instead, as stm32flash does
+// (stm32_erase_memory, F_NO_ME).
 func (c *Client) MassErase(ctx context.Context) error {
 	cmd, err := c.eraseCmd(ctx)
 	if err != nil {
 		return err
 	}
+	if c.havePart && c.part.NoMassErase {
+		c.logf("mass erase: %s has none: erasing its %d pages one by one", c.part.Name, c.part.Units())
+		return c.eraseAllUnits(ctx)
+	}
+	err = c.massErase(ctx, cmd)
+	var ne *NACKError
+	if errors.As(err, &ne) && ne.Stage == StagePages && c.havePart {
+		c.logf("mass erase refused (%v): erasing the %d pages one by one", err, c.part.Units())
+		return c.eraseAllUnits(ctx)
+	}
+	return err
+}
+
+// eraseAllUnits erases every page or sector of the part.
+func (c *Client) eraseAllUnits(ctx context.Context) error {
+	units := make([]int, c.part.Units())
+	for i := range units {
+		units[i] = i
+	}
+	return c.Erase(ctx, units)
+}
+
+func (c *Client) massErase(ctx context.Context, cmd byte) error {
 	frame := []byte{GlobalErase, 0x00}
 	if cmd == CmdExtendedErase {
 		frame = AppendSpecialErase(nil, MassErase)
@@ -707,9 +789,40 @@ func (c *Client) WriteMemory(ctx context.Context, addr uint32, data []byte, prog
 	return nil
 }
 
-// Verify reads memory back from addr and compares it with data. It
-// returns a *VerifyError naming the first differing address.
+// Verify checks that memory from addr holds data. Where the bootloader
+// offers GET_CHECKSUM, it compares the ROM's CRC of the range with the
+// image's (data padded with 0xFF to a multiple of 4, as WriteMemory writes
+// it), and reads back only when they differ, to name the first differing
+// byte; elsewhere it reads everything back. It returns a *VerifyError
+// naming the first differing address.
 func (c *Client) Verify(ctx context.Context, addr uint32, data []byte, progress bootloader.Progress) error {
+	if c.Offers(CmdGetChecksum) && addr%4 == 0 && len(data) > 0 {
+		padded := data
+		if len(data)%4 != 0 {
+			padded = append(bytes.Clone(data), bytes.Repeat([]byte{0xFF}, 4-len(data)%4)...)
+		}
+		got, err := c.Checksum(ctx, addr, uint32(len(padded)))
+		var ne *NACKError
+		switch {
+		case err == nil && got == CRC32(padded):
+			c.logf("verify: GET_CHECKSUM of %d bytes at 0x%08X matches (CRC 0x%08X)", len(padded), addr, got)
+			if progress != nil {
+				progress(int64(len(data)), int64(len(data)))
+			}
+			return nil
+		case err == nil:
+			c.logf("verify: GET_CHECKSUM at 0x%08X is 0x%08X, the image's 0x%08X: reading back", addr, got, CRC32(padded))
+		case errors.As(err, &ne):
+			c.logf("verify: GET_CHECKSUM refused (%v): reading back", err)
+		default:
+			return err
+		}
+	}
+	return c.readBack(ctx, addr, data, progress)
+}
+
+// readBack reads memory back from addr and compares it with data.
+func (c *Client) readBack(ctx context.Context, addr uint32, data []byte, progress bootloader.Progress) error {
 	buf := make([]byte, MaxBlock)
 	for off := 0; off < len(data); off += MaxBlock {
 		want := data[off:min(off+MaxBlock, len(data))]
@@ -730,6 +843,48 @@ func (c *Client) Verify(ctx context.Context, addr uint32, data []byte, progress 
 		}
 	}
 	return nil
+}
+
+// checksumBudget bounds how long the ROM may take to compute the CRC of n
+// bytes: generously, a second per MiB beyond Timeout (the CRC unit takes
+// about 4 cycles a word).
+func (c *Client) checksumBudget(n uint32) time.Duration {
+	return c.opts.Timeout + time.Duration(n>>20+1)*time.Second
+}
+
+// Checksum asks the ROM for the CRC of n bytes at addr with GET_CHECKSUM
+// (0xA1), which only some bootloaders have (see Offers). addr and n must
+// be multiples of 4. The answer is what CRC32 computes over the bytes.
+func (c *Client) Checksum(ctx context.Context, addr, n uint32) (uint32, error) {
+	if addr%4 != 0 || n%4 != 0 || n == 0 {
+		return 0, fmt.Errorf("stm32: GET_CHECKSUM of %d bytes at 0x%08X: address and length must be multiples of 4", n, addr)
+	}
+	if err := c.command(ctx, CmdGetChecksum, addr); err != nil {
+		return 0, err
+	}
+	if err := c.send(CmdGetChecksum, addr, "address", AppendAddress(c.out[:0], addr)); err != nil {
+		return 0, err
+	}
+	if err := c.ack(ctx, CmdGetChecksum, StageAddress, addr, c.opts.Timeout+c.wire(6)); err != nil {
+		return 0, err
+	}
+	if err := c.send(CmdGetChecksum, addr, "length", AppendLength(c.out[:0], n)); err != nil {
+		return 0, err
+	}
+	if err := c.ack(ctx, CmdGetChecksum, StageLength, addr, c.opts.Timeout+c.wire(6)); err != nil {
+		return 0, err
+	}
+	if err := c.ack(ctx, CmdGetChecksum, StageChecksum, addr, c.checksumBudget(n)); err != nil {
+		return 0, err
+	}
+	var b [5]byte
+	if err := c.readFull(ctx, CmdGetChecksum, addr, b[:], c.opts.Timeout+c.wire(5), "CRC"); err != nil {
+		return 0, err
+	}
+	if xor(b[:4]) != b[4] {
+		return 0, &ProtocolError{Cmd: CmdGetChecksum, Msg: fmt.Sprintf("CRC % X with a wrong checksum byte 0x%02X", b[:4], b[4])}
+	}
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), nil
 }
 
 // resetting finishes a command after which the unit resets itself: wait

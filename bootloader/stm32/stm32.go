@@ -38,17 +38,38 @@
 //
 // What the ROM does, and what this client therefore does:
 //
+//   - The ROM frames 8E1. A port at 8N1 gets the sync byte through and its
+//     ACK back (both have an odd count of ones, so their parity bit reads
+//     as a stop bit) and then no answer to GET: Get says to check the
+//     parity.
+//
+//   - The ROM times the first frame it sees as 0x7F and keeps that rate
+//     until reset: garbage before the sync byte leaves it deaf. Sync calls
+//     the Reset hook (the unit's entry sequence) before every attempt after
+//     the first.
+//
+//   - Some ROMs NACK READs of the unique ID (AN2606): Identify tries a
+//     256-byte window around it, then reports no ID from the ROM (NoUID)
+//     for the caller to identify the unit otherwise.
+//
+//   - GET_CHECKSUM (0xA1), where GET lists it, lets Verify compare a CRC
+//     instead of reading everything back; parts without a mass erase (the
+//     L0 and L1) are erased page by page.
+//
 //   - A bootloader that is already synced takes a further 0x7F as the first
 //     byte of a command and waits for its complement; a second 0x7F then
 //     fails the complement check and is answered NACK. Sync treats that NACK
 //     as synced, as stm32flash does.
+//
 //   - Flash must be erased before it is written: programming can only clear
 //     bits, and the ROM answers ACK whatever it programmed. Only reading
-//     back (Verify) shows a write over old data. There is no checksum
-//     command on the F1 and F4 bootloaders.
+//     back (Verify) shows a write over old data. The F1 and F4
+//     bootloaders have no checksum command.
+//
 //   - Older bootloaders (v2.x on the F1) erase with ERASE (0x43, one-byte page
 //     numbers); newer ones (v3.x on the F4) with EXTENDED ERASE (0x44,
 //     two-byte numbers). GET says which; the client uses the one offered.
+//
 //   - Readout protection (RDP level 1) makes the ROM NACK READ, WRITE, ERASE
 //     and GO. The unique ID, the unit's serial number, then cannot be read.
 //     READOUT_UNPROTECT mass-erases the flash, clears the protection and
@@ -90,6 +111,12 @@ const (
 	CmdWriteUnprotect   = 0x73
 	CmdReadoutProtect   = 0x82
 	CmdReadoutUnprotect = 0x92
+	// CmdGetChecksum asks the ROM for the CRC of a memory range, where the
+	// bootloader has it (GET lists it): address, then length in bytes,
+	// each four bytes and their XOR, answered ACK, ACK, ACK, then the CRC
+	// most significant byte first and its XOR (stm32flash 0.7, stm32.c,
+	// stm32_crc_memory).
+	CmdGetChecksum = 0xA1
 )
 
 // Special erase codes. ERASE takes FF 00 for a global erase; EXTENDED ERASE
@@ -108,7 +135,8 @@ const MaxBlock = 256
 const (
 	StageCommand  = "command"  // the ACK to the command code
 	StageAddress  = "address"  // the ACK to the address
-	StageLength   = "length"   // the ACK to READ's length
+	StageLength   = "length"   // the ACK to READ's or GET_CHECKSUM's length
+	StageChecksum = "checksum" // the ACK once GET_CHECKSUM has computed
 	StageData     = "data"     // the ACK after WRITE's data (flash programmed)
 	StagePages    = "pages"    // the ACK after the erase or protect list (work done)
 	StageComplete = "complete" // the second ACK of the protection commands
@@ -142,6 +170,8 @@ func CmdName(c byte) string {
 		return "READOUT_PROTECT"
 	case CmdReadoutUnprotect:
 		return "READOUT_UNPROTECT"
+	case CmdGetChecksum:
+		return "GET_CHECKSUM"
 	case SyncByte:
 		return "SYNC"
 	}
@@ -149,7 +179,9 @@ func CmdName(c byte) string {
 }
 
 // hasAddress reports whether cmd carries an address worth naming in errors.
-func hasAddress(cmd byte) bool { return cmd == CmdRead || cmd == CmdWrite || cmd == CmdGo }
+func hasAddress(cmd byte) bool {
+	return cmd == CmdRead || cmd == CmdWrite || cmd == CmdGo || cmd == CmdGetChecksum
+}
 
 // FormatVersion formats a bootloader version byte: 0x22 is "2.2".
 func FormatVersion(v byte) string { return fmt.Sprintf("%d.%d", v>>4, v&0x0F) }
@@ -192,6 +224,8 @@ func (e *NACKError) hint() string {
 		return "the address is outside writable flash and RAM, or not 4-aligned"
 	case e.Stage == StageAddress && e.Cmd == CmdGo:
 		return "the address is outside flash and RAM"
+	case e.Cmd == CmdGetChecksum && (e.Stage == StageAddress || e.Stage == StageLength):
+		return "the range is not 4-aligned or runs outside the flash; verify by reading back instead"
 	case e.Stage == StageAddress:
 		return "the address checksum or range was refused"
 	case e.Stage == StageLength:
@@ -455,6 +489,30 @@ func syncVerdict(b []byte) (answer byte, ok bool) {
 	last := b[len(b)-1]
 	return last, last == ACK || last == NACK
 }
+
+// CRC32 returns the CRC GET_CHECKSUM computes over data, whose length must
+// be a multiple of 4: CRC-32 with the polynomial 0x04C11DB7, initial value
+// 0xFFFFFFFF, no final XOR, fed one little-endian 32-bit word at a time,
+// most significant bit first (the STM32 CRC unit's defaults; stm32flash
+// 0.7, stm32.c, stm32_sw_crc).
+func CRC32(data []byte) uint32 {
+	crc := uint32(0xFFFFFFFF)
+	for i := 0; i+4 <= len(data); i += 4 {
+		crc ^= uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
+		for range 32 {
+			if crc&0x80000000 != 0 {
+				crc = crc<<1 ^ 0x04C11DB7
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// AppendLength appends a GET_CHECKSUM length: four bytes, most
+// significant first, and their XOR, as an address.
+func AppendLength(b []byte, n uint32) []byte { return AppendAddress(b, n) }
 
 // FormatUID formats a 96-bit unique ID as 24 upper-case hex digits, bytes
 // in address order.

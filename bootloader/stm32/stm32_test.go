@@ -199,6 +199,16 @@ func TestParts(t *testing.T) {
 		{0x423, 0x08040000, 6, 0x1FFF7A10, 0x20010000, 0x20003000},
 		{0x433, 0x08080000, 8, 0x1FFF7A10, 0x20018000, 0x20003000},
 		{0x431, 0x08080000, 8, 0x1FFF7A10, 0x20020000, 0x20003000},
+		{0x440, 0x08010000, 64, 0x1FFFF7AC, 0x20002000, 0x20000800},
+		{0x432, 0x08040000, 128, 0x1FFFF7AC, 0x20008000, 0x20001400},
+		{0x449, 0x08100000, 8, 0x1FF0F420, 0x20050000, 0x20004000},
+		{0x460, 0x08020000, 64, 0x1FFF7590, 0x20009000, 0x20002700},
+		{0x469, 0x08080000, 256, 0x1FFF7590, 0x20018000, 0x20004000},
+		{0x450, 0x08200000, 16, 0x1FF1E800, 0x20020000, 0x20004100},
+		{0x417, 0x08010000, 512, 0x1FF80050, 0x20002000, 0x20001000},
+		{0x416, 0x08020000, 512, 0x1FF80050, 0x20004000, 0x20000800},
+		{0x415, 0x08100000, 512, 0x1FFF7590, 0x20018000, 0x20003100},
+		{0x495, 0x08100000, 256, 0x1FFF7590, 0x2000C000, 0x20004000},
 	}
 	for _, tt := range tests {
 		p, ok := LookupPID(tt.pid)
@@ -212,8 +222,25 @@ func TestParts(t *testing.T) {
 				p, got, p.Units(), p.UIDAddr, p.RAM.End(), p.RAM.Start+p.BootloaderRAM, tt.flashEnd, tt.units, tt.uid, tt.ramEnd, tt.bootRAM)
 		}
 	}
-	if len(Parts()) != len(tests) {
-		t.Errorf("Parts() has %d parts, the test %d", len(Parts()), len(tests))
+	families := map[string]bool{}
+	seen := map[uint16]bool{}
+	for _, p := range Parts() {
+		families[p.Family] = true
+		if seen[p.PID] {
+			t.Errorf("PID %#x appears twice in the part table", p.PID)
+		}
+		seen[p.PID] = true
+		if p.BootloaderRAM > p.RAM.Size || p.FlashSize() == 0 || p.SystemMemory.Size == 0 || p.EraseMaxPerKiB == 0 {
+			t.Errorf("part %v: RAM %v with %#x reserved, system memory %v, erase bound %v", p, p.RAM, p.BootloaderRAM, p.SystemMemory, p.EraseMaxPerKiB)
+		}
+		if p.NoMassErase != (p.Family == "L0" || p.Family == "L1") {
+			t.Errorf("part %v: NoMassErase = %v; stm32flash marks the L0 and L1 only", p, p.NoMassErase)
+		}
+	}
+	for _, f := range []string{"F0", "F1", "F2", "F3", "F4", "F7", "G0", "G4", "H7", "L0", "L1", "L4", "WB"} {
+		if !families[f] {
+			t.Errorf("the part table has no %s part", f)
+		}
 	}
 	if _, ok := LookupPID(0x999); ok {
 		t.Error("LookupPID(0x999) found a part")

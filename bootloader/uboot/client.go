@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,22 @@ type Options struct {
 	YMODEM ymodem.Options
 	// Log, if set, receives everything read from the console, in order.
 	Log func([]byte)
+	// LineMax is the board's CONFIG_SYS_CBSIZE: U-Boot keeps at most
+	// LineMax typed characters a line and beeps at the rest
+	// (common/cli_readline.c), so the client refuses a longer line, marker
+	// included. 0 means 256, the value of many boards (Debian's qemu_arm64
+	// build has 512).
+	LineMax int
+	// Chunk is how many characters the client types before it waits for
+	// their echo: a U-Boot that polls its UART drops what arrives while
+	// it is busy, so every line is checked, echo against typed, before
+	// Enter, and typed again after a Ctrl-C if a character went missing.
+	// 0 means 32 (a 16550's FIFO is 16 to 64 bytes).
+	Chunk int
+	// StopString is the key sequence that stops a keyed autoboot
+	// (CONFIG_AUTOBOOT_KEYED, CONFIG_AUTOBOOT_STOP_STR or the bootstopkey
+	// variable; common/autoboot.c). "" means any key: Ctrl-C.
+	StopString string
 }
 
 // Storage budgets for deadlines: slow eMMC and NOR parts, several times
@@ -54,6 +71,8 @@ type Client struct {
 	nonce uint32
 	seq   uint32
 	sf    *SFInfo // what sf probe found, once probed
+	// scanned holds the block interfaces scanned (virtio scan, ...).
+	scanned map[string]bool
 }
 
 // New returns a client on p. It does not touch the port.
@@ -69,6 +88,12 @@ func New(p bootloader.Port, o Options) *Client {
 	}
 	if o.Baud == 0 {
 		o.Baud = 115200
+	}
+	if o.LineMax == 0 {
+		o.LineMax = 256
+	}
+	if o.Chunk <= 0 {
+		o.Chunk = 32
 	}
 	y := &o.YMODEM
 	y.DataStartWait = -1
@@ -172,7 +197,11 @@ func (c *Client) Stop(ctx context.Context) error {
 	lastKey := time.Time{}
 	for time.Now().Before(end) {
 		if time.Since(lastKey) >= 100*time.Millisecond {
-			if err := c.conn.Write([]byte{0x03}); err != nil {
+			key := []byte{0x03}
+			if c.opts.StopString != "" {
+				key = []byte(c.opts.StopString)
+			}
+			if err := c.conn.Write(key); err != nil {
 				return err
 			}
 			lastKey = time.Now()
@@ -202,7 +231,7 @@ func (c *Client) Stop(ctx context.Context) error {
 		}
 		seen = seen[:0]
 	}
-	return &bootloader.TimeoutError{Op: fmt.Sprintf("U-Boot's prompt %q (autoboot not stopped: is bootdelay 0, or is the unit booting Linux?)", c.opts.Prompt), After: c.opts.StopWait}
+	return &bootloader.TimeoutError{Op: fmt.Sprintf("U-Boot's prompt %q (autoboot not stopped: is bootdelay 0 or -2, does autoboot want a stop string (recipe option stopstr), or is the unit booting Linux?)", c.opts.Prompt), After: c.opts.StopWait}
 }
 
 // marker returns the marker text for the next command and the way it is
@@ -214,36 +243,129 @@ func (c *Client) marker() (typed, tag string) {
 	return `UB""K` + id, "UBK" + id
 }
 
-// send types a command line followed by its marker echoes and returns the
+// send types a command line followed by an echo of its marker and the
+// command's exit status, checks the echo, presses Enter and returns the
 // marker tag.
-func (c *Client) send(cmd string) (string, error) {
-	if strings.ContainsAny(cmd, "\r\n") {
-		return "", fmt.Errorf("uboot: command %q holds a line break", cmd)
+//
+// The status comes from hush's $? after ';': U-Boot's hush (common/cli_hush.c,
+// run_list_real) is not a POSIX shell: after "a && b || c" with a failing a
+// it skips everything up to the next ';', so the "|| echo" of a marker
+// would never print.
+func (c *Client) send(ctx context.Context, cmd string) (string, error) {
+	if strings.ContainsAny(cmd, "\r\n\x03") {
+		return "", fmt.Errorf("uboot: command %q holds a line break or Ctrl-C", cmd)
 	}
 	typed, tag := c.marker()
-	line := fmt.Sprintf("%s && echo %s:0 || echo %s:1\r", cmd, typed, typed)
-	if len(line) > 1000 {
-		return "", fmt.Errorf("uboot: command %q is longer than U-Boot's 1024-byte line", cmd)
+	line := fmt.Sprintf("%s; echo %s:$?", cmd, typed)
+	if len(line) > c.opts.LineMax {
+		return "", fmt.Errorf("uboot: command %q is too long: with its marker it takes %d characters, and the board's line holds %d (CONFIG_SYS_CBSIZE, recipe option cbsize)", cmd, len(line), c.opts.LineMax)
 	}
-	c.buf = c.buf[:0]
-	return tag, c.conn.Write([]byte(line))
+	return tag, c.typeLine(ctx, line)
+}
+
+// typeLine types line in chunks, reading the echo of each before the next,
+// and presses Enter only once the whole echo matches: a character the
+// unit dropped or mangled would otherwise run a different command. On a
+// mismatch it discards the line with Ctrl-C and types it again, in
+// smaller chunks.
+func (c *Client) typeLine(ctx context.Context, line string) error {
+	chunk := c.opts.Chunk
+	var lastErr error
+	for try := 0; try < 4; try++ {
+		c.buf = c.buf[:0]
+		ok := true
+		for i := 0; i < len(line) && ok; i += chunk {
+			end := min(i+chunk, len(line))
+			if err := c.conn.Write([]byte(line[i:end])); err != nil {
+				return err
+			}
+			want := []byte(line[i:end])
+			got, err := c.until(ctx, c.opts.Timeout/2+c.wire(2*chunk), "the echo of the typed line", func(b []byte) int {
+				if len(b) >= len(want) || !bytes.HasPrefix(want, b) {
+					return len(b)
+				}
+				return -1
+			})
+			if err != nil {
+				var te *bootloader.TimeoutError
+				if !errors.As(err, &te) {
+					return err
+				}
+			}
+			if got != string(want) {
+				ok = false
+				if lastErr != nil {
+					continue
+				}
+				lastErr = &ProtocolError{Op: "typing " + strconvQuote(line), Err: ErrUnexpected,
+					Detail: fmt.Sprintf("the unit echoed %q, want %q (characters dropped: a polled UART, or a line longer than CONFIG_SYS_CBSIZE)", clip(got), clip(string(want)))}
+			}
+		}
+		if ok {
+			c.buf = c.buf[:0]
+			if err := c.conn.Write([]byte{'\r'}); err != nil {
+				return err
+			}
+			_, err := c.until(ctx, c.opts.Timeout, "the end of the typed line", after("\r\n"))
+			return err
+		}
+		// Discard the line (Ctrl-C: "<INTERRUPT>" and a new prompt), let
+		// the unit settle, and type it again more slowly.
+		if err := c.conn.Write([]byte{0x03}); err != nil {
+			return err
+		}
+		if _, err := c.until(ctx, c.opts.Timeout, "the prompt after Ctrl-C", after("\n"+c.opts.Prompt)); err != nil {
+			return err
+		}
+		if _, err := c.conn.Discard(ctx, 50*time.Millisecond, time.Second); err != nil {
+			return err
+		}
+		chunk = max(1, chunk/2)
+	}
+	return lastErr
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", clip(s)) }
+
+// markerStatus finds the marker line "TAG:N" in b (at its start or after
+// a line feed) and returns where the line starts, where it ends (after its
+// CR LF) and N. start is -1 until the whole line is there.
+func markerStatus(b []byte, tag string) (start, end, status int) {
+	for off := 0; off < len(b); {
+		i := bytes.Index(b[off:], []byte(tag+":"))
+		if i < 0 {
+			return -1, 0, 0
+		}
+		i += off
+		off = i + 1
+		if i > 0 && b[i-1] != '\n' {
+			continue
+		}
+		rest := b[i+len(tag)+1:]
+		j := bytes.Index(rest, []byte("\r\n"))
+		if j < 0 {
+			return -1, 0, 0
+		}
+		n, err := strconv.Atoi(string(rest[:j]))
+		if err != nil {
+			continue
+		}
+		return i, i + len(tag) + 1 + j + 2, n
+	}
+	return -1, 0, 0
 }
 
 // finish reads the output of the command sent with tag until its marker
-// and the prompt after it, and returns the output (without the echoed
-// command line, unless echoed says it was read already) and the command's
+// and the prompt after it, and returns the output and the command's
 // status.
-func (c *Client) finish(ctx context.Context, cmd, tag string, echoed bool, wait time.Duration) (string, int, error) {
+func (c *Client) finish(ctx context.Context, cmd, tag string, wait time.Duration) (string, int, error) {
 	var status int
 	find := func(b []byte) int {
-		for _, st := range []int{0, 1} {
-			m := fmt.Sprintf("\n%s:%d\r\n", tag, st)
-			if i := bytes.Index(b, []byte(m)); i >= 0 {
-				status = st
-				return i + 1
-			}
+		i, _, st := markerStatus(b, tag)
+		if i >= 0 {
+			status = st
 		}
-		return -1
+		return i
 	}
 	out, err := c.until(ctx, wait, fmt.Sprintf("the end of %q", cmd), find)
 	if err != nil {
@@ -254,21 +376,17 @@ func (c *Client) finish(ctx context.Context, cmd, tag string, echoed bool, wait 
 		return out, status, err
 	}
 	c.buf = c.buf[:0]
-	// Drop the echoed command line.
-	if _, rest, found := strings.Cut(out, "\n"); found && !echoed {
-		out = rest
-	}
 	return strings.TrimRight(out, "\r\n"), status, nil
 }
 
 // exec runs one command and returns its output; a status other than 0 is
 // a *CommandError. wait bounds the whole command.
 func (c *Client) exec(ctx context.Context, cmd string, wait time.Duration) (string, error) {
-	tag, err := c.send(cmd)
+	tag, err := c.send(ctx, cmd)
 	if err != nil {
 		return "", err
 	}
-	out, status, err := c.finish(ctx, cmd, tag, false, wait+c.wire(2*len(cmd)+100))
+	out, status, err := c.finish(ctx, cmd, tag, wait+c.wire(100))
 	if err != nil {
 		return out, err
 	}
@@ -337,7 +455,7 @@ func (c *Client) CRC32(ctx context.Context, addr uint32, n int) (uint32, error) 
 // U-Boot reports and the CRC-32 of what landed in RAM.
 func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
 	cmd := fmt.Sprintf("loady %x", addr)
-	tag, err := c.send(cmd)
+	tag, err := c.send(ctx, cmd)
 	if err != nil {
 		return err
 	}
@@ -346,8 +464,8 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 	out, err := c.until(ctx, c.opts.Timeout, "loady's \"## Ready for binary\" line", func(b []byte) int {
 		i := bytes.Index(b, []byte(ready))
 		if i < 0 {
-			if bytes.Contains(b, []byte("\n"+tag+":1\r\n")) {
-				failed = true // the command failed: stop waiting
+			if j, _, _ := markerStatus(b, tag); j >= 0 {
+				failed = true // the command ended without a transfer: stop waiting
 				return len(b)
 			}
 			return -1
@@ -361,9 +479,9 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 		return fmt.Errorf("uboot: %s: %w", cmd, err)
 	}
 	if failed {
-		_, body, _ := strings.Cut(out, "\n")
-		body, _, _ = strings.Cut(body, tag)
-		return &CommandError{Cmd: cmd, Status: 1, Output: strings.TrimSpace(body)}
+		_, _, st := markerStatus([]byte(out), tag)
+		body, _, _ := strings.Cut(out, tag)
+		return &CommandError{Cmd: cmd, Status: st, Output: strings.TrimSpace(body)}
 	}
 	yo := c.opts.YMODEM
 	yo.Progress = p
@@ -375,7 +493,7 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 	if serr != nil {
 		wait = c.opts.Timeout // the sender cancelled: loady ends at once, if the unit still runs
 	}
-	out, status, err = c.finish(ctx, cmd, tag, true, wait)
+	out, status, err = c.finish(ctx, cmd, tag, wait)
 	if serr != nil {
 		return fmt.Errorf("uboot: %s: YMODEM transfer of %d bytes: %w", cmd, len(data), serr)
 	}
@@ -404,14 +522,16 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 
 // Boot runs bootcmd ("boot") and returns once the command is under way;
 // the output that follows belongs to the booting system.
-func (c *Client) Boot(ctx context.Context) error {
-	c.buf = c.buf[:0]
-	if err := c.conn.Write([]byte("boot\r")); err != nil {
-		return err
+func (c *Client) Boot(ctx context.Context) error { return c.BootWith(ctx, "boot") }
+
+// BootWith types a boot command line ("bootm 40200000" for an image in
+// RAM) and returns once it is under way: its echo checked and Enter sent.
+// Whatever follows belongs to the booted program.
+func (c *Client) BootWith(ctx context.Context, line string) error {
+	if strings.ContainsAny(line, "\r\n\x03") || len(line) > c.opts.LineMax {
+		return fmt.Errorf("uboot: boot command %q holds a line break or is longer than the board's line (%d)", line, c.opts.LineMax)
 	}
-	_, err := c.until(ctx, c.opts.Timeout, "the echo of \"boot\"", after("boot\r\n"))
-	c.buf = c.buf[:0]
-	return err
+	return c.typeLine(ctx, line)
 }
 
 // BootSlot makes slot the A/B slot U-Boot boots (boot_slot) with a fresh

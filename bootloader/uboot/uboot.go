@@ -14,22 +14,28 @@
 //
 //	Hit any key to stop autoboot:  3      <- Ctrl-C
 //	<INTERRUPT>
-//	=> loady 82000000 && echo UB""K1f2e0001:0 || echo UB""K1f2e0001:1
+//	=> loady 82000000; echo UB""K1f2e0001:$?
 //	## Ready for binary (ymodem) download to 0x82000000 at 115200 bps...
 //	C                                     YMODEM: block 0, 1 KiB blocks, EOT, end of batch
+//	xyzModem - CRC mode, 258(SOH)/256(STX)/0(CAN) packets, 5 retries
 //	## Total Size      = 0x00040000 = 262144 Bytes
 //	UBK1f2e0001:0
-//	=> crc32 82000000 40000 && echo ...
+//	=> crc32 82000000 40000; echo ...
 //	crc32 for 82000000 ... 8203ffff ==> 5e0d7c11
 //
 // Finding the prompt is the hard part: "=> " also occurs inside output
 // (crc32 prints "==> "), and a slow or chatty unit may print it late. So
 // every command is followed by an echo of a marker that holds a fresh nonce
-// and the command's exit status (hush's && and ||); the marker is typed
-// with an empty quoted string inside it, so the echoed command line never
-// contains it, and the command is over only when the marker arrives on a
-// line of its own, followed by the prompt. The boards must run U-Boot's
-// hush shell (CONFIG_HUSH_PARSER, the default).
+// and the command's exit status ($? after ';': U-Boot's hush skips the
+// rest of "a && b || c" up to the next ';' when a fails, so an "|| echo"
+// never prints); the marker is typed with an empty quoted string inside
+// it, so the echoed command line never contains it, and the command is
+// over only when the marker arrives on a line of its own, followed by the
+// prompt. Every line is typed in chunks and its echo checked before Enter
+// (a polled UART drops characters), and no line is longer than the
+// board's CONFIG_SYS_CBSIZE. The boards must run U-Boot's hush shell
+// (CONFIG_HUSH_PARSER, the default). All of this is checked against real
+// U-Boot 2023.01 in QEMU (real_test.go).
 //
 // The package imports only the standard library, bootloader and
 // bootloader/ymodem, and never opens a port.
@@ -148,7 +154,11 @@ func ParseTotalSize(out string) (int64, error) {
 	return d, nil
 }
 
-var mmcRe = regexp.MustCompile(`MMC (read|write): dev # (\d+), block # (\d+), count (\d+) \.\.\. (\d+) blocks (read|written): (OK|ERROR)`)
+// mmcRe matches cmd/mmc.c's report ("MMC write: dev # 0, ...") and
+// cmd/blk_common.c's for the other block interfaces ("virtio write: device
+// 0 block # 16, count 8 ... 8 blocks written: OK"; a failed transfer may
+// report a negative count, as real U-Boot does past a disk's end).
+var mmcRe = regexp.MustCompile(`(?:MMC|virtio|nvme|scsi|usb|sata|ide) (read|write): dev(?:ice)? #? ?(\d+),? block # (\d+), count (\d+) \.\.\. (-?\d+) blocks (read|written): (OK|ERROR)`)
 
 // MMCResult is what "mmc read" or "mmc write" reports.
 type MMCResult struct {
@@ -175,7 +185,10 @@ func ParseMMC(out string) (MMCResult, error) {
 	dev, err0 := strconv.Atoi(m[2])
 	b, err1 := strconv.ParseUint(m[3], 10, 64)
 	c, err2 := strconv.ParseUint(m[4], 10, 64)
-	d, err3 := strconv.ParseUint(m[5], 10, 64)
+	d, err3 := strconv.ParseUint(strings.TrimPrefix(m[5], "-"), 10, 64)
+	if strings.HasPrefix(m[5], "-") {
+		d = 0 // an error code, not a count
+	}
 	if err := errors.Join(err0, err1, err2, err3); err != nil {
 		return MMCResult{}, fmt.Errorf("%w: %v", ErrUnexpected, err)
 	}
@@ -258,8 +271,9 @@ func ParseMD(out string, addr uint64, n int) ([]byte, error) {
 			return nil, fmt.Errorf("%w: md line at %#x, want %#x", ErrUnexpected, at, addr+uint64(len(b)))
 		}
 		// The hex bytes are separated by single spaces; the ASCII column
-		// follows after several.
-		hexPart, _, _ := strings.Cut(rest, "   ")
+		// follows after two or more (lib/display_options.c, print_buffer;
+		// real U-Boot 2023.01 prints two after a full line).
+		hexPart, _, _ := strings.Cut(rest, "  ")
 		for _, f := range strings.Fields(hexPart) {
 			if len(f) != 2 {
 				return nil, fmt.Errorf("%w: md field %q is not a byte (use md.b)", ErrUnexpected, f)

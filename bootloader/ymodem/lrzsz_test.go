@@ -14,11 +14,12 @@ import (
 	"go.bug.st/serial"
 
 	"github.com/unbrick/unbrick/bootloader/ymodem"
+	"github.com/unbrick/unbrick/internal/peertest"
 )
 
 // The tests below hold this package against lrzsz 0.12.21, the sender and
 // receiver every Linux distribution ships, on pseudo-terminals made by
-// socat. They follow the traps in shared/PEERS.md: rb and rx flush their
+// socat. They follow the traps ARCHITECTURE.md lists: rb and rx flush their
 // terminal when they exit, which can eat their own last ACK, so they get a
 // socketpair through socat's EXEC; sb flushes its input when it starts, so
 // the receiver repeats its 'C' every second.
@@ -26,9 +27,11 @@ import (
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install lrzsz socat; CI installs them): skipping the lrzsz interop test", tool)
+		pkg := "lrzsz"
+		if tool == "socat" {
+			pkg = "socat"
 		}
+		peertest.Need(t, peertest.Tool{Name: tool, Package: pkg})
 	}
 }
 

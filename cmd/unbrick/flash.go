@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/unbrick/unbrick/bootloader"
+	"github.com/unbrick/unbrick/bootloader/avr"
+	"github.com/unbrick/unbrick/bootloader/esprom"
+	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/jobs"
 	"github.com/unbrick/unbrick/station"
 )
@@ -18,13 +22,15 @@ import (
 // runFlash writes one image to the unit on one port, verifies it and starts
 // it, like stm32flash or esptool. The unit must be in its bootloader (or,
 // for optiboot and the ESP ROM, reachable through the adapter's DTR/RTS).
-// It exits 0 only after a verified write.
+// The image is raw, Intel HEX or ELF, told by its content; each of its
+// segments goes to its own address. It exits 0 only after a write that was
+// verified, or, where the bootloader cannot verify, after saying so.
 func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("flash", "--port PATH --protocol stm32|esprom|avr|uboot [--baud N] [--address A] IMAGE", stderr)
 	portPath := fs.String("port", "", "the unit's serial port, e.g. /dev/ttyUSB0 or /dev/serial/by-path/...")
 	protocol := fs.String("protocol", "", "the unit's bootloader: "+strings.Join(station.Protocols(), ", "))
 	baud := fs.Int("baud", 115200, "the bootloader's baud rate")
-	address := fs.String("address", "", "where the image goes (default: the start of the unit's flash, or the image's own addresses)")
+	address := fs.String("address", "", "where a raw image goes (default: the start of the unit's flash); Intel HEX and ELF images carry their own addresses")
 	noErase := fs.Bool("no-erase", false, "do not erase before writing (the write then fails verification where flash was not blank)")
 	noStart := fs.Bool("no-start", false, "leave the unit in its bootloader after verifying")
 	opts := fs.String("options", "", "protocol options, key=value,... (e.g. storage=mmc,loadaddr=0x82000000 for uboot)")
@@ -43,9 +49,24 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if d == nil {
 		return fmt.Errorf("--protocol %q: unknown; choose one of %s", *protocol, strings.Join(station.Protocols(), ", "))
 	}
-	img, imgAddr, err := station.LoadImage(fs.Arg(0))
+	path := fs.Arg(0)
+	im, err := station.LoadImage(path)
 	if err != nil {
 		return err
+	}
+	var rawAt *uint32
+	if *address != "" {
+		a, err := strconv.ParseUint(*address, 0, 32)
+		if err != nil {
+			return fmt.Errorf("--address %q: %w", *address, err)
+		}
+		if im.Format != firmware.Raw {
+			start, end := im.Bounds()
+			return fmt.Errorf("--address %s: %s is %s and carries its own addresses (0x%08X-0x%08X); --address places only raw images: drop it",
+				*address, path, formatName(im.Format), start, end-1)
+		}
+		v := uint32(a)
+		rawAt = &v
 	}
 	plan := &jobs.Plan{Recipe: "flash", Protocol: *protocol, Port: jobs.Mode{Baud: *baud}, Options: map[string]string{}}
 	if *protocol == "stm32" {
@@ -87,45 +108,148 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, ", serial %s", id.Serial)
 	}
 	fmt.Fprintln(stdout)
-	addr := imgAddr
-	if *address != "" {
-		a, err := strconv.ParseUint(*address, 0, 32)
-		if err != nil {
-			return fmt.Errorf("--address %q: %w", *address, err)
+
+	// Where each byte goes. Nothing has been written or erased yet: an
+	// image that does not fit is refused here.
+	segs := im.Segments
+	if im.Format == firmware.Raw {
+		at := id.Flash.Start
+		if rawAt != nil {
+			at = *rawAt
 		}
-		addr = uint32(a)
-	} else if addr == 0 && id.Flash.Size > 0 {
-		addr = id.Flash.Start
+		segs = []firmware.Segment{{Addr: at, Data: segs[0].Data}}
 	}
-	r := jobs.Region{Start: addr, Size: uint32(len(img))}
-	if id.Flash.Size > 0 && !r.Within(id.Flash) {
-		return fmt.Errorf("the image (%s) does not fit the unit's flash %s", r, id.Flash)
+	if id.Flash.Size > 0 {
+		for _, s := range segs {
+			r := jobs.Region{Start: s.Addr, Size: uint32(len(s.Data))}
+			if s.End() > 1<<32 || !r.Within(id.Flash) {
+				return fmt.Errorf("%s (%s): its bytes at %s do not fit the %s's flash %s, where its bootloader may write; nothing was written or erased: build or place the image for this part",
+					path, formatName(im.Format), r, id.ChipName, id.Flash)
+			}
+		}
+	}
+	chunks := widen(segs, writeGrain(*protocol, id))
+	if len(segs) > 1 || chunks[0].Addr != segs[0].Addr || len(chunks[0].Data) != len(segs[0].Data) {
+		fmt.Fprintf(stdout, "image: %s, %d bytes in %d segment(s): %s\n", formatName(im.Format), im.Size(), len(segs), regions(segs))
 	}
 	if e, ok := t.(jobs.Eraser); ok && !*noErase {
-		fmt.Fprintf(stdout, "erase %s\n", r)
-		if err := e.Erase(ctx, r); err != nil {
-			return fmt.Errorf("erase %s: %w", r, err)
+		// Every region first: a page shared by two segments is erased
+		// once, before either is written.
+		for _, c := range chunks {
+			r := jobs.Region{Start: c.Addr, Size: uint32(len(c.Data))}
+			fmt.Fprintf(stdout, "erase %s\n", r)
+			if err := e.Erase(ctx, r); err != nil {
+				return fmt.Errorf("erase %s: %w", r, err)
+			}
 		}
 	}
 	start := time.Now()
-	if err := t.Write(ctx, addr, img, bar.progress("write ")); err != nil {
+	written := 0
+	for _, c := range chunks {
+		if err := t.Write(ctx, c.Addr, c.Data, bar.progress(fmt.Sprintf("write  0x%08X", c.Addr))); err != nil {
+			bar.done()
+			return fmt.Errorf("write at 0x%08X: %w", c.Addr, err)
+		}
 		bar.done()
-		return fmt.Errorf("write at 0x%08X: %w", addr, err)
+		written += len(c.Data)
 	}
-	bar.done()
-	if err := t.Verify(ctx, addr, img, bar.progress("verify")); err != nil {
-		bar.done()
-		return fmt.Errorf("verify: %w; the unit does NOT hold the image", err)
+	if reason := cannotVerify(*protocol, id); reason != "" {
+		fmt.Fprintf(stdout, "written, not verified (%s): %d bytes at %s in %v\n", reason, written, regions(chunks), time.Since(start).Round(10*time.Millisecond))
+	} else {
+		for _, c := range chunks {
+			if err := t.Verify(ctx, c.Addr, c.Data, bar.progress(fmt.Sprintf("verify 0x%08X", c.Addr))); err != nil {
+				bar.done()
+				return fmt.Errorf("verify: %w; the unit does NOT hold the image", err)
+			}
+			bar.done()
+		}
+		fmt.Fprintf(stdout, "wrote and verified %d bytes at %s in %v\n", written, regions(chunks), time.Since(start).Round(10*time.Millisecond))
 	}
-	bar.done()
-	fmt.Fprintf(stdout, "wrote and verified %d bytes at 0x%08X in %v\n", len(img), addr, time.Since(start).Round(10*time.Millisecond))
 	if s, ok := t.(jobs.Starter); ok && !*noStart {
 		if err := s.Start(ctx); err != nil {
-			return fmt.Errorf("the image is written and verified, but starting it failed: %w", err)
+			return fmt.Errorf("the image is written, but starting it failed: %w", err)
 		}
 		fmt.Fprintln(stdout, "started the application")
 	}
 	return nil
+}
+
+func formatName(f firmware.Format) string {
+	switch f {
+	case firmware.Hex:
+		return "Intel HEX"
+	case firmware.ELF:
+		return "ELF"
+	}
+	return "a raw binary"
+}
+
+// cannotVerify returns why the unit's bootloader cannot check what was
+// written, or "" when it can: the ESP8266 ROM has neither a flash read nor
+// SPI_FLASH_MD5 (esptool verifies on it only through its stub, which
+// `unbrick flash` does not load).
+func cannotVerify(protocol string, id jobs.Identity) string {
+	if protocol == "esprom" && strings.HasPrefix(id.ChipName, "ESP8266") {
+		return "the ESP8266 ROM cannot read back"
+	}
+	return ""
+}
+
+// writeGrain is the unit a write must cover whole on the protocol: optiboot
+// erases and programs whole pages (the part's page size), an STM32 WRITE
+// takes words, and the ESP ROM's FLASH_BEGIN erases whole 4 KiB sectors.
+func writeGrain(protocol string, id jobs.Identity) uint32 {
+	switch protocol {
+	case "avr":
+		sig := [3]byte{byte(id.Chip >> 16), byte(id.Chip >> 8), byte(id.Chip)}
+		if p, ok := avr.LookupSignature(sig); ok {
+			return uint32(p.PageSize)
+		}
+		return 256
+	case "stm32":
+		return 4
+	case "esprom":
+		return esprom.SectorSize
+	}
+	return 1
+}
+
+// widen returns the segments widened to whole grains and merged where they
+// then meet. The bytes the image does not give are 0xFF, what erased flash
+// reads: they were going to be erased anyway (the page or sector is erased
+// as a whole), and they never carry anything of the file.
+func widen(segs []firmware.Segment, grain uint32) []firmware.Segment {
+	if grain <= 1 {
+		return segs
+	}
+	var out []firmware.Segment
+	for _, s := range segs {
+		lo := uint64(s.Addr) / uint64(grain) * uint64(grain)
+		hi := (s.End() + uint64(grain) - 1) / uint64(grain) * uint64(grain)
+		if n := len(out); n > 0 && lo <= out[n-1].End() {
+			last := &out[n-1]
+			if grow := int(hi - last.End()); grow > 0 {
+				last.Data = append(last.Data, bytes.Repeat([]byte{0xFF}, grow)...)
+			}
+			copy(last.Data[uint64(s.Addr)-uint64(last.Addr):], s.Data)
+			continue
+		}
+		b := bytes.Repeat([]byte{0xFF}, int(hi-lo))
+		copy(b[uint64(s.Addr)-lo:], s.Data)
+		out = append(out, firmware.Segment{Addr: uint32(lo), Data: b})
+	}
+	return out
+}
+
+func regions(segs []firmware.Segment) string {
+	var b strings.Builder
+	for i, s := range segs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "0x%08X-0x%08X", s.Addr, s.End()-1)
+	}
+	return b.String()
 }
 
 // bar draws a progress bar on a terminal, and plain lines elsewhere.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/unbrick/unbrick/firmware"
@@ -36,16 +37,44 @@ func (k keyFlags) keyring() (*firmware.Keyring, error) {
 // runRecipe checks recipe files, or tests one on the virtual bench.
 func runRecipe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: unbrick recipe check [--key PUB]... FILE...\n       unbrick recipe test [--key PUB]... [--states S,...] FILE")
-		return fmt.Errorf("recipe: say check or test")
+		fmt.Fprintln(stderr, "usage: unbrick recipe check [--key PUB]... FILE...\n       unbrick recipe test [--key PUB]... [--states S,...] FILE\n       unbrick recipe options PROTOCOL")
+		return fmt.Errorf("recipe: say check, test or options")
 	}
 	switch args[0] {
 	case "check":
 		return recipeCheck(args[1:], stdout, stderr)
 	case "test":
 		return recipeTest(ctx, args[1:], stdout, stderr)
+	case "options":
+		return recipeOptions(args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("recipe %s: unknown; say check or test", args[0])
+	return fmt.Errorf("recipe %s: unknown; say check, test or options", args[0])
+}
+
+// recipeOptions lists the options a protocol's driver takes: name, type
+// and range, default, what it does.
+func recipeOptions(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("recipe options", "PROTOCOL", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("give one protocol: %s", strings.Join(recipes.Protocols, ", "))
+	}
+	d, ok := jobs.Declared(fs.Arg(0))
+	if !ok {
+		return fmt.Errorf("protocol %q: the station speaks %s", fs.Arg(0), strings.Join(recipes.Protocols, ", "))
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "OPTION\tTYPE\tDEFAULT\tWHAT IT DOES\n")
+	for _, o := range d.Options {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Name, o.Range(), o.Default, o.Doc)
+	}
+	tw.Flush()
+	flow := append([]string{"none"}, d.Flow...)
+	fmt.Fprintf(stdout, "\nserial flow: %s\n", strings.Join(flow, ", "))
+	return nil
 }
 
 // recipeCheck prints every error of every file with file:line:col and a
@@ -65,7 +94,7 @@ func recipeCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	errs := recipes.Check(fs.Args(), kr)
+	errs := station.CheckRecipes(fs.Args(), kr)
 	for _, e := range errs {
 		fmt.Fprintln(stderr, e)
 	}
@@ -99,6 +128,9 @@ func recipeTest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	file := fs.Arg(0)
 	r, images, errs := recipes.CheckFile(file, kr)
+	if r != nil {
+		errs = append(errs, jobs.CheckOptions(r)...)
+	}
 	for _, e := range errs {
 		fmt.Fprintln(stderr, e)
 	}

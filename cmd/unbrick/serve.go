@@ -5,15 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"strings"
 
-	pgpio "periph.io/x/conn/v3/gpio"
-
 	"github.com/unbrick/unbrick/db"
-	"github.com/unbrick/unbrick/fixtures"
-	"github.com/unbrick/unbrick/gpio/gpiosim"
 	"github.com/unbrick/unbrick/station"
 )
 
@@ -69,52 +64,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	abs, _ := filepath.Abs(*data)
-	b, err := fixtures.Load(*benchFile, map[string]string{"data": abs})
-	if err != nil {
-		return err
-	}
 	kr, err := keys.keyring()
 	if err != nil {
 		return err
 	}
-	book, err := station.LoadBook(*recipeDir, kr)
-	if err != nil {
-		return err
-	}
-	chosen, err := station.SlotRecipes(b, book)
-	if err != nil {
-		return err
-	}
-	hw := station.NewHardware(b, log)
-	defer hw.Close()
-	// A bench file may name simulated lines (training, trying the page
-	// without hardware); they drive nothing outside this process.
-	bank := gpiosim.NewBank()
-	hw.Lines.Register(gpiosim.Prefix, "simulated lines", func(n string) (pgpio.PinIO, error) { return bank.Pin(n) })
-	js, err := hw.BuildSlots(b)
-	if err != nil {
-		return err
-	}
-	var slots []station.SlotConfig
-	for i, s := range js {
-		slots = append(slots, station.SlotConfig{Slot: s, Recipe: chosen[s.Num], Revision: b.Slots[i].Options.Revision})
-	}
-	st, err := station.Open(station.Config{DataDir: *data, Slots: slots, Plans: book.Plans, Pools: pools, Log: log})
+	st, err := station.OpenBench(ctx, station.BenchConfig{BenchFile: *benchFile, RecipeDir: *recipeDir, DataDir: *data,
+		Keys: kr, Pools: pools, Log: log})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := st.CatalogBook(ctx, book); err != nil {
-		return err
-	}
 	addr, stopWeb, err := st.Serve(*listen, station.WebOptions{OperatorLogin: *operatorLogin})
 	if err != nil {
 		return err
 	}
 	defer stopWeb()
-	fmt.Fprintf(stdout, "unbrick serve: bench %s, %d slots, %d recipes; the page is at http://%s/\n", b.Name, len(slots), len(book.Recipes), addr)
-	st.Watch(ctx, hw, b) // until SIGTERM
+	fmt.Fprintf(stdout, "unbrick serve: bench %s, %d slots, %d recipes; the page is at http://%s/\n", st.Bench.Name, len(st.Slots()), len(st.Book.Recipes), addr)
+	st.Watch(ctx) // until SIGTERM
 	fmt.Fprintln(stdout, "unbrick serve: stopping; running jobs are recorded as interrupted and every slot is switched off")
 	return nil
 }

@@ -1,12 +1,17 @@
 // Package archtest holds tests about the shape of the whole module: every
-// package has a doc comment, and imports go one way, as shared/DESIGN.md
-// lays out (protocol code knows nothing of jobs or the web; only station and
-// cmd wire everything together).
+// package has a doc comment, imports go one way, as ARCHITECTURE.md lays out
+// (protocol code knows nothing of jobs or the web; recipes and the step
+// vocabulary know nothing of drivers; only station and cmd wire everything
+// together), and no file of the job layer grows past what can be read at
+// once.
 package archtest
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -66,13 +71,15 @@ type rule struct {
 var rules = []rule{
 	{pkg: "bootloader", allow: []string{"bootloader"}, thirdParty: []string{}},
 	{pkg: "firmware", allow: []string{"firmware"}, thirdParty: []string{"aead.dev/minisign"}},
-	{pkg: "recipes", allow: []string{"recipes", "firmware"}, thirdParty: []string{"gopkg.in/yaml.v3"}},
+	{pkg: "internal/yamlpos", allow: []string{"internal/yamlpos"}, thirdParty: []string{"github.com/goccy/go-yaml"}},
+	{pkg: "step", allow: []string{"step", "internal/yamlpos"}, thirdParty: []string{}},
+	{pkg: "recipes", allow: []string{"recipes", "firmware", "step", "internal/yamlpos"}, thirdParty: []string{}},
 	{pkg: "db", allow: []string{"db"}, thirdParty: []string{"github.com/mattn/go-sqlite3"}},
-	{pkg: "fixtures", allow: []string{"fixtures", "gpio"}, thirdParty: []string{"gopkg.in/yaml.v3"}},
+	{pkg: "serialport", allow: []string{"serialport", "bootloader"}, thirdParty: []string{"go.bug.st/serial", "golang.org/x/sys"}},
+	{pkg: "fixtures", allow: []string{"fixtures", "gpio", "internal/yamlpos"}, thirdParty: []string{}},
 	{pkg: "gpio", allow: []string{"gpio"}},
-	{pkg: "serialport", allow: []string{"serialport", "bootloader"}},
 	{pkg: "sim", allow: []string{"sim", "bootloader", "gpio"}},
-	{pkg: "jobs", allow: []string{"jobs", "bootloader", "recipes", "firmware", "gpio", "serialport", "fixtures"}},
+	{pkg: "jobs", allow: []string{"jobs", "bootloader", "recipes", "step", "firmware", "gpio", "serialport", "fixtures"}},
 	{pkg: "web", allow: []string{"web", "jobs"}},
 }
 
@@ -119,6 +126,24 @@ func TestImportsGoOneWay(t *testing.T) {
 				}
 			}
 			break
+		}
+	}
+}
+
+// TestJobFilesAreSmall keeps every file of the job layer readable at once
+// (issue 10: the runner had grown to a thousand lines).
+func TestJobFilesAreSmall(t *testing.T) {
+	files, err := filepath.Glob("../../jobs/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no files in jobs: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(b, []byte("\n")); n > 400 {
+			t.Errorf("%s has %d lines, want at most 400: split it along a seam (see ARCHITECTURE.md)", filepath.Base(f), n)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"go.bug.st/serial"
 
 	"github.com/unbrick/unbrick/bootloader/avr"
+	"github.com/unbrick/unbrick/internal/peertest"
 	"github.com/unbrick/unbrick/sim"
 	"github.com/unbrick/unbrick/sim/simtest"
 )
@@ -87,9 +88,7 @@ func clientInitCommands(t *testing.T, part string) (setDevice, setDeviceExt []by
 // the test resets the unit into optiboot itself just before each run, with
 // a bootloader window long enough for a loaded machine.
 func TestAvrdude(t *testing.T) {
-	if _, err := exec.LookPath("avrdude"); err != nil {
-		t.Skip("avrdude is not installed (apt-get install avrdude; CI installs it): skipping the interop test")
-	}
+	peertest.Need(t, peertest.Tool{Name: "avrdude", Package: "avrdude"})
 	tests := []struct {
 		part, id string
 		size     int

@@ -1,5 +1,5 @@
 // Package avrsim models an ATmega328P (or ATmega2560) running optiboot, the
-// Arduino bootloader, for the virtual bench: a sim.Model that speaks
+// Arduino Uno's bootloader, for the virtual bench: a sim.Model that speaks
 // STK500v1 byte for byte as optiboot.c does
 // (https://github.com/Optiboot/optiboot/blob/master/optiboot/bootloaders/optiboot/optiboot.c),
 // over flash that behaves like the part's (ATmega328P datasheet, section
@@ -20,6 +20,16 @@
 //     16 ms, so the application starts right after the answer. A command
 //     whose terminator is not 0x20 makes optiboot stop answering and let
 //     the watchdog reset it into the application 16 ms later.
+//   - Start-up flashes: with Options.LEDFlashes (optiboot's
+//     LED_START_FLASHES, 3 in Arduino's build) optiboot toggles its LED for
+//     1/16 s 2n times before it reads the UART; the USART meanwhile holds
+//     the first three bytes it receives and loses the rest (datasheet,
+//     "Receiver Error Flags").
+//   - Framing errors: a byte received at the wrong rate does not restart
+//     the watchdog (optiboot.c, getch).
+//   - Versions: Options.Major below 5 runs optiboot 4.x (Arduino 1.8's and
+//     Debian's optiboot.c): PROG_PAGE ignores the memory type, so 'E' data
+//     goes to flash, and programs the whole page from its RAM buffer.
 //   - Flash: 32 KiB in 128-byte pages (256 KiB in 256-byte pages on the
 //     2560). PROG_PAGE erases the page holding the loaded address, then
 //     writes the page buffer, each step taking PageEraseTime and
@@ -44,6 +54,14 @@
 //
 // An ATmega has no serial number its bootloader can read: Options.ID is
 // what the application prints, standing in for a barcode label.
+//
+// By default the ATmega2560 model is optiboot on a 2560, as third-party
+// cores (MegaCore) ship it. A stock Arduino Mega 2560 runs a different
+// bootloader, the STK500v2 "wiring" one (avrdude -c wiring, an 8 KiB boot
+// section): Options.Wiring models that one (wiring.go).
+//
+// FIDELITY.md lists each behaviour with its source and its test; the
+// differential tests hold the model against real optiboot on simavr.
 package avrsim
 
 import (
@@ -112,11 +130,24 @@ type Options struct {
 	// number, so this stands for the unit's barcode label.
 	ID string
 	// Window is how long optiboot waits for a byte before its watchdog
-	// starts the application; every byte received restarts it. 0 means 1 s.
+	// starts the application; every byte received without a framing error
+	// restarts it. 0 means 1 s (optiboot.c: watchdogConfig(WATCHDOG_1S));
+	// older builds use 500 ms (the comment above that call in Arduino's
+	// optiboot.c still says "trigger after 500ms").
 	// A negative Window makes optiboot wait for ever: a sim convenience for
 	// driving the model with tools that cannot reset it (avrdude on a
 	// pseudo-terminal has no DTR to pulse).
 	Window time.Duration
+	// LEDFlashes is optiboot's LED_START_FLASHES: after each reset into the
+	// bootloader it flashes the LED that many times (1/8 s each) before it
+	// reads the UART, and bytes sent meanwhile are held as the USART holds
+	// them (the first three) or lost. Arduino's stock Uno build uses 3:
+	// 375 ms of deafness (optiboot.c, flash_led). 0 means none.
+	LEDFlashes int
+	// Wiring runs the Arduino Mega 2560's own bootloader instead of
+	// optiboot: stk500boot.c, STK500v2 (avrdude -c wiring), in an 8 KiB boot
+	// section (see wiring.go). ATmega2560 only.
+	Wiring bool
 	// EEPROM builds optiboot with SUPPORT_EEPROM.
 	EEPROM bool
 	// Major and Minor are the version optiboot reports; 0.0 means 8.3.
@@ -176,6 +207,13 @@ func New(part string, opts Options) (*Model, error) {
 	}
 	if opts.Baud == 0 {
 		opts.Baud = 115200
+	}
+	if opts.Wiring {
+		if p.Name != "ATmega2560" {
+			return nil, fmt.Errorf("avrsim: the wiring (STK500v2) bootloader is the Mega 2560's; %s runs optiboot", p.Name)
+		}
+		p = avr.WiringPart()
+		info.fuses.High = 0xD8 // BOOTSZ=00: the 4 K-word boot section
 	}
 	m := &Model{
 		part:   p,
@@ -306,6 +344,12 @@ func (m *Model) Run(s *sim.Session) {
 	if app && ch&extrf != 0 {
 		m.mcusr &^= wdrf
 	}
+	if m.opts.Wiring {
+		// stk500boot.c (_FIX_ISSUE_181_): MCUSR is read and cleared; only a
+		// watchdog reset goes straight to the application.
+		app = ch&wdrf != 0
+		m.mcusr = 0
+	}
 	if app {
 		m.stats.AppRuns++
 	} else {
@@ -325,6 +369,10 @@ func (m *Model) Run(s *sim.Session) {
 	}
 	if app {
 		m.runApp(s)
+		return
+	}
+	if m.opts.Wiring {
+		m.runWiring(s)
 		return
 	}
 	m.runBootloader(s)

@@ -1,6 +1,7 @@
 package avrsim
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -9,17 +10,24 @@ import (
 )
 
 // uart is optiboot's view of the serial line: getch restarts the watchdog
-// with every byte, putch queues a byte that flush sends.
+// with every byte received without a framing error, putch queues a byte
+// that flush sends.
 type uart struct {
 	s    *sim.Session
 	buf  [512]byte
 	r, w int
+	fe   bool          // the bytes in buf arrived with framing errors
 	wdt  time.Duration // watchdog period; negative: never expires
+	due  time.Time     // when the watchdog fires
 	out  []byte
 }
 
-// getch returns the next byte, or errWatchdog when none arrives within the
-// watchdog period, or sim.ErrHalted when the run ends.
+// kick restarts the watchdog (optiboot.c, watchdogReset: the WDR
+// instruction).
+func (u *uart) kick() { u.due = time.Now().Add(u.wdt) }
+
+// getch returns the next byte, or errWatchdog when the watchdog fires
+// before one arrives, or sim.ErrHalted when the run ends.
 func (u *uart) getch() (byte, error) {
 	if u.r == u.w {
 		if err := u.flush(); err != nil {
@@ -30,7 +38,11 @@ func (u *uart) getch() (byte, error) {
 		if u.wdt < 0 {
 			n, err = u.s.Read(u.buf[:])
 		} else {
-			n, err = u.s.ReadTimeout(u.buf[:], u.wdt)
+			left := time.Until(u.due)
+			if left <= 0 {
+				return 0, errWatchdog
+			}
+			n, err = u.s.ReadTimeout(u.buf[:], left)
 		}
 		if errors.Is(err, sim.ErrReadTimeout) {
 			return 0, errWatchdog
@@ -39,9 +51,17 @@ func (u *uart) getch() (byte, error) {
 			return 0, err
 		}
 		u.r, u.w = 0, n
+		u.fe = u.s.FramingErrors()
 	}
 	b := u.buf[u.r]
 	u.r++
+	// optiboot.c, getch: "A Framing Error indicates (probably) that
+	// something is talking to us at the wrong bit rate ... DON'T reset the
+	// watchdog", so that a host talking to the application at its own rate
+	// cannot keep the bootloader from starting it.
+	if !u.fe && u.wdt >= 0 {
+		u.kick()
+	}
 	return b, nil
 }
 
@@ -56,18 +76,69 @@ func (u *uart) flush() error {
 	return err
 }
 
+// flashTime is one LED toggle of optiboot's start-up flashes: flash_led
+// loads Timer1 with -(F_CPU/(1024*16)) at a 1024 prescaler and waits for
+// it to overflow, 1/16 s (optiboot.c, flash_led).
+const flashTime = time.Second / 16
+
+// usartHold is how many bytes the USART keeps while nobody reads it: two in
+// its receive buffer and one waiting in the receive shift register; the
+// start bit of the next one is a data overrun and it is lost (ATmega328P
+// datasheet, USART0, "Receiver Error Flags": DOR).
+const usartHold = 3
+
+// ledFlashes models optiboot's start-up LED flashes: with the UART already
+// on, it toggles the LED 2*n times, 1/16 s each, kicking the watchdog,
+// before it reads a byte (optiboot.c, main: flash_led(LED_START_FLASHES *
+// 2), after UCSR0B = RXEN0|TXEN0). What arrives meanwhile is held as the
+// USART holds it.
+func (u *uart) ledFlashes(n int) error {
+	if n <= 0 {
+		return nil
+	}
+	if u.s.Wait(time.Duration(2*n)*flashTime) != nil {
+		return sim.ErrHalted
+	}
+	var drop [64]byte
+	held := 0
+	for {
+		k, _ := u.s.ReadTimeout(drop[:], 0)
+		if k == 0 {
+			break
+		}
+		c := copy(u.buf[held:usartHold], drop[:k])
+		held += c
+	}
+	u.r, u.w = 0, held
+	u.fe = u.s.FramingErrors()
+	return nil
+}
+
 // optiboot holds the bootloader's registers for one run.
 type optiboot struct {
 	m     *Model
 	u     *uart
 	z     uint16 // the byte address LOAD_ADDRESS set (Z)
 	rampz byte   // the 2560's RAMPZ: bits 16 and up of the byte address
+	// buff is optiboot 4.x's page buffer in RAM, which keeps what the
+	// previous PROG_PAGE left in it for the whole run.
+	buff []byte
 }
+
+// legacy reports whether the model runs optiboot 4.x (the optiboot.c in
+// Arduino 1.8 and Debian's arduino-core-avr), whose PROG_PAGE ignores the
+// memory type and programs a whole page from its RAM buffer.
+func (o *optiboot) legacy() bool { return o.m.opts.Major < 5 }
 
 func (m *Model) runBootloader(s *sim.Session) {
 	s.SetBaud(m.opts.Baud)
 	o := &optiboot{m: m, u: &uart{s: s, wdt: m.window}}
-	err := o.loop()
+	o.u.kick()
+	err := o.u.ledFlashes(m.opts.LEDFlashes)
+	o.u.kick()
+	if err == nil {
+		err = o.loop()
+	}
 	if errors.Is(err, errWatchdog) {
 		m.watchdogReset(s)
 	}
@@ -134,14 +205,14 @@ func (o *optiboot) length() (int, error) {
 // hang models optiboot stuck in a loop that does not read the UART: the
 // watchdog resets the unit when its period runs out.
 func (o *optiboot) hang() error {
-	d := o.u.wdt
-	if d < 0 {
+	d := time.Until(o.u.due)
+	if o.u.wdt < 0 {
 		d = DefaultWindow
 	}
 	if err := o.u.flush(); err != nil {
 		return err
 	}
-	if o.u.s.Wait(d) != nil {
+	if o.u.s.Wait(max(d, 0)) != nil {
 		return sim.ErrHalted
 	}
 	return errWatchdog
@@ -274,6 +345,18 @@ func (o *optiboot) progPage() error {
 	if err := u.flush(); err != nil {
 		return err
 	}
+	if o.legacy() {
+		// optiboot 4.4 (optiboot.c, STK_PROG_PAGE: "we support flash
+		// programming only, not EEPROM"): the memory type byte is read and
+		// dropped, so 'E' data lands in flash; the page is filled with
+		// SPM_PAGESIZE/2 words from buff, so a short write programs the
+		// rest of the page with what the last one left there.
+		if o.buff == nil {
+			o.buff = bytes.Repeat([]byte{0xFF}, o.m.part.PageSize)
+		}
+		copy(o.buff, data)
+		return o.writeFlash(o.buff)
+	}
 	if mem == byte(avr.EEPROM) {
 		if !o.m.opts.EEPROM {
 			// The stock build loops until the watchdog resets it.
@@ -357,7 +440,7 @@ func (o *optiboot) readPage() error {
 		return err
 	}
 	m := o.m
-	if mem == byte(avr.EEPROM) && m.opts.EEPROM {
+	if mem == byte(avr.EEPROM) && m.opts.EEPROM && !o.legacy() {
 		m.mu.Lock()
 		for i := range n {
 			u.putch(m.eeprom[(int(o.z)+i)%len(m.eeprom)])

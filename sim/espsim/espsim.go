@@ -18,6 +18,7 @@
 //     runs the sim demo console; an erased or bad image prints the ROM's
 //     complaint ("invalid header: 0xffffffff", ...) and resets about once a
 //     second: the bricked state.
+//
 //   - The download protocol: SLIP framing, SYNC answered eight times,
 //     READ_REG/WRITE_REG, FLASH_BEGIN/DATA/END with the checksum checked
 //     (error 07), each block read back after programming (error 08), and
@@ -29,26 +30,37 @@
 //     much at FLASH_BEGIN (twice the request when it is less than the rest
 //     of the first 64 KiB block, else the request plus that rest), the bug
 //     esptool works around.
+//
 //   - Flash: a sim.Flash of 4 KiB sectors at 0. Programming ANDs, so a
 //     block written over data that was not erased reads back different and
 //     the ROM answers error 08. Erasing (45 ms a sector, 150 ms an aligned
 //     64 KiB block), programming (0.7 ms a 256-byte page) and hashing take
 //     the typical times of a W25Q32-class chip as busy time.
+//
 //   - FLASH_END with "run user code" (1) starts the application in the
 //     same run, as the ROM jumps into it; with "reboot" (0) the unit resets
 //     and the strap decides again.
+//
 //   - esptool's flasher stub: code sent with MEM_BEGIN/DATA/END and
 //     started is taken to be esptool's stub, which the model then plays
 //     (see stub.go): OHAI, two status bytes, erase as it writes, raw MD5s,
 //     ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE.
+//
 //   - Registers: READ_REG answers the chip-detect word, the MAC words and
 //     UART_CLKDIV (from which esptool guesses the crystal); WRITE_REG to the
 //     SPI controller runs a user command, of which RDID (9F) answers a
 //     Winbond JEDEC ID with the flash's size, as esptool's flash_id and
 //     --flash_size detect need.
 //
+//   - The ESP32 ROM takes the flash for 2 MiB (ROMFlashSize) until
+//     SPI_SET_PARAMS, reaches it only after SPI_ATTACH with the pins its
+//     eFuse names (Options.SPIPins), and sets CHANGE_BAUDRATE's divider
+//     from a drifting crystal estimate (Options.ROMCrystal).
+//
 // Fault knobs (SetFaults) garble a received block, make programming fail,
-// or make the ROM stop answering.
+// make the ROM miss its first SYNCs, or make it stop answering; a Timing
+// (WorstTiming) sets the flash's datasheet maxima. FIDELITY.md lists every
+// behaviour with its source and its test.
 package espsim
 
 import (
@@ -72,6 +84,17 @@ type Timing struct {
 	BlockErase  time.Duration // one aligned 64 KiB block
 	PageProgram time.Duration // one 256-byte page
 	MD5PerKiB   time.Duration // reading and hashing 1 KiB
+}
+
+// WorstTiming is the same flash at its datasheet's maximum times (Winbond
+// W25Q32JV, AC electrical characteristics: tSE 400 ms, tBE2 2 s, tPP
+// 3 ms), which a host's timeouts must survive: esptool sizes them at 40 s
+// per MB for that reason.
+var WorstTiming = Timing{
+	SectorErase: 400 * time.Millisecond,
+	BlockErase:  2 * time.Second,
+	PageProgram: 3 * time.Millisecond,
+	MD5PerKiB:   330 * time.Microsecond,
 }
 
 // DefaultTiming is a W25Q32-class flash's typical times (datasheet: tSE
@@ -109,6 +132,15 @@ func (t Timing) MD5Time(n uint32) time.Duration {
 	return time.Duration(int64(t.MD5PerKiB) * int64(n) / 1024)
 }
 
+// ROMFlashSize is the flash size the ESP32 ROM assumes in download mode
+// until SPI_SET_PARAMS gives the real one: 2 MiB. Its erase, write, MD5
+// and read routines refuse to pass it (Espressif's esp-serial-flasher
+// maintainers: "ROM bootloader assumes 2 MB flash attached by default",
+// espressif/esp-serial-flasher#3; esptool sends the detected size for
+// that reason, esptool/cmds.py: "the flash chip should be configured with
+// the real size").
+const ROMFlashSize = 2 << 20
+
 // StartupDelay is how long the ROM takes from a reset to listening; bytes
 // that arrive meanwhile are lost.
 const StartupDelay = 5 * time.Millisecond
@@ -130,8 +162,12 @@ var variants = map[string]variant{
 		chip: esprom.ESP32, bootOffset: 0x1000, iram: [2]uint32{0x40080000, 0x400A0000},
 		clkdivReg: 0x3FF40014, uartClock: 40000000, spiBase: 0x3FF42000, spiW0: 0x80,
 		bootLine: func(download bool, c sim.Cause) []string {
+			// The ROM's reset reasons (ESP-IDF's esp_rom rtc.h
+			// RESET_REASON): the supply and the EN pin (CHIP_PU) both give
+			// POWERON_RESET (1); a unit that resets itself in a boot loop
+			// shows the RTC watchdog's (16).
 			rst := "rst:0x1 (POWERON_RESET)"
-			if c != sim.PowerOn {
+			if c == sim.Software {
 				rst = "rst:0x10 (RTCWDT_RTC_RESET)"
 			}
 			if download {
@@ -211,6 +247,18 @@ type Options struct {
 	Reboot time.Duration
 	// Timing overrides DefaultTiming when set.
 	Timing *Timing
+	// ROMCrystal is the crystal frequency in Hz the ESP32 ROM computes
+	// from its RTC calibration of the 8 MHz clock, which drifts; 0 means
+	// exactly 40 MHz. The ROM sets its UART divider for CHANGE_BAUDRATE
+	// from it, so a rate asked for lands off by the drift unless the host
+	// compensates as esptool's ESP32ROM.change_baud does. READ_REG of
+	// RTCCALICFG1 and eFuse word 4 give it away, as on the chip.
+	ROMCrystal uint32
+	// SPIPins is where the ESP32's flash is wired, as its eFuse records
+	// it (words 3 and 5, which READ_REG reads): zero for the default
+	// pins. SPI_ATTACH reaches the flash only when told these pins
+	// (esprom.SPIPins.Packed; 0 for the default ones).
+	SPIPins esprom.SPIPins
 }
 
 // Faults are injected failures. Each is used up when it fires.
@@ -229,6 +277,10 @@ type Faults struct {
 	// HangAfter makes the ROM stop answering after this many more received
 	// bytes, until the next reset. 0 means never.
 	HangAfter int
+	// MissSyncs makes the ROM ignore the next n SYNCs, across resets, as a
+	// ROM whose autobaud has not locked yet (esptool sends several SYNCs
+	// after each reset for this reason).
+	MissSyncs int
 }
 
 // Stats counts what the model did.
@@ -255,11 +307,15 @@ type Model struct {
 	flash  *sim.Flash
 	mac    [6]byte
 
-	mu     sync.Mutex
-	regs   map[uint32]uint32 // registers WRITE_REG set
-	faults Faults
-	rx     int
-	stats  Stats
+	mu   sync.Mutex
+	regs map[uint32]uint32 // registers WRITE_REG set
+	// attached says the SPI flash is wired to the controller's pins: the
+	// ESP32 ROM starts without (SPI_ATTACH with the right pins attaches
+	// it), the ESP8266 ROM and the stub with.
+	attached bool
+	faults   Faults
+	rx       int
+	stats    Stats
 }
 
 var _ sim.Model = (*Model)(nil)
@@ -386,6 +442,21 @@ func (m *Model) reg(addr uint32, baud int) uint32 {
 	if addr == m.v.clkdivReg {
 		return uint32(m.v.uartClock / baud)
 	}
+	if m.v.chip.Magic == esprom.ESP32.Magic && (addr == esprom.RTCCaliCfg1 || addr == esprom.EfuseWord4) {
+		// crystal = cali * 15625 * ck8m / 40 (esptool's
+		// get_rom_cal_crystal_freq): with ck8m 128, cali = crystal / 50000.
+		if addr == esprom.EfuseWord4 {
+			return romCK8M
+		}
+		return m.romCrystal() / 50000 << 7
+	}
+	if m.v.chip.Magic == esprom.ESP32.Magic && (addr == esprom.EfuseWord3 || addr == esprom.EfuseWord5) {
+		w3, w5 := m.opts.SPIPins.EfuseWords()
+		if addr == esprom.EfuseWord3 {
+			return w3
+		}
+		return w5
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.regs[addr]
@@ -422,9 +493,29 @@ func (m *Model) writeReg(addr, val, mask uint32) {
 	var out uint32
 	if m.regs[m.v.spiBase+spiUSR2Offs]&0xFFFF == flashRDID {
 		out = m.JEDECID()
+		if !m.attached {
+			out = 0xFFFFFF // no flash on the pins the controller drives: MISO floats high
+		}
 	}
 	m.regs[m.v.spiBase+m.v.spiW0] = out
 	m.regs[addr] &^= spiCmdUSR
+}
+
+// romCK8M is the 8 MHz clock's frequency code the model's eFuse word 4
+// holds.
+const romCK8M = 128
+
+func (m *Model) romCrystal() uint32 {
+	if m.opts.ROMCrystal == 0 {
+		return 40000000
+	}
+	return m.opts.ROMCrystal
+}
+
+func (m *Model) setAttached(on bool) {
+	m.mu.Lock()
+	m.attached = on
+	m.mu.Unlock()
 }
 
 // Run runs the unit from a reset: download mode when GPIO0 was low, the

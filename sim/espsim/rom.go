@@ -20,7 +20,11 @@ type rom struct {
 
 	dec      esprom.SLIPDecoder
 	attached bool
-	baud     int // the rate the ROM measured or was told; for UART_CLKDIV
+	// flashSize is the flash size the ROM believes in: what SPI_SET_PARAMS
+	// last said, else ROMFlashSize on the ESP32. Its flash routines refuse
+	// to go past it, whatever the chip holds.
+	flashSize uint32
+	baud      int // the rate the ROM measured or was told; for UART_CLKDIV
 
 	// The write in progress after FLASH_BEGIN or FLASH_DEFL_BEGIN.
 	writing   bool
@@ -52,6 +56,11 @@ func (r *rom) run() {
 	}
 	r.s.SetBaud(0) // autobaud: follow the host
 	r.baud = 115200
+	r.flashSize = uint32(r.m.flash.Size())
+	r.m.setAttached(!r.m.v.chip.Attach) // the ESP8266 ROM attaches the flash itself
+	if r.m.v.chip.Attach {
+		r.flashSize = ROMFlashSize
+	}
 	for !r.done {
 		pkt, err := r.nextPacket()
 		if err != nil {
@@ -186,6 +195,15 @@ func (r *rom) handle(pkt []byte) error {
 		if !bytes.Equal(d, esprom.SyncPayload) {
 			return r.fail(req.Op, esprom.CodeInvalidMessage)
 		}
+		r.m.mu.Lock()
+		miss := r.m.faults.MissSyncs > 0
+		if miss {
+			r.m.faults.MissSyncs--
+		}
+		r.m.mu.Unlock()
+		if miss {
+			return nil // the autobaud has not locked: no answer
+		}
 		r.m.count(func(st *Stats) { st.Syncs++ })
 		for range 8 {
 			if err := r.ok(req.Op, esprom.SyncValue, nil); err != nil {
@@ -211,12 +229,26 @@ func (r *rom) handle(pkt []byte) error {
 		if len(d) != 8 {
 			return r.fail(req.Op, esprom.CodeInvalidMessage)
 		}
-		r.attached = true
+		// The argument says where the flash is: 0 the default SPI pins, 1
+		// HSPI, else the pins packed as esptool's --spi-connection packs
+		// them. The ROM attaches what it is told; a flash on other pins
+		// stays out of reach (esptool's flash_spi_attach; the stub passes
+		// ets_efuse_get_spiconfig() for the same reason).
+		r.attached = binary.LittleEndian.Uint32(d) == r.m.opts.SPIPins.Packed()
+		r.m.setAttached(r.attached)
 		return r.ok(req.Op, 0, nil)
 	case esprom.OpSPISetParams:
 		if len(d) != 24 {
 			return r.fail(req.Op, esprom.CodeInvalidMessage)
 		}
+		// fl_id, total size, block, sector, page, status mask, as esptool's
+		// flash_set_parameters sends them: the ROM's flash routines take
+		// the total size as the bound of every erase, write and read.
+		w := words(d)
+		if w[1] == 0 || w[3] != esprom.SectorSize {
+			return r.fail(req.Op, esprom.CodeFailedToAct)
+		}
+		r.flashSize = w[1]
 		return r.ok(req.Op, 0, nil)
 	case esprom.OpChangeBaudrate:
 		if len(d) != 8 {
@@ -226,6 +258,10 @@ func (r *rom) handle(pkt []byte) error {
 		if baud < 300 || baud > 5000000 {
 			return r.fail(req.Op, esprom.CodeInvalidMessage)
 		}
+		// The ROM computes the divider from its own crystal estimate
+		// (see Options.ROMCrystal): the UART lands at the rate asked for
+		// scaled by the nominal crystal over that estimate.
+		baud = int(uint64(baud) * 40000000 / uint64(r.m.romCrystal()))
 		// The answer goes out at the old rate, then the UART switches.
 		if err := r.ok(req.Op, 0, nil); err != nil {
 			return err
@@ -272,7 +308,12 @@ func (r *rom) handle(pkt []byte) error {
 		}
 		// The model knows one program sent to RAM: esptool's flasher stub.
 		// It greets the host with OHAI and takes over the line.
+		// It attaches the flash on the pins the eFuse names and sets the
+		// size to 16 MiB before it greets (stub_main in esptool's
+		// flasher_stub/stub_flasher.c: spi_flash_attach with
+		// ets_efuse_get_spiconfig(), SPIParamCfg with FLASH_MAX_SIZE).
 		r.stub = newStub(r)
+		r.m.setAttached(true)
 		return r.stub.greet()
 	}
 	return r.fail(req.Op, esprom.CodeInvalidMessage)
@@ -298,7 +339,9 @@ func (r *rom) begin(req esprom.Request) error {
 	if r.m.v.chip.EraseBug {
 		n = esprom.ESP8266Erased(offset, size)
 	}
-	total := uint32(r.m.flash.Size() / esprom.SectorSize)
+	// The ROM's erase refuses to pass the size it believes in (2 MiB on
+	// the ESP32 until SPI_SET_PARAMS), then the chip's end.
+	total := min(uint32(r.m.flash.Size()), r.flashSize) / esprom.SectorSize
 	if first > total || n > total-first {
 		return r.fail(req.Op, esprom.CodeFailedToAct)
 	}
@@ -437,6 +480,9 @@ func (r *rom) md5(req esprom.Request) error {
 		return r.fail(req.Op, esprom.CodeFailedToAct)
 	}
 	w := words(req.Data)
+	if !r.within(w[0], w[1]) {
+		return r.fail(req.Op, esprom.CodeFailedToAct)
+	}
 	b, err := r.m.flash.Read(w[0], int(w[1]))
 	if err != nil {
 		return r.fail(req.Op, esprom.CodeFlashRead)
@@ -460,6 +506,9 @@ func (r *rom) readSlow(req esprom.Request) error {
 	if w[1] > esprom.ReadBlock {
 		return r.fail(req.Op, esprom.CodeReadLength)
 	}
+	if !r.within(w[0], w[1]) {
+		return r.fail(req.Op, esprom.CodeFailedToAct)
+	}
 	b, err := r.m.flash.Read(w[0], int(w[1]))
 	if err != nil {
 		return r.fail(req.Op, esprom.CodeFlashRead)
@@ -467,6 +516,12 @@ func (r *rom) readSlow(req esprom.Request) error {
 	out := make([]byte, esprom.ReadBlock) // always 64 bytes, whatever was asked
 	copy(out, b)
 	return r.ok(req.Op, 0, out)
+}
+
+// within reports whether [addr, addr+n) lies inside the flash size the
+// ROM believes in.
+func (r *rom) within(addr, n uint32) bool {
+	return uint64(addr)+uint64(n) <= uint64(r.flashSize)
 }
 
 func (r *rom) stopInflater() {

@@ -26,8 +26,15 @@ type stub struct {
 	blockSize uint32
 	seq       uint32
 	pos       uint32 // next address to program
-	erased    map[uint32]bool
-	inf       *inflater
+	// Erase-ahead state, as esptool's stub_write_flash.c keeps it: the
+	// next sector to erase and how many the write still needs.
+	nextErase      uint32
+	remainingErase uint32
+	// lastErr is the error of the last block's programming, which the
+	// stub reports at the next FLASH_DATA or at FLASH_END: it answers a
+	// block before it writes it.
+	lastErr byte
+	inf     *inflater
 }
 
 func newStub(r *rom) *stub { return &stub{r: r} }
@@ -86,7 +93,9 @@ func (st *stub) handle(pkt []byte) error {
 		}
 		return st.ok(req.Op, 0, nil)
 	case esprom.OpSPIAttach:
-		if len(d) != 4 && len(d) != 8 {
+		// The stub takes one word (stub_flasher.c: verify_data_len(command,
+		// 4)); the ROM two (esptool's flash_spi_attach adds "is legacy").
+		if len(d) != 4 {
 			return st.fail(req.Op, esprom.CodeStubBadDataLen)
 		}
 		return st.ok(req.Op, 0, nil)
@@ -118,7 +127,9 @@ func (st *stub) handle(pkt []byte) error {
 		st.stopInflater()
 		st.writing, st.deflate = true, req.Op == esprom.OpFlashDeflBegin
 		st.size, st.blocks, st.blockSize, st.offset = w[0], w[1], w[2], w[3]
-		st.seq, st.pos, st.erased = 0, w[3], map[uint32]bool{}
+		st.seq, st.pos = 0, w[3]
+		st.nextErase, st.remainingErase = w[3]/esprom.SectorSize, (w[0]+esprom.SectorSize-1)/esprom.SectorSize
+		st.lastErr = 0
 		return st.ok(req.Op, 0, nil)
 	case esprom.OpFlashData, esprom.OpFlashDeflData:
 		return st.data(req)
@@ -131,6 +142,9 @@ func (st *stub) handle(pkt []byte) error {
 		}
 		st.writing = false
 		st.stopInflater()
+		if st.lastErr != 0 { // handle_flash_end returns the last block's error
+			return st.fail(req.Op, st.lastErr)
+		}
 		if err := st.ok(req.Op, 0, nil); err != nil {
 			return err
 		}
@@ -183,6 +197,15 @@ func (st *stub) handle(pkt []byte) error {
 		}
 		return st.readFlash(w[0], w[1], w[2], w[3])
 	case esprom.OpRunUserCode:
+		// It works on the ESP8266 only: there the stub returns to the
+		// ROM's boot (esptool's flasher_stub/stub_flasher.c, "if cmd_loop
+		// returns, it's due to ESP_RUN_USER_CODE"). The ESP32's stub
+		// answers nothing and stays (esp-flasher-stub: "This command does
+		// not send response. TODO: Try to implement WDT reset"), and
+		// esptool's soft_reset refuses it: "only supported on ESP8266".
+		if r.m.v.chip.Magic != esprom.ESP8266.Magic {
+			return nil
+		}
 		st.runUserCode()
 		return nil
 	}
@@ -194,7 +217,12 @@ func (st *stub) runUserCode() {
 	st.r.done = true
 }
 
-// data takes a FLASH_DATA or FLASH_DEFL_DATA block.
+// data takes a FLASH_DATA or FLASH_DEFL_DATA block. Like esptool's stub
+// (stub_flasher.c: "ACK DATA commands immediately, then process them a few
+// lines down, allowing next command to buffer") it checks the block,
+// answers, and only then inflates, erases and programs it, while the host
+// sends the next block; an error in that work is answered at the next
+// block or at FLASH_END (get_flash_error, handle_flash_end).
 func (st *stub) data(req esprom.Request) error {
 	d := req.Data
 	if !st.writing || st.deflate != (req.Op == esprom.OpFlashDeflData) {
@@ -214,6 +242,15 @@ func (st *stub) data(req esprom.Request) error {
 	if esprom.Checksum(block) != req.Checksum {
 		return st.fail(req.Op, esprom.CodeStubBadChecksum)
 	}
+	if st.lastErr != 0 {
+		return st.fail(req.Op, st.lastErr)
+	}
+	block = append([]byte(nil), block...) // the packet buffer is reused
+	if err := st.ok(req.Op, 0, nil); err != nil {
+		return err
+	}
+	st.seq++
+	st.r.m.count(func(s *Stats) { s.BlocksWritten++ })
 	out := block
 	if st.deflate {
 		if st.inf == nil {
@@ -222,8 +259,8 @@ func (st *stub) data(req esprom.Request) error {
 		var err error
 		if out, err = st.inf.feed(block); err != nil {
 			st.stopInflater()
-			st.writing = false
-			return st.fail(req.Op, esprom.CodeStubInflateError)
+			st.lastErr = esprom.CodeStubInflateError
+			return nil
 		}
 	}
 	// The stub writes no further than the size it was given: the
@@ -231,37 +268,44 @@ func (st *stub) data(req esprom.Request) error {
 	left := st.offset + st.size - st.pos
 	if uint32(len(out)) > left {
 		if st.deflate {
-			return st.fail(req.Op, esprom.CodeStubTooMuchData)
+			st.lastErr = esprom.CodeStubTooMuchData
+			return nil
 		}
 		out = out[:left]
 	}
 	if len(out) > 0 {
 		if code := st.program(st.pos, out); code != 0 {
-			return st.fail(req.Op, code)
+			st.lastErr = code
+			return nil
 		}
 		st.pos += uint32(len(out))
 	}
-	st.seq++
-	st.r.m.count(func(s *Stats) { s.BlocksWritten++ })
-	return st.ok(req.Op, 0, nil)
+	return nil
 }
 
-// program erases each sector the first time the write reaches it, then
-// programs b and reads it back.
+// program erases ahead as far as the write reaches (a 64 KiB block at a
+// time where the write still needs more than a block from a block
+// boundary, else a sector: handle_flash_data in esptool's
+// stub_write_flash.c), then programs b and reads it back.
 func (st *stub) program(addr uint32, b []byte) byte {
 	r := st.r
-	for sec := addr / esprom.SectorSize; sec <= (addr+uint32(len(b))-1)/esprom.SectorSize; sec++ {
-		if st.erased[sec] {
-			continue
+	last := (addr + uint32(len(b)) + esprom.SectorSize - 1) / esprom.SectorSize
+	for st.nextErase < last {
+		n, t := uint32(1), r.m.timing.SectorErase
+		if st.nextErase%16 == 0 && st.remainingErase > 16 {
+			n, t = 16, r.m.timing.BlockErase
 		}
-		st.erased[sec] = true
-		if r.m.flash.EraseUnit(int(sec)) != nil {
+		for i := st.nextErase; i < st.nextErase+n; i++ {
+			if r.m.flash.EraseUnit(int(i)) != nil {
+				return esprom.CodeStubFailedSPIOp
+			}
+		}
+		r.m.count(func(s *Stats) { s.SectorsErased += int(n) })
+		if r.s.Busy(t) != nil {
 			return esprom.CodeStubFailedSPIOp
 		}
-		r.m.count(func(s *Stats) { s.SectorsErased++ })
-		if r.s.Busy(r.m.timing.SectorErase) != nil {
-			return esprom.CodeStubFailedSPIOp
-		}
+		st.nextErase += n
+		st.remainingErase -= min(n, st.remainingErase)
 	}
 	r.limit = uint32(r.m.flash.Size())
 	if code := r.program(addr, b); code != 0 {

@@ -67,7 +67,10 @@ func (m *Model) checkApp(addr uint32) (sim.AppDescriptor, error) {
 // runImage starts the image whose vector table is at addr in flash, or
 // boot-loops saying what is wrong with it.
 func (m *Model) runImage(s *sim.Session, addr uint32) {
+	// The application sets its USART up itself: the demo firmware's
+	// console runs 115200 8N1, as most firmware does, not the ROM's 8E1.
 	s.SetBaud(115200)
+	s.SetFraming(sim.Framing8N1)
 	d, err := m.checkApp(addr)
 	m.mu.Lock()
 	if err != nil {

@@ -95,24 +95,32 @@ func (m *Model) runBootloader(s *sim.Session) {
 	m.mu.Lock()
 	m.stats.BootloaderRuns++
 	m.mu.Unlock()
-	s.SetBaud(0) // the ROM measures the host's rate on the sync byte
+	s.SetBaud(0)                 // the ROM measures the host's rate on the first frame
+	s.SetFraming(sim.Framing8E1) // AN3155 §2: 8 data bits, even parity, 1 stop bit
 	if s.Wait(StartupDelay) != nil {
 		return
 	}
 	dropInput(s)
+	m.setListening(true)
+	defer m.setListening(false)
 	r := &rom{m: m, s: s}
-	// Autobaud: only 0x7F gives the ROM a rate it accepts.
-	for {
-		b, err := r.byte()
-		if err != nil {
-			return
-		}
-		if b == stm32.SyncByte {
-			break
-		}
+	// Autobaud (AN3155 §2, "USART bootloader code sequence"): the ROM
+	// times the first frame it sees as if it were 0x7F, sets its USART to
+	// the rate that gives, and answers ACK at that rate. There is no second
+	// chance until the next reset: a first frame that is not 0x7F (noise,
+	// an application's leftovers, a host that sends before the ROM listens)
+	// leaves it at a wrong rate, and every byte after is garbled both ways.
+	b, err := r.byte()
+	if err != nil {
+		return
 	}
 	m.mu.Lock()
-	m.stats.Syncs++
+	if baud := measuredRate(s.HostBaud(), b); baud != 0 {
+		s.SetBaud(baud)
+		m.stats.AutobaudMisses++
+	} else {
+		m.stats.Syncs++
+	}
 	m.mu.Unlock()
 	if r.ack() != nil {
 		return
@@ -124,11 +132,36 @@ func (m *Model) runBootloader(s *sim.Session) {
 	}
 }
 
+// measuredRate returns the rate the ROM sets when the first frame it times
+// is b, sent at host baud, or 0 when that is the host's rate. ST does not
+// publish how the ROM times the frame; the model times it from the start
+// bit's falling edge to the frame's last rising edge, which 0x7F at 8E1
+// (0 1111111 0 1 1) has nine bit times in. A byte whose last rising edge is
+// elsewhere (00 and FF: ten) gives a rate more than a UART's tolerance
+// off; a byte whose edges fall where 0x7F's do is timed right.
+func measuredRate(host int, b byte) int {
+	bits := []byte{0}
+	for i := range 8 {
+		bits = append(bits, b>>i&1)
+	}
+	bits = append(bits, sim.Framing8E1.ParityBit(b), 1)
+	last := 0
+	for i := 1; i < len(bits); i++ {
+		if bits[i-1] == 0 && bits[i] == 1 {
+			last = i
+		}
+	}
+	if last == 9 {
+		return 0
+	}
+	return host * 9 / last
+}
+
 // readProtected is what RDP level 1 makes the ROM refuse.
 func readProtected(cmd byte) bool {
 	switch cmd {
 	case stm32.CmdRead, stm32.CmdWrite, stm32.CmdErase, stm32.CmdExtendedErase, stm32.CmdGo,
-		stm32.CmdWriteProtect, stm32.CmdWriteUnprotect, stm32.CmdReadoutProtect:
+		stm32.CmdWriteProtect, stm32.CmdWriteUnprotect, stm32.CmdReadoutProtect, stm32.CmdGetChecksum:
 		return true
 	}
 	return false
@@ -170,6 +203,8 @@ func (r *rom) command() error {
 		return r.extendedErase()
 	case stm32.CmdGo:
 		return r.goCmd()
+	case stm32.CmdGetChecksum:
+		return r.checksum()
 	case stm32.CmdWriteProtect:
 		return r.writeProtect()
 	case stm32.CmdWriteUnprotect:
@@ -243,6 +278,9 @@ func (r *rom) read() error {
 	if a, _ := r.m.areaOf(addr); !ok || a == noArea {
 		return r.nack()
 	}
+	if refused, _ := r.m.readRefused(addr, 1); refused {
+		return r.nack()
+	}
 	if err := r.ack(); err != nil {
 		return err
 	}
@@ -253,7 +291,11 @@ func (r *rom) read() error {
 	if l[1] != ^l[0] {
 		return r.nack()
 	}
-	data, ok := r.m.read(addr, int(l[0])+1)
+	n := int(l[0]) + 1
+	if _, refused := r.m.readRefused(addr, n); refused {
+		return r.nack()
+	}
+	data, ok := r.m.read(addr, n)
 	if !ok {
 		return r.nack() // the read runs past the end of the memory
 	}
@@ -377,12 +419,13 @@ func (r *rom) eraseUnits(units []int) (bool, error) {
 	return true, nil
 }
 
-// massErase erases everything unless write protection forbids it.
+// massErase erases everything unless write protection forbids it or the
+// part has no mass erase (Options.NoMassErase).
 func (r *rom) massErase() error {
 	r.m.mu.Lock()
 	protected := len(r.m.wrp) > 0
 	r.m.mu.Unlock()
-	if protected {
+	if protected || r.m.opts.NoMassErase {
 		return r.nack()
 	}
 	if err := r.s.Busy(r.m.timing.MassErase); err != nil {
@@ -540,4 +583,41 @@ func (r *rom) writeProtect() error {
 	}
 	r.reset()
 	return nil
+}
+
+// checksum serves GET_CHECKSUM as stm32flash drives it (stm32.c,
+// stm32_crc_memory): ACK, the address (4-aligned, in flash) and ACK, the
+// length in bytes (a multiple of 4, inside flash) and ACK, then ACK once
+// computed, the CRC most significant byte first, and its XOR.
+func (r *rom) checksum() error {
+	if err := r.ack(); err != nil {
+		return err
+	}
+	addr, ok, err := r.address()
+	if err != nil {
+		return err
+	}
+	if !ok || addr%4 != 0 || !r.m.part.Flash().Contains(addr, 1) {
+		return r.nack()
+	}
+	if err := r.ack(); err != nil {
+		return err
+	}
+	n, ok, err := r.address() // the length has the address's shape
+	if err != nil {
+		return err
+	}
+	if !ok || n == 0 || n%4 != 0 || !r.m.part.Flash().Contains(addr, int(n)) {
+		return r.nack()
+	}
+	if err := r.ack(); err != nil {
+		return err
+	}
+	data, err := r.m.flash.Read(addr, int(n))
+	if err != nil {
+		return r.nack()
+	}
+	c := stm32.CRC32(data)
+	b := []byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}
+	return r.reply(stm32.ACK, b[0], b[1], b[2], b[3], b[0]^b[1]^b[2]^b[3])
 }

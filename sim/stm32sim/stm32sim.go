@@ -1,4 +1,5 @@
-// Package stm32sim models an STM32F103 or STM32F407 for the virtual bench:
+// Package stm32sim models an STM32F103, STM32F407 or STM32L476 for the
+// virtual bench (FIDELITY.md lists each behaviour, its source and its test):
 // a sim.Model whose ROM speaks the USART system bootloader protocol of ST
 // application note AN3155
 // (https://www.st.com/resource/en/application_note/an3155-usart-protocol-used-in-the-stm32-bootloader-stmicroelectronics.pdf)
@@ -16,8 +17,15 @@
 //     sim demo console; erased flash, a bad vector table or a bad image
 //     checksum print one line saying so and reset about once a second: the
 //     bricked state.
-//   - The bootloader: it autobauds on 0x7F (the line's Baud is 0: it follows
-//     the host) and answers ACK, then serves commands. The F103 has
+//   - The line: the ROM frames 8E1 (AN3155); a host at another parity gets
+//     what a UART gives it (see sim.LineConfig.Framing): the sync byte and
+//     its ACK pass at 8N1, GET does not. The application's console is 8N1.
+//   - The bootloader: it times the first frame as 0x7F (the line's Baud is
+//     0: it follows the host) and answers ACK, then serves commands. A
+//     first frame that is not 0x7F locks it at a wrong rate until reset.
+//     The F407 and L476 refuse READs of their device information as their
+//     silicon does (the F407 serves a READ that runs into it from the OTP
+//     before it; the L476 none). The F103 has
 //     bootloader v2.2 with ERASE (0x43); the F407 v3.1 with EXTENDED ERASE
 //     (0x44). Anything not offered, a wrong complement (including a
 //     repeated 0x7F), a bad checksum, an address outside the memory map, an
@@ -44,6 +52,7 @@
 package stm32sim
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -93,6 +102,14 @@ var Timings = map[string]FlashTiming{
 		Erase:     map[uint32]time.Duration{1 << 10: 20 * time.Millisecond},
 		MassErase: 20 * time.Millisecond,
 	},
+	// STM32L476 (DS11451, "Flash memory characteristics"): 64-bit
+	// programming 81.69 µs, page (2 KiB) erase 22.02 ms, mass erase
+	// 22.13 ms, typical.
+	"stm32l476": {
+		Program: 81690 * time.Nanosecond, ProgramUnit: 8,
+		Erase:     map[uint32]time.Duration{2 << 10: 22020 * time.Microsecond},
+		MassErase: 22130 * time.Microsecond,
+	},
 	"stm32f407": {
 		Program: 16 * time.Microsecond, ProgramUnit: 4,
 		Erase: map[uint32]time.Duration{
@@ -115,6 +132,15 @@ type variant struct {
 	cmds     []byte // what GET lists
 	vectors  int    // vector table entries (16 system + the part's IRQs)
 	wrpGroup int    // erase units per write-protection bit
+	// info lists read-only areas besides system memory (OTP, the device
+	// information block with the unique ID and the flash-size register),
+	// erased (0xFF) but for the ID and the size.
+	info []stm32.Region
+	// noReadStart lists areas where a READ may not start (NACK at the
+	// address stage) though it may run into them from an area before;
+	// noRead areas no READ may touch.
+	noReadStart []stm32.Region
+	noRead      []stm32.Region
 }
 
 var (
@@ -126,9 +152,30 @@ var (
 
 var variants = map[string]variant{
 	// F103 medium density: bootloader v2.2; WRP bits cover 4 pages each.
+	// The unique ID and flash size lie inside system memory (RM0008
+	// §30), which READ reads whole.
 	"stm32f103": {pid: 0x410, version: 0x22, cmds: f1Cmds, vectors: 16 + 43, wrpGroup: 4},
-	// F407: bootloader v3.1; one nWRP bit per sector.
-	"stm32f407": {pid: 0x413, version: 0x31, cmds: f4Cmds, vectors: 16 + 82, wrpGroup: 1},
+	// F407: bootloader v3.1; one nWRP bit per sector. OTP at 0x1FFF7800
+	// (528 bytes), the device information after it (RM0090 §39: unique ID
+	// 0x1FFF7A10, flash size 0x1FFF7A22). The ROM refuses a READ that
+	// starts in the device information (reported for the STM32F401: ST
+	// community thread "STM32F401 Bootloader Read Memory command failed",
+	// 2014; stm32loader device_family.py LONG_UID_ACCESS for the F4 family:
+	// "can't read the 12 or 2 bytes for UID and flash size directly",
+	// a 256-byte READ from 0x1FFF7A00 works); the model does so on the F407
+	// too, the stricter reading.
+	"stm32f407": {pid: 0x413, version: 0x31, cmds: f4Cmds, vectors: 16 + 82, wrpGroup: 1,
+		info:        []stm32.Region{{Start: 0x1FFF7800, Size: 0x400}},
+		noReadStart: []stm32.Region{{Start: 0x1FFF7A10, Size: 0x1F0}}},
+	// L476: bootloader protocol v3.1 (ID 0xA3 or 0x92, stm32loader
+	// devices.py), EXTENDED ERASE, 2 KiB pages. OTP at 0x1FFF7000 (1 KiB),
+	// the device information at 0x1FFF7500 (RM0351 §48: unique ID
+	// 0x1FFF7590, flash size 0x1FFF75E0). Its ROM NACKs every READ of the
+	// device information (AN2606 as issue 9 of this project reports it for
+	// several L4 and G parts); no window reaches it from the OTP.
+	"stm32l476": {pid: 0x415, version: 0x31, cmds: f4Cmds, vectors: 16 + 82, wrpGroup: 2,
+		info:   []stm32.Region{{Start: 0x1FFF7000, Size: 0x400}, {Start: 0x1FFF7500, Size: 0x100}},
+		noRead: []stm32.Region{{Start: 0x1FFF7500, Size: 0x100}}},
 }
 
 // Names returns the part names New accepts, sorted.
@@ -154,9 +201,12 @@ func lookup(name string) (variant, stm32.Part, FlashTiming, error) {
 }
 
 // LineConfig returns the line an STM32 USART bootloader needs: the ROM
-// autobauds (Baud 0 follows the host) and the link is 8E1 (11 bit times a
-// byte).
-func LineConfig() sim.LineConfig { return sim.LineConfig{BitsPerByte: 11} }
+// autobauds (Baud 0 follows the host) and frames 8E1 (AN3155 §2), 11 bit
+// times a byte. A host whose port is not at even parity gets what a real
+// unit gives it: 7F, 79 and 1F cross unharmed, GET's 00 FF does not.
+func LineConfig() sim.LineConfig {
+	return sim.LineConfig{BitsPerByte: 11, Framing: sim.Framing8E1}
+}
 
 // Options set how a simulated unit is built.
 type Options struct {
@@ -173,6 +223,16 @@ type Options struct {
 	ReadoutProtect bool
 	// Reboot is the period of a bricked unit's boot loop; 0 means 1 s.
 	Reboot time.Duration
+	// Checksum makes GET list GET_CHECKSUM (0xA1) and the ROM serve it,
+	// as the bootloaders that have the command do (AN3155; the wire format
+	// and the CRC as stm32flash 0.7 uses them: stm32.c, stm32_crc_memory
+	// and stm32_sw_crc). Which ROM versions have it is AN2606's per-product
+	// command list; no modelled part has it by default.
+	Checksum bool
+	// NoMassErase makes the ROM refuse the mass-erase codes (ERASE FF 00,
+	// EXTENDED ERASE FF FF): the parts stm32flash marks F_NO_ME (the L0
+	// and L1) do; a host must erase page by page.
+	NoMassErase bool
 }
 
 // Faults are injected failures for the job layer's tests. Each is used up
@@ -196,6 +256,7 @@ type Stats struct {
 	AppRuns        int // application starts (at reset or by GO)
 	BootFailures   int // boots from flash that found no valid image
 	Syncs          int // 0x7F answered ACK
+	AutobaudMisses int // first frames that locked the ROM at a wrong rate
 	Commands       int // commands received with a good complement
 	NACKs          int
 	BlocksWritten  int // WRITEs that programmed flash
@@ -229,6 +290,10 @@ type Model struct {
 	faults Faults
 	rx     int // bytes received since the hang fault was armed
 	stats  Stats
+	// listening is set while the system bootloader runs past its start-up;
+	// listenCh is closed and replaced when it changes.
+	listening bool
+	listenCh  chan struct{}
 }
 
 var _ sim.Model = (*Model)(nil)
@@ -251,9 +316,14 @@ func New(partName string, opts Options) (*Model, error) {
 		ram:    make([]byte, p.RAM.Size),
 		rdp:    opts.ReadoutProtect,
 		wrp:    map[int]bool{},
+
+		listenCh: make(chan struct{}),
 	}
 	if m.uid == ([12]byte{}) {
 		m.uid = deriveUID(partName, opts.Seed)
+	}
+	if opts.Checksum {
+		m.v.cmds = append(slices.Clone(m.v.cmds), stm32.CmdGetChecksum)
 	}
 	m.buildROM()
 	if opts.Image != nil {
@@ -280,9 +350,9 @@ func deriveUID(name string, seed uint64) [12]byte {
 }
 
 // buildROM lays out the read-only memories: system memory (stand-in bytes
-// for the ROM code, the same on every unit of a part) and the device
-// information holding the unique ID and the flash-size register, inside
-// system memory on the F1 and after the OTP area on the F4.
+// for the ROM code, the same on every unit of a part) and the variant's
+// other areas (OTP, device information) erased, then the unique ID and the
+// flash-size register where the part has them.
 func (m *Model) buildROM() {
 	p := m.part
 	sys := make([]byte, p.SystemMemory.Size)
@@ -291,21 +361,36 @@ func (m *Model) buildROM() {
 		sys[i] = byte(r.Uint32())
 	}
 	m.rom = append(m.rom, segment{p.SystemMemory, sys})
-	if !p.SystemMemory.Contains(p.UIDAddr, 12) {
-		// F4: OTP (512 bytes and 16 lock bytes, erased) then the device
-		// information, up to the flash-size register.
-		info := stm32.Region{Start: p.UIDAddr &^ 0x3FF, Size: 0}
-		info.Size = p.FlashSizeAddr + 2 - info.Start
-		b := make([]byte, info.Size)
+	for _, reg := range m.v.info {
+		b := make([]byte, reg.Size)
 		for i := range b {
 			b[i] = 0xFF
 		}
-		m.rom = append(m.rom, segment{info, b})
+		m.rom = append(m.rom, segment{reg, b})
 	}
 	m.poke(p.UIDAddr, m.uid[:])
 	var fs [2]byte
 	binary.LittleEndian.PutUint16(fs[:], uint16(p.FlashSize()>>10))
 	m.poke(p.FlashSizeAddr, fs[:])
+}
+
+// readable reports whether the ROM serves a READ of n bytes at addr as far
+// as the variant's refused areas go, and at which stage it refuses.
+func (m *Model) readRefused(addr uint32, n int) (atAddress, atLength bool) {
+	for _, reg := range m.v.noReadStart {
+		if reg.Contains(addr, 1) {
+			return true, false
+		}
+	}
+	for _, reg := range m.v.noRead {
+		if reg.Contains(addr, 1) {
+			return true, false
+		}
+		if uint64(addr) < reg.End() && uint64(addr)+uint64(n) > uint64(reg.Start) {
+			return false, true
+		}
+	}
+	return false, false
 }
 
 func (m *Model) poke(addr uint32, b []byte) {
@@ -385,6 +470,33 @@ func (m *Model) Faults() Faults {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.faults
+}
+
+func (m *Model) setListening(on bool) {
+	m.mu.Lock()
+	m.listening = on
+	close(m.listenCh)
+	m.listenCh = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// WaitBootloader waits until the system bootloader has started and listens
+// (bytes sent before that are lost, as on silicon: StartupDelay), or ctx
+// ends. Tests that start a real tool right after powering a unit use it.
+func (m *Model) WaitBootloader(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		on, ch := m.listening, m.listenCh
+		m.mu.Unlock()
+		if on {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Stats returns what the model did so far.

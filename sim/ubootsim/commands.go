@@ -41,6 +41,14 @@ func init() {
 		"crc32":    {"checksum calculation", "address count [addr]\n    - compute CRC32 checksum [save at addr]", (*uboot).crc32},
 		"md":       {"memory display", "[.b, .w, .l] address [# of objects]", (*uboot).md},
 		"mw":       {"memory write (fill)", "[.b, .w, .l] address value [count]", (*uboot).mw},
+		"cmp":      {"memory compare", "[.b, .w, .l] addr1 addr2 count", (*uboot).cmp},
+		"cp":       {"memory copy", "[.b, .w, .l] source target count", (*uboot).cp},
+		"protect":  {"enable or disable FLASH write protection", "on  start end\n    - protect FLASH from addr 'start' to addr 'end'\nprotect on start +len\n    - protect FLASH from addr 'start' to end of sect w/addr 'start'+'len'-1\nprotect off start end\n    - make FLASH from addr 'start' to addr 'end' writable\nprotect off start +len\n    - make FLASH from addr 'start' to end of sect w/addr 'start'+'len'-1 wrtable", (*uboot).protect},
+		"erase":    {"erase FLASH memory", "start end\n    - erase FLASH from addr 'start' to addr 'end'\nerase start +len\n    - erase FLASH from addr 'start' to the end of sect w/addr 'start'+'len'-1", (*uboot).erase},
+		"virtio":   {"virtio block devices sub-system", fmt.Sprintf("scan - initialize virtio bus\nvirtio "+blkUsage, "virtio"), (*uboot).blk},
+		"nvme":     {"NVM Express sub-system", fmt.Sprintf("scan - scan NVMe devices\nnvme "+blkUsage, "nvme"), (*uboot).blk},
+		"scsi":     {"SCSI sub-system", fmt.Sprintf("scan - (re-)scan SCSI bus\nscsi "+blkUsage, "scsi"), (*uboot).blk},
+		"usb":      {"USB sub-system", fmt.Sprintf("start - start (scan) USB controller\nusb "+blkUsage, "usb"), (*uboot).blk},
 		"mmc":      {"MMC sub system", mmcUsage, (*uboot).mmc},
 		"sf":       {"SPI flash sub-system", sfUsage, (*uboot).sfCmd},
 		"bootm":    {"boot application image from memory", "[addr [arg ...]]\n    - boot application image stored in memory", (*uboot).bootm},
@@ -258,7 +266,13 @@ func (u *uboot) mem(addr, n uint64) int64 {
 	return int64(addr - RAMBase)
 }
 
+// readRAM reads memory: RAM, or the CFI flash where it is mapped (reads
+// in place, as on the bus).
 func (u *uboot) readRAM(addr uint64, n int) []byte {
+	if u.inCFI(addr, uint64(n)) {
+		b, _ := u.m.cfi.Read(uint32(addr), n)
+		return b
+	}
 	b, _ := u.ram.Read(u.mem(addr, uint64(n)), n)
 	return b
 }
@@ -277,13 +291,18 @@ func (u *uboot) crc32(args []string) int {
 	}
 	addr, n := v[0], v[1]
 	crc := crc32.NewIEEE()
-	off := u.mem(addr, n)
-	buf := make([]byte, chunkSize)
-	for done := uint64(0); done < n; {
-		k := min(n-done, chunkSize)
-		u.ram.ReadAt(buf[:k], off+int64(done))
-		crc.Write(buf[:k])
-		done += k
+	if u.inCFI(addr, n) {
+		b, _ := u.m.cfi.Read(uint32(addr), int(n))
+		crc.Write(b)
+	} else {
+		off := u.mem(addr, n)
+		buf := make([]byte, chunkSize)
+		for done := uint64(0); done < n; {
+			k := min(n-done, chunkSize)
+			u.ram.ReadAt(buf[:k], off+int64(done))
+			crc.Write(buf[:k])
+			done += k
+		}
 	}
 	u.out("crc32 for %08x ... %08x ==> %08x\n", addr, addr+n-1, crc.Sum32())
 	if len(v) > 2 {
@@ -292,6 +311,52 @@ func (u *uboot) crc32(args []string) int {
 		u.writeRAM(v[2], b[:])
 	}
 	return ok
+}
+
+// cmp compares count units at two RAM addresses as cmd/mem.c's do_mem_cmp
+// does: the first difference ("byte at 0x... (0x1) != byte at 0x...
+// (0x5a)"), then "Total of N byte(s) were the same"; it fails on a
+// difference.
+func (u *uboot) cmp(args []string) int {
+	if len(args) < 4 {
+		return usage
+	}
+	v, good := hexArgs(args[1:4])
+	if !good {
+		return usage
+	}
+	w := width(args[0])
+	names := map[int]string{1: "byte", 2: "halfword", 4: "word", 8: "double word"}
+	a := u.readRAM(v[0], int(v[2])*w)
+	b := u.readRAM(v[1], int(v[2])*w)
+	same := uint64(0)
+	for ; same < v[2]; same++ {
+		x, y := leUnit(a[same*uint64(w):], w), leUnit(b[same*uint64(w):], w)
+		if x != y {
+			u.out("%s at 0x%08x (%s) != %s at 0x%08x (%s)\n", names[w], v[0]+same*uint64(w), altHex(x, 2*w), names[w], v[1]+same*uint64(w), altHex(y, 2*w))
+			break
+		}
+	}
+	u.out("Total of %d %s(s) were the same\n", same, names[w])
+	if same != v[2] {
+		return fail
+	}
+	return ok
+}
+
+// leUnit reads a little-endian unit of w bytes.
+func leUnit(b []byte, w int) uint64 {
+	var x uint64
+	for j := w - 1; j >= 0; j-- {
+		x = x<<8 | uint64(b[j])
+	}
+	return x
+}
+
+// altHex prints x as C's "%#0*lx" with width n does: 0x, then the digits
+// zero-padded so that the whole takes n characters.
+func altHex(x uint64, n int) string {
+	return fmt.Sprintf("0x%0*x", max(1, n-2), x)
 }
 
 // width returns the unit size of a .b/.w/.l/.q suffixed command.
@@ -333,7 +398,11 @@ func (u *uboot) md(args []string) int {
 			}
 			fmt.Fprintf(&sb, " %0*x", 2*w, x)
 		}
-		sb.WriteString("    ")
+		// lib/display_options.c, print_buffer: a short last line is padded
+		// to the full width, then two spaces and the characters (as real
+		// U-Boot 2023.01 prints them: the differential test holds this).
+		sb.WriteString(strings.Repeat(" ", (16-len(chunk))/w*(2*w+1)))
+		sb.WriteString("  ")
 		for _, c := range chunk {
 			if c < 0x20 || c > 0x7e {
 				c = '.'

@@ -318,6 +318,10 @@ func (u *uboot) loadxy(args []string, ymodem bool) int {
 	}
 	u.wait(250 * time.Millisecond)
 	u.out("## Total Size      = 0x%08x = %d Bytes\n", size, size)
+	// cmd/load.c, do_load_serial_bin: the start address follows (real
+	// U-Boot 2023.01 prints it; no "xyzModem - CRC mode" summary line
+	// appears on its console: the differential test holds both).
+	u.out("## Start Addr      = 0x%08X\n", addr)
 	u.env["filesize"] = strconv.FormatInt(int64(size), 16)
 	u.m.count(func(s *Stats) { s.LoadyBytes, s.LoadyRetries = size, x.retries })
 	return ok

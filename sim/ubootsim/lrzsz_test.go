@@ -14,6 +14,7 @@ import (
 
 	"go.bug.st/serial"
 
+	"github.com/unbrick/unbrick/internal/peertest"
 	"github.com/unbrick/unbrick/sim"
 )
 
@@ -34,9 +35,7 @@ func TestLrzszIntoLoady(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := exec.LookPath(tt.tool[0]); err != nil {
-				t.Skipf("%s is not installed (apt-get install lrzsz; CI installs it): skipping the lrzsz interop test", tt.tool[0])
-			}
+			peertest.Need(t, peertest.Tool{Name: tt.tool[0], Package: "lrzsz"})
 			m, err := New(board, Options{Serial: "HMI-7", BootDelay: -1, A: SlotImage{Version: "1.0"}})
 			if err != nil {
 				t.Fatal(err)

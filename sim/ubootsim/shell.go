@@ -17,8 +17,15 @@ type uboot struct {
 	env    map[string]string
 	locals map[string]string // hush shell variables (name=value)
 	last   string            // the last command line, repeated by an empty line
+	status int               // $?: the status of the last command that ran
 	sf     bool              // sf probe succeeded
 	ram    *sparse
+	// scanned holds the block interfaces scanned (scsi scan, usb start);
+	// cur their current devices; protected the CFI sectors protected.
+	scanned   map[string]bool
+	cur       map[string]int
+	protected []bool
+	rxq       []byte // typed characters waiting in the receive FIFO
 }
 
 // Control flow out of deep call chains: the session ended, or the unit
@@ -41,6 +48,8 @@ func (u *uboot) run() {
 	u.m.mu.Lock()
 	u.ram = u.m.ram
 	u.m.mu.Unlock()
+	u.scanned, u.cur = map[string]bool{}, map[string]int{}
+	u.protected = make([]bool, CFISize/CFISector)
 	u.boot()
 }
 
@@ -168,7 +177,15 @@ func (u *uboot) abortboot() bool {
 	if delay < 0 {
 		return true
 	}
+	// common/autoboot.c, autoboot_command: bootdelay=-2 runs bootcmd at
+	// once, without looking at the console (no key can stop it).
+	if u.env["bootdelay"] == "-2" {
+		return false
+	}
 	secs = int((delay + time.Second - 1) / time.Second)
+	if key := u.m.opts.StopString; key != "" {
+		return u.abortbootKeyed(delay, secs, key)
+	}
 	u.out("Hit any key to stop autoboot: %2d ", secs)
 	left := delay
 	for {
@@ -188,10 +205,39 @@ func (u *uboot) abortboot() bool {
 	return false
 }
 
+// abortbootKeyed is common/autoboot.c's abortboot_key_sequence with a
+// plain stop string: it prints CONFIG_AUTOBOOT_PROMPT's default and stops
+// only when the last characters typed match the stop string; anything
+// else is read and ignored.
+func (u *uboot) abortbootKeyed(delay time.Duration, secs int, key string) bool {
+	u.out("Autoboot in %d seconds\n", secs)
+	var typed []byte
+	left := delay
+	for left > 0 {
+		step := min(left, 10*time.Millisecond)
+		if c, ok := u.getc(step); ok {
+			typed = append(typed, c)
+			if len(typed) > len(key) {
+				typed = typed[len(typed)-len(key):]
+			}
+			if string(typed) == key {
+				return true
+			}
+			continue
+		}
+		left -= step
+	}
+	return false
+}
+
 // cli is U-Boot's command loop.
 func (u *uboot) cli() {
 	for {
-		u.out(Prompt)
+		if u.m.opts.Prompt != "" {
+			u.out("%s", u.m.opts.Prompt)
+		} else {
+			u.out(Prompt)
+		}
 		line, ok := u.readLine()
 		if !ok {
 			continue
@@ -212,7 +258,7 @@ func (u *uboot) cli() {
 func (u *uboot) readLine() (string, bool) {
 	var buf []byte
 	for {
-		c, _ := u.getc(-1)
+		c := u.lineChar()
 		switch {
 		case c == '\r' || c == '\n':
 			u.out("\n")
@@ -232,12 +278,50 @@ func (u *uboot) readLine() (string, bool) {
 			c = ' '
 			fallthrough
 		case c >= 0x20 && c < 0x7F:
-			if len(buf) < 1023 { // CONFIG_SYS_CBSIZE
+			max := u.m.opts.LineMax
+			if max == 0 {
+				max = 1024
+			}
+			if len(buf) < max { // CONFIG_SYS_CBSIZE characters (cread_add_char beeps once eol_num > len-1)
 				buf = append(buf, c)
 				u.putc(c)
+			} else {
+				u.putc('\a') // cli_readline.c: getcmd_cbeep() on a full line
 			}
 		}
 	}
+}
+
+// lineChar takes the next typed character. With Options.RxFIFO it models a
+// polled UART: whatever arrived while the previous character was handled
+// waits in a FIFO of that depth, and the rest is lost.
+func (u *uboot) lineChar() byte {
+	if len(u.rxq) == 0 {
+		c, _ := u.getc(-1)
+		u.rxq = append(u.rxq, c)
+	}
+	if depth := u.m.opts.RxFIFO; depth > 0 {
+		var buf [256]byte
+		for {
+			n, err := u.s.ReadTimeout(buf[:], 0)
+			if n == 0 || err != nil {
+				if err != nil && !errors.Is(err, sim.ErrReadTimeout) {
+					panic(halted{})
+				}
+				break
+			}
+			for _, b := range buf[:n] {
+				if len(u.rxq)-1 < depth {
+					u.rxq = append(u.rxq, b)
+				} else {
+					u.m.count(func(s *Stats) { s.RxDropped++ })
+				}
+			}
+		}
+	}
+	c := u.rxq[0]
+	u.rxq = u.rxq[1:]
+	return c
 }
 
 // repeatable reports whether an empty line repeats line (commands whose
@@ -349,6 +433,9 @@ func (u *uboot) words(s string) []string {
 // varName reads a variable reference after '$': {name} or name. It
 // returns the name and how many bytes it took.
 func varName(s string) (string, int) {
+	if s[0] == '?' {
+		return "?", 1 // hush's $?: the last command's status
+	}
 	if s[0] == '{' {
 		if j := strings.IndexByte(s, '}'); j > 1 {
 			return s[1:j], j + 1
@@ -363,6 +450,9 @@ func varName(s string) (string, int) {
 }
 
 func (u *uboot) lookup(name string) string {
+	if name == "?" {
+		return strconv.Itoa(u.status)
+	}
 	if v, ok := u.locals[name]; ok {
 		return v
 	}
@@ -370,11 +460,26 @@ func (u *uboot) lookup(name string) string {
 }
 
 // runLine runs a command line and returns the status of the last command
-// that ran: hush's rules, a failure after ';' does not stop the rest.
+// that ran, by the rules of U-Boot's hush (common/cli_hush.c,
+// run_list_real), which are not POSIX's: a failure after ';' does not stop
+// the rest, but a command that fails before '&&' (or succeeds before '||')
+// skips every following command up to and including the next one that
+// ends in ';'. So "false && echo A || echo B" prints nothing, as real
+// U-Boot 2023.01 does (the differential test holds this). $? is the
+// status of the last command that ran.
 func (u *uboot) runLine(line string) int {
-	status := 0
-	for _, st := range split(line) {
-		if (st.op == "&&" && status != 0) || (st.op == "||" && status == 0) {
+	steps := split(line)
+	skipping := false
+	for i, st := range steps {
+		// The operator after this command: how it joins the next one.
+		next := ";"
+		if i+1 < len(steps) {
+			next = steps[i+1].op
+		}
+		if skipping {
+			if next == ";" {
+				skipping = false
+			}
 			continue
 		}
 		args := u.words(st.text)
@@ -383,12 +488,15 @@ func (u *uboot) runLine(line string) int {
 		}
 		if name, val, ok := strings.Cut(args[0], "="); ok && len(args) == 1 && isName(name) {
 			u.locals[name] = val
-			status = 0
-			continue
+			u.status = 0
+		} else {
+			u.status = u.command(args)
 		}
-		status = u.command(args)
+		if (u.status == 0 && next == "||") || (u.status != 0 && next == "&&") {
+			skipping = true
+		}
 	}
-	return status
+	return u.status
 }
 
 func isName(s string) bool {

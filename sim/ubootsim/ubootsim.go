@@ -16,18 +16,31 @@
 //     down in real seconds (Options.BootDelay shortens it for tests). A key
 //     stops it (and is consumed); otherwise bootcmd runs.
 //   - The console echoes what is typed, ends lines with CR LF and prompts
-//     "=> ". An empty line repeats the last command if it is repeatable, as
-//     U-Boot does; Ctrl-C discards the line ("<INTERRUPT>"). Commands are
-//     parsed as hush does: ';' (a failure does not stop the rest), '&&',
-//     '||', quotes, ${var} expanded when each command runs, run, and
-//     name=value shell variables.
+//     "=> " (Options.Prompt). An empty line repeats the last command if it
+//     is repeatable, as U-Boot does; Ctrl-C discards the line
+//     ("<INTERRUPT>"). A line keeps CONFIG_SYS_CBSIZE characters and
+//     beeps at the rest (Options.LineMax); Options.RxFIFO makes typed
+//     characters overflow like a polled UART's FIFO. Commands are parsed
+//     as U-Boot's hush does, which is not POSIX: ';' (a failure does not
+//     stop the rest), '&&' and '||' (a failure before '&&' skips to the
+//     next ';'), $? , quotes, ${var} expanded when each command runs, run,
+//     and name=value shell variables.
+//   - Autoboot: bootdelay=-2 boots with no chance to stop it; a keyed
+//     autoboot (Options.StopString) stops only on its stop string.
 //   - Commands: help, version, echo, printenv, setenv (serial# is
 //     write-once), saveenv, env default -a, loady (U-Boot's xyzModem
 //     receiver, quirks included: no 'C' after block 0, 'C' as NAK, ACK ACK
-//     C after EOT, 2 s character timeouts), crc32, md, mw, mmc dev/info/
-//     read/write/rescan, sf probe/erase/read/write, bootm, boot, run,
-//     reset, true, false; anything else is "Unknown command 'x' - try
-//     'help'". Numbers are hexadecimal, as in U-Boot.
+//     C after EOT, 2 s character timeouts; "## Total Size" and "## Start
+//     Addr" after it), crc32, md, mw, cmp, cp, mmc dev/info/read/write/
+//     rescan, sf probe/erase/read/write, virtio/nvme/scsi/usb
+//     scan|start/info/dev/read/write (Options.Block), protect and erase on
+//     a CFI NOR flash (Options.CFIFlash; cp.b programs it, md, cmp and
+//     crc32 read it in place), bootm, boot, run, reset, true, false;
+//     anything else is "Unknown command 'x' - try 'help'". Numbers are
+//     hexadecimal, as in U-Boot. The outputs of the shell, md, cmp, crc32,
+//     loady and the storage commands are held against real U-Boot 2023.01
+//     by a differential test (real_diff_test.go; FIDELITY.md lists each
+//     promise and its check).
 //   - bootm checks a legacy uImage as U-Boot does (magic 0x27051956, header
 //     CRC, data CRC) and the device tree (magic 0xd00dfeed), printing "Wrong
 //     Image Format for bootm command", "Bad Header Checksum", "Bad Data CRC"
@@ -89,6 +102,12 @@ type Options struct {
 	StorageSize int64
 	// SPIFlash adds a 16 MiB SPI NOR flash (64 KiB erase sectors) for sf.
 	SPIFlash bool
+	// CFIFlash adds a 32 MiB CFI parallel NOR flash at CFIBase (protect,
+	// erase, cp.b, and reads in place with md, cmp, crc32).
+	CFIFlash bool
+	// Block adds disks behind the block interfaces other than mmc
+	// (virtio, nvme, scsi, usb), numbered per interface in order.
+	Block []BlockDevice
 	// Layout places the environment and the slots. The zero value means
 	// DefaultLayout.
 	Layout Layout
@@ -106,6 +125,27 @@ type Options struct {
 	// LoadyTimeout is how long loady waits for a sender
 	// (CONFIG_CMD_LOADXY_TIMEOUT). 0 means 90 s.
 	LoadyTimeout time.Duration
+	// LineMax is CONFIG_SYS_CBSIZE: the console keeps LineMax typed
+	// characters a line and answers each one more with a bell (BEL),
+	// then runs what it kept on Enter (common/cli_readline.c,
+	// cread_add_char; real U-Boot 2023.01 in QEMU keeps 512, its
+	// CBSIZE). 0 means 1024; Debian's qemu_arm64 build has 512, many
+	// boards 256.
+	LineMax int
+	// RxFIFO, if set, is the depth of the UART's receive FIFO as the
+	// command line sees it: U-Boot polls its UART (drivers/serial: no
+	// interrupts), so what arrives while it handles one typed character
+	// (echo, line editing) waits in the FIFO, and what does not fit is
+	// lost. Stats.RxDropped counts the losses. loady's receive loop keeps
+	// up with the line and is not affected.
+	RxFIFO int
+	// Prompt replaces the "=> " prompt (CONFIG_SYS_PROMPT).
+	Prompt string
+	// StopString makes autoboot keyed (CONFIG_AUTOBOOT_KEYED with
+	// CONFIG_AUTOBOOT_STOP_STR, common/autoboot.c abortboot_key_sequence):
+	// it prints "Autoboot in N seconds" and only this sequence, typed
+	// within the delay, stops it; other keys are read and ignored.
+	StopString string
 	// PanicDelay, if set, replaces the panic=N seconds of the kernel
 	// command line before a panicked kernel reboots (tests shorten it).
 	PanicDelay time.Duration
@@ -126,6 +166,7 @@ type Stats struct {
 	EnvSaves     int
 	LoadyBytes   int // bytes the last loady stored
 	LoadyRetries int // the last loady's retries (NAKs, timeouts)
+	RxDropped    int // typed characters lost to a full receive FIFO (Options.RxFIFO)
 }
 
 // Model is a simulated U-Boot board. Its storage persists across runs; its
@@ -135,6 +176,8 @@ type Model struct {
 	layout Layout
 	emmc   *Disk
 	nor    *sim.Flash
+	cfi    *sim.Flash
+	blk    map[string][]*Disk
 
 	mu    sync.Mutex
 	ram   *sparse
@@ -175,6 +218,16 @@ func New(board string, o Options) (*Model, error) {
 	m := &Model{opts: o, layout: l, emmc: &Disk{newSparse(o.StorageSize)}, ram: newSparse(RAMSize)}
 	if o.SPIFlash {
 		m.nor = sim.NewFlash(0, sim.Uniform(NORSize/NORSector, NORSector))
+	}
+	if o.CFIFlash {
+		m.cfi = newCFI()
+	}
+	m.blk = map[string][]*Disk{}
+	for _, b := range o.Block {
+		if _, known := blkIfaces[b.Iface]; !known || b.Size <= 0 || b.Size%BlockSize != 0 {
+			return nil, fmt.Errorf("ubootsim: block device %q of %d bytes: want virtio, nvme, scsi or usb and a whole number of 512-byte blocks", b.Iface, b.Size)
+		}
+		m.blk[b.Iface] = append(m.blk[b.Iface], &Disk{newSparse(b.Size)})
 	}
 	for _, s := range []struct {
 		slot Slot
