@@ -168,7 +168,7 @@ func New(cfg Config) *Server {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
-	go s.follow(cfg.Bus.Subscribe(subBuffer))
+	go s.follow(cfg.Bus.SubscribeConsole(subBuffer))
 	s.routes()
 	return s
 }
