@@ -303,6 +303,8 @@ func TestPage32At800x480(t *testing.T) {
 		t.Error("slot 1's detail never said how much time its step had left")
 	}
 	wait(t, ctx, "slot 1 passed", cellIs(pass, `t.dataset.state === "passed" && q("word").textContent === "Passed" && q("icon").textContent === "✔"`))
+	wait(t, ctx, "slot 1's console and model", `document.getElementById("d-console").textContent.includes("firmware v")
+		&& document.getElementById("d-model").textContent.includes("sensor-b")`)
 	click(t, ctx, "#d-close")
 
 	// A failing unit says why and what to do, and the page raises an alert.
