@@ -409,6 +409,62 @@ func TestPage32At800x480(t *testing.T) {
 	}
 }
 
+// TestPageAfterStationRestart: the whole station stops while a job runs
+// (the job is recorded interrupted, the unit switched off) and starts again
+// on the same data and address; the page reconnects by itself and shows the
+// new station's state, then follows it live.
+func TestPageAfterStationRestart(t *testing.T) {
+	ctx := tab(t, 800, 480)
+	dir := t.TempDir()
+	open := func(addr string) *pageBench {
+		d, err := NewDemo(DemoConfig{Dir: dir, Units: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &pageBench{Demo: d}
+		p.serve(t, addr)
+		return p
+	}
+	b := open("127.0.0.1:0")
+	u1, _ := b.Bench.Unit(1)
+	if err := u1.Plug(); err != nil {
+		t.Fatal(err)
+	}
+	b.Present(1)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+b.addr+"/")); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, ctx, "the page live", `document.getElementById("conn").textContent === "live"`)
+	click(t, ctx, `[data-slot="1"]`)
+	click(t, ctx, "#d-start")
+	click(t, ctx, "#d-close")
+	wait(t, ctx, "slot 1 writing", cellIs(1, `t.dataset.state === "running" && Number(t.dataset.progress) > 0`))
+	addr := b.addr
+	b.stop()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if u1.Power.Level() != pgpio.Low {
+		t.Error("slot 1's power line is high after the station stopped")
+	}
+	wait(t, ctx, "the page offline", `document.getElementById("conn").textContent.startsWith("offline")`)
+
+	b = open(addr)
+	defer func() { b.stop(); b.Close() }()
+	wait(t, ctx, "the page live again", `document.getElementById("conn").textContent === "live"`)
+	wait(t, ctx, "slot 1 as the new station has it", cellIs(1, `t.dataset.state === "empty"`))
+	as, err := b.Store.Attempts(context.Background(), db.Filter{Slot: 1})
+	if err != nil || len(as) != 1 || as[0].Outcome != db.Interrupted {
+		t.Errorf("slot 1's attempts after the restart = %+v, %v; want one, interrupted", as, err)
+	}
+	u1, _ = b.Bench.Unit(1)
+	if err := u1.Plug(); err != nil {
+		t.Fatal(err)
+	}
+	b.Present(1)
+	wait(t, ctx, "slot 1 ready again, live", cellIs(1, `t.dataset.state === "present" && q("word").textContent === "Ready"`))
+}
+
 // TestHistoryPage: a unit's history found by its serial number as a
 // scanner types it: every attempt in order, with its steps, console,
 // recipe and image.
