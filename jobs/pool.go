@@ -68,7 +68,8 @@ type Pool struct {
 	once    sync.Once
 	sem     chan struct{}
 	mu      sync.Mutex
-	running map[int]context.CancelFunc
+	running map[int]context.CancelCauseFunc
+	by      map[int]string // who started each running job (Job.Operator)
 	wg      sync.WaitGroup
 }
 
@@ -77,7 +78,8 @@ func (p *Pool) init() {
 		if p.Workers > 0 {
 			p.sem = make(chan struct{}, p.Workers)
 		}
-		p.running = map[int]context.CancelFunc{}
+		p.running = map[int]context.CancelCauseFunc{}
+		p.by = map[int]string{}
 	})
 }
 
@@ -98,8 +100,9 @@ func (p *Pool) Start(ctx context.Context, j Job) error {
 		p.mu.Unlock()
 		return fmt.Errorf("slot %d: %w", n, ErrBusy)
 	}
-	jctx, cancel := context.WithCancel(ctx)
+	jctx, cancel := context.WithCancelCause(ctx)
 	p.running[n] = cancel
+	p.by[n] = j.Operator
 	p.wg.Add(1)
 	p.mu.Unlock()
 	go func() {
@@ -107,8 +110,9 @@ func (p *Pool) Start(ctx context.Context, j Job) error {
 		free := func() {
 			p.mu.Lock()
 			delete(p.running, n)
+			delete(p.by, n)
 			p.mu.Unlock()
-			cancel()
+			cancel(nil)
 		}
 		if p.sem != nil {
 			select {
@@ -170,24 +174,51 @@ func (p *Pool) Running(n int) bool {
 	return ok
 }
 
+// Operator returns who started slot n's running job (its Job.Operator), and
+// whether a job runs.
+func (p *Pool) Operator(n int) (string, bool) {
+	p.init()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	by, ok := p.by[n]
+	return by, ok
+}
+
 // Stop interrupts slot n's job, if any, and reports whether there was one.
-func (p *Pool) Stop(n int) bool {
+func (p *Pool) Stop(n int) bool { return p.StopBy(n, "") }
+
+// StopBy interrupts slot n's job, if any, as Stop does, and records who
+// stopped it: the attempt's reason names them. It reports whether there
+// was a job.
+func (p *Pool) StopBy(n int, by string) bool {
 	p.init()
 	p.mu.Lock()
 	cancel, ok := p.running[n]
 	p.mu.Unlock()
 	if ok {
-		cancel()
+		var cause error
+		if by != "" {
+			cause = &StoppedError{By: by}
+		}
+		cancel(cause)
 	}
 	return ok
 }
+
+// StoppedError is the cause of a job's end when someone stopped it.
+type StoppedError struct{ By string }
+
+func (e *StoppedError) Error() string { return "cancelled by " + e.By }
+
+// Is makes a StoppedError match context.Canceled, as the stop it records.
+func (e *StoppedError) Is(target error) bool { return target == context.Canceled }
 
 // StopAll interrupts every job.
 func (p *Pool) StopAll() {
 	p.init()
 	p.mu.Lock()
 	for _, c := range p.running {
-		c()
+		c(nil)
 	}
 	p.mu.Unlock()
 }

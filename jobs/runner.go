@@ -232,8 +232,12 @@ func (u *run) execute(ctx context.Context) {
 		u.res.Outcome = OutcomePassed
 	case errors.Is(ctx.Err(), context.Canceled) || f.Class == "interrupted":
 		u.res.Outcome = OutcomeInterrupted
+		why := "stopped"
+		if se := (*StoppedError)(nil); errors.As(context.Cause(ctx), &se) {
+			why = se.Error() // who stopped it, for the record
+		}
 		u.res.Failure = &Failure{Class: "interrupted", Fault: StationFault,
-			Reason: fmt.Sprintf("stopped during %s", u.lastStep()),
+			Reason: fmt.Sprintf("%s during %s", why, u.lastStep()),
 			Hint:   "start the unit again: it was powered off before its recovery finished"}
 	default:
 		u.res.Failure = f

@@ -353,3 +353,36 @@ func TestUnitChangedMidJob(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolStopBy: a job stopped through the pool by a named person ends
+// interrupted with its unit powered off, and its reason names who stopped it.
+func TestPoolStopBy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newAVRBench(t, nil)
+		bus := &Bus{}
+		sub := bus.Subscribe(10000)
+		done := make(chan *Result, 1)
+		p := &Pool{Runner: newRunner(&memRecorder{}, bus), Done: func(r *Result) { done <- r }}
+		if err := p.Start(t.Context(), Job{Slot: b.slot, Plan: avrPlan(t, "2.0.0"), Revision: "R3", Serial: "LABEL-0042"}); err != nil {
+			t.Fatal(err)
+		}
+		for e := range sub.C {
+			if e.Kind == KindStep && e.Step == "write app" {
+				if !p.StopBy(1, "Ada") {
+					t.Fatal("StopBy(1, Ada) = false with a job running")
+				}
+				break
+			}
+		}
+		res := <-done
+		if res.Outcome != OutcomeInterrupted || res.Failure == nil || !strings.Contains(res.Failure.Reason, "cancelled by Ada") {
+			t.Fatalf("stopped job = %s %+v, want interrupted, cancelled by Ada", res.Outcome, res.Failure)
+		}
+		if b.dev.Powered() {
+			t.Error("a cancelled job left its unit powered")
+		}
+		if p.StopBy(1, "Ada") {
+			t.Error("StopBy(1, Ada) = true with no job running")
+		}
+	})
+}

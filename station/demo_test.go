@@ -85,7 +85,7 @@ func TestDemoRecoversEveryUnit(t *testing.T) {
 		}
 	}
 	// The page's API says the same, in the shape the issue gives.
-	addr, stop, err := d.Serve("127.0.0.1:0", "")
+	addr, stop, err := d.Serve("127.0.0.1:0", WebOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,20 +6,31 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/unbrick/unbrick/db"
 	"github.com/unbrick/unbrick/web"
 )
 
+// WebOptions say how the page is served.
+type WebOptions struct {
+	// OperatorLogin makes operators log in to run jobs; by default anyone
+	// at the station's page runs them as "operator".
+	OperatorLogin bool
+	// Title names the station on its pages.
+	Title string
+}
+
 // Serve serves the operator page, the dashboard and the API at addr. It
 // returns the address it listens on and a function that stops it (open
-// websockets included).
-func (st *Station) Serve(addr, password string) (string, func(), error) {
+// websockets included). Accounts are the record's (`unbrick user add`).
+func (st *Station) Serve(addr string, o WebOptions) (string, func(), error) {
 	ws := web.New(web.Config{
 		Tracker: st.Tracker, Bus: st.Bus,
-		Records: webRecords{st.Store}, Control: webControl{st},
-		SupervisorPassword: password, Log: st.log,
+		Records: webRecords{st.Store}, Control: webControl{st}, History: webHistory{st.Store},
+		Accounts: webAccounts{st.Store}, Audit: webAudit{st.Store},
+		OperatorLogin: o.OperatorLogin, Title: o.Title, Log: st.log,
 	})
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -35,16 +46,109 @@ func (st *Station) Serve(addr, password string) (string, func(), error) {
 	}, nil
 }
 
-// webControl lets the page start jobs and supervisors release slots.
+// webControl lets the page start and cancel jobs and supervisors release
+// slots.
 type webControl struct{ st *Station }
 
-func (c webControl) Start(slot int) error { return c.st.Start(slot, "", "operator") }
+func (c webControl) Start(slot int, serial, by string) error { return c.st.Start(slot, serial, by) }
+
+// Cancel stops the slot's job: the runner powers the unit off and records
+// the attempt as interrupted, cancelled by by.
+func (c webControl) Cancel(slot int, by string) error {
+	if !c.st.Pool.StopBy(slot, by) {
+		return fmt.Errorf("slot %d runs no job", slot)
+	}
+	return nil
+}
+
+// StartedBy names who started the slot's job: a name from the page, or
+// "auto" for a slot that starts its jobs by itself.
+func (c webControl) StartedBy(slot int) string {
+	by, _ := c.st.Pool.Operator(slot)
+	return by
+}
 
 func (c webControl) Release(slot int, by string) error { return c.st.Release(slot, by) }
 
-// StartScanned starts a slot's job for the unit whose label was scanned.
-func (c webControl) StartScanned(slot int, serial string) error {
-	return c.st.Start(slot, serial, "operator")
+// webHistory answers the unit history page from the record.
+type webHistory struct{ s *db.Store }
+
+func (h webHistory) FindUnits(ctx context.Context, q string, limit int) ([]string, error) {
+	var out []string
+	if _, err := h.s.Unit(ctx, q); err == nil {
+		out = append(out, q)
+	}
+	units, err := h.s.Units(ctx, 5000)
+	if err != nil {
+		return nil, err
+	}
+	lq := strings.ToLower(q)
+	for _, u := range units {
+		if len(out) >= limit {
+			break
+		}
+		if u.Serial != q && strings.Contains(strings.ToLower(u.Serial), lq) {
+			out = append(out, u.Serial)
+		}
+	}
+	return out, nil
+}
+
+func (h webHistory) UnitHistory(ctx context.Context, serial string, full bool) (web.UnitHistory, error) {
+	uh, err := h.s.Unit(ctx, serial)
+	if err != nil {
+		return web.UnitHistory{}, err
+	}
+	u := uh.Unit
+	out := web.UnitHistory{Unit: web.UnitInfo{Serial: u.Serial, Protocol: u.Protocol, Chip: u.Chip, Revision: u.Revision,
+		Model: u.Model, FirstSeen: u.FirstSeen, LastSeen: u.LastSeen}}
+	for _, a := range uh.Attempts {
+		if full {
+			if a, err = h.s.Attempt(ctx, a.ID); err != nil {
+				return out, err
+			}
+		}
+		ar := web.AttemptRecord{ID: a.ID, Slot: a.Slot, Recipe: a.Recipe, RecipeVersion: a.RecipeVersion, RecipeSHA256: a.RecipeSHA256,
+			ImageSHA256: a.ImageSHA256, ImageVersion: a.ImageVersion, Strategy: a.Strategy, Outcome: string(a.Outcome),
+			Class: a.Class, Fault: a.Fault, Reason: a.Reason, Hint: a.Hint, Operator: a.Operator,
+			Started: a.Started, Finished: a.Finished, Console: a.Console}
+		for _, st := range a.Steps {
+			ar.Steps = append(ar.Steps, web.StepRecord{Seq: st.Seq, Name: st.Name, Strategy: st.Strategy, Outcome: st.Outcome,
+				Detail: st.Detail, Started: st.Started, Finished: st.Finished})
+		}
+		out.Attempts = append(out.Attempts, ar)
+	}
+	return out, nil
+}
+
+// webAccounts looks the page's logins up in the record.
+type webAccounts struct{ s *db.Store }
+
+func (a webAccounts) Account(ctx context.Context, name string) (web.Account, error) {
+	u, err := a.s.User(ctx, name)
+	if err != nil {
+		return web.Account{}, err
+	}
+	return web.Account{Name: u.Name, Role: u.Role, Hash: u.Hash}, nil
+}
+
+// webAudit keeps the page's audit log in the record.
+type webAudit struct{ s *db.Store }
+
+func (a webAudit) Audit(ctx context.Context, e web.AuditEntry) error {
+	return a.s.Audit(ctx, db.AuditEntry{At: e.At, Who: e.Who, Role: e.Role, Action: e.Action, Slot: e.Slot, Detail: e.Detail, Remote: e.Remote})
+}
+
+func (a webAudit) AuditLog(ctx context.Context, since time.Time, limit int) ([]web.AuditEntry, error) {
+	es, err := a.s.AuditLog(ctx, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]web.AuditEntry, len(es))
+	for i, e := range es {
+		out[i] = web.AuditEntry{At: e.At, Who: e.Who, Role: e.Role, Action: e.Action, Slot: e.Slot, Detail: e.Detail, Remote: e.Remote}
+	}
+	return out, nil
 }
 
 // webRecords answers the dashboard from the database.

@@ -17,20 +17,23 @@ type fuzzControl struct {
 	started []string // "" for a plain start, else the scanned serial
 }
 
-func (c *fuzzControl) Start(slot int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.started = append(c.started, "")
-	return nil
-}
-
-func (c *fuzzControl) Release(slot int, by string) error { return nil }
-
-func (c *fuzzControl) StartScanned(slot int, serial string) error {
+func (c *fuzzControl) Start(slot int, serial, by string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.started = append(c.started, serial)
 	return nil
+}
+
+func (c *fuzzControl) Cancel(slot int, by string) error  { return nil }
+func (c *fuzzControl) Release(slot int, by string) error { return nil }
+func (c *fuzzControl) StartedBy(slot int) string         { return "" }
+
+// asPage makes r a request the station's own page sends: same origin, with
+// the anonymous CSRF cookie and the header that repeats it.
+func asPage(r *http.Request) {
+	const tok = "fuzz-csrf-token"
+	r.AddCookie(&http.Cookie{Name: csrfCookie, Value: tok})
+	r.Header.Set(csrfHeader, tok)
 }
 
 // FuzzStartBody posts arbitrary bodies to a slot's start: the server never
@@ -48,6 +51,7 @@ func FuzzStartBody(f *testing.F) {
 		s := New(Config{Tracker: jobs.NewTracker(map[int]string{1: "slot 1"}), Bus: &jobs.Bus{}, Control: ctl})
 		defer s.Close()
 		r := httptest.NewRequest("POST", "/api/slots/1/start", strings.NewReader(body))
+		asPage(r)
 		if asJSON {
 			r.Header.Set("Content-Type", "application/json")
 		}

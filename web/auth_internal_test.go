@@ -11,7 +11,7 @@ func TestSessionExpires(t *testing.T) {
 	now := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 	ss := newSessions(time.Hour)
 	ss.now = func() time.Time { return now }
-	tok := ss.create("Ada")
+	tok, _ := ss.create("Ada", RoleSupervisor)
 	req := httptest.NewRequest("POST", "/api/slots/1/release", nil)
 	req.AddCookie(&http.Cookie{Name: cookieName, Value: tok})
 	tests := []struct {
@@ -25,8 +25,8 @@ func TestSessionExpires(t *testing.T) {
 	}
 	for _, tt := range tests {
 		now = now.Add(tt.after)
-		if by, ok := ss.lookup(req); ok != tt.ok || (ok && by != "Ada") {
-			t.Errorf("lookup after %v more = %q, %v, want %v", tt.after, by, ok, tt.ok)
+		if s, ok := ss.lookup(req); ok != tt.ok || (ok && (s.name != "Ada" || s.role != RoleSupervisor || s.csrf == "")) {
+			t.Errorf("lookup after %v more = %+v, %v, want %v", tt.after, s, ok, tt.ok)
 		}
 	}
 	bad := httptest.NewRequest("POST", "/", nil)
@@ -36,19 +36,41 @@ func TestSessionExpires(t *testing.T) {
 	}
 }
 
-func TestPasswordOK(t *testing.T) {
+// TestRolePerms: the table of who may do what, as the issue gives it.
+func TestRolePerms(t *testing.T) {
 	tests := []struct {
-		got, want string
-		ok        bool
+		role string
+		p    Perm
+		want bool
 	}{
-		{"secret", "secret", true},
-		{"secret ", "secret", false},
-		{"", "", false}, // no password configured: nobody gets in
-		{"Secret", "secret", false},
+		{RoleOperator, PermRun, true},
+		{RoleOperator, PermCancelAny, false},
+		{RoleOperator, PermRelease, false},
+		{RoleOperator, PermSettings, false},
+		{RoleOperator, PermRecipes, false},
+		{RoleSupervisor, PermRun, true},
+		{RoleSupervisor, PermCancelAny, true},
+		{RoleSupervisor, PermRelease, true},
+		{RoleSupervisor, PermSettings, true},
+		{RoleSupervisor, PermRecipes, false},
+		{RoleEngineer, PermRun, true},
+		{RoleEngineer, PermRecipes, true},
+		{RoleEngineer, PermRelease, false},
+		{"", PermRun, false},
 	}
 	for _, tt := range tests {
-		if ok := passwordOK(tt.got, tt.want); ok != tt.ok {
-			t.Errorf("passwordOK(%q, %q) = %v, want %v", tt.got, tt.want, ok, tt.ok)
+		if got := Can(tt.role, tt.p); got != tt.want {
+			t.Errorf("Can(%q, %s) = %v, want %v", tt.role, tt.p, got, tt.want)
 		}
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	if _, err := HashPassword("short"); err == nil {
+		t.Error("HashPassword(short) = nil error, want too short")
+	}
+	h, err := HashPassword("correct horse")
+	if err != nil || len(h) < 50 || h[:4] != "$2a$" {
+		t.Errorf("HashPassword = %q, %v, want a bcrypt hash", h, err)
 	}
 }

@@ -11,19 +11,21 @@ import (
 )
 
 // The station wires the server to its bus and tracker, and adapts its
-// record and job pool to Records and Control.
+// record and job pool to Records, History, Accounts, Audit and Control.
 func ExampleNew() {
 	bus := &jobs.Bus{}
 	tracker := jobs.NewTracker(map[int]string{1: "left", 2: "right"})
 	bus.Track(tracker)
 
 	srv := web.New(web.Config{
-		Tracker:            tracker,
-		Bus:                bus,
-		Records:            nil, // the station's adapter over db.Store
-		Control:            nil, // the station's adapter over its pool
-		SupervisorPassword: "from the station's configuration",
-		Title:              "Bench 1",
+		Tracker:  tracker,
+		Bus:      bus,
+		Records:  nil, // the station's adapters over db.Store
+		History:  nil,
+		Accounts: nil,
+		Audit:    nil,
+		Control:  nil, // the station's adapter over its pool
+		Title:    "Bench 1",
 	})
 	hs := &http.Server{Addr: "127.0.0.1:8080", Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

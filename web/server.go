@@ -11,24 +11,39 @@
 // events rather than block Publish, its updates are coalesced per slot, and a
 // client that stops reading is disconnected (see [Config.WriteTimeout]).
 //
-// Operators need no login to start jobs. Releasing a quarantined slot needs
-// a supervisor session: POST /api/login with the password from
-// [Config.SupervisorPassword] sets a session cookie.
+// Accounts and roles: an operator runs jobs (with no login unless
+// [Config.OperatorLogin]); a supervisor also releases quarantined slots,
+// cancels other people's jobs and changes settings; an engineer manages
+// recipes and images. Accounts (bcrypt hashes) live in the record; POST
+// /api/login opens a session (an HttpOnly, SameSite=Strict cookie). Every
+// state-changing request must come from the station's own page: same
+// origin, and the CSRF token of GET /api/session in the X-CSRF-Token
+// header. What anyone does lands in the audit log ([Auditor]).
 //
 // Endpoints:
 //
-//	GET  /                         operator page (tiles)
+//	GET  /                         operator page (every slot at a glance)
+//	GET  /history                  unit history page
 //	GET  /dashboard                dashboard page
 //	GET  /assets/...               embedded scripts and styles
 //	GET  /api/slots                every slot, as a JSON array of [SlotView]
 //	GET  /api/slots/{n}            one slot
-//	POST /api/slots/{n}/start      start the slot's job (operators); {"serial": S} for a scanned label
-//	POST /api/slots/{n}/release    release a quarantined slot (supervisor session)
+//	GET  /api/slots/{n}/console    the last console lines of the slot's unit
+//	POST /api/slots/{n}/start      start the slot's job (run); {"serial": S} for a scanned label
+//	POST /api/slots/{n}/retry      start a failed or stopped job again (run)
+//	POST /api/slots/{n}/cancel     cancel the slot's job: unit off, attempt interrupted (run; cancel-any for others' jobs)
+//	POST /api/slots/{n}/release    release a quarantined slot (release)
+//	POST /api/start-all            start every slot with a unit waiting (run)
+//	POST /api/stop-all             cancel every job the caller may cancel (run)
+//	GET  /api/summary              the shift: units today, passed, failed, first-pass yield, units per hour
+//	GET  /api/history?q=SERIAL     a unit's attempts, by serial number or barcode
 //	GET  /ws                       websocket: a snapshot, then every change ([Message])
 //	GET  /api/yield?by=all|revision|slot|recipe&since=24h
 //	GET  /api/pareto?since=24h
 //	GET  /api/export.csv?since=24h
 //	GET  /api/session, POST /api/login, POST /api/logout
+//	GET  /api/settings, POST /api/settings (settings)
+//	GET  /api/audit?since=24h      the audit log (settings)
 //	GET  /healthz
 //
 // The websocket protocol is RFC 6455 (https://www.rfc-editor.org/rfc/rfc6455)
@@ -40,11 +55,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,25 +67,6 @@ import (
 
 	"github.com/unbrick/unbrick/jobs"
 )
-
-// Control starts and releases slots. The station adapts its job pool to it.
-// Errors are shown to the operator as they are, so they should say what to
-// do.
-type Control interface {
-	// Start starts the job of the unit in slot n. It fails when the slot
-	// runs a job already, is quarantined or has no unit.
-	Start(slot int) error
-	// Release returns quarantined slot n to service; by names the
-	// supervisor who released it.
-	Release(slot int, by string) error
-}
-
-// ScanStarter is a Control that can start a job for a unit identified by a
-// barcode scan: the serial number on its label, for chips that cannot
-// report one. A start request carrying {"serial": "..."} uses it.
-type ScanStarter interface {
-	StartScanned(slot int, serial string) error
-}
 
 // Config says what the server serves.
 type Config struct {
@@ -85,12 +79,19 @@ type Config struct {
 	Records Records
 	// Control starts and releases slots; nil makes those calls answer 503.
 	Control Control
-	// SupervisorPassword guards the supervisor actions (releasing a
-	// quarantined slot). Empty means nobody can log in as supervisor.
-	SupervisorPassword string
+	// History answers the unit history page; nil makes it answer 503.
+	History History
+	// Accounts are who may log in; nil means nobody can.
+	Accounts Accounts
+	// Audit keeps the audit log; nil keeps it in Log only.
+	Audit Auditor
+	// OperatorLogin makes operators log in to run jobs; false lets anyone
+	// at the station's page run them as "operator". A supervisor can
+	// change it from the page.
+	OperatorLogin bool
 	// Title names the station on its pages; empty means "unbrick".
 	Title string
-	// SessionTTL is how long a supervisor session lasts; 0 means 8 hours.
+	// SessionTTL is how long a login session lasts; 0 means 8 hours.
 	SessionTTL time.Duration
 	// WriteTimeout is how long one websocket write may block before the
 	// client is dropped as too slow; 0 means 10 seconds.
@@ -114,6 +115,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 	assets   fs.FS
 	sessions *sessions
+	console  consoles
 
 	ctx    context.Context // ends every websocket connection when cancelled
 	cancel context.CancelFunc
@@ -122,6 +124,7 @@ type Server struct {
 	mu      sync.Mutex
 	clients int
 	dropped int64 // clients dropped as too slow
+	opLogin bool  // operators must log in (Config.OperatorLogin, then settings)
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -160,8 +163,12 @@ func New(cfg Config) *Server {
 		log:      cfg.Log,
 		assets:   sub,
 		sessions: newSessions(cfg.SessionTTL),
+		console:  consoles{bySlot: map[int][]byte{}, attempt: map[int]int64{}},
+		opLogin:  cfg.OperatorLogin,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.follow(cfg.Bus.SubscribeConsole(subBuffer))
 	s.routes()
 	return s
 }
@@ -169,6 +176,9 @@ func New(cfg Config) *Server {
 // ServeHTTP serves the pages and the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// Every page loads only what the station serves: nothing from outside.
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -202,20 +212,39 @@ func (s *Server) Dropped() int64 {
 func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("GET /{$}", s.page("index.html"))
+	m.HandleFunc("GET /history", s.page("history.html"))
 	m.HandleFunc("GET /dashboard", s.page("dashboard.html"))
 	m.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(s.assets)))
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /api/slots", s.getSlots)
 	m.HandleFunc("GET /api/slots/{n}", s.getSlot)
-	m.HandleFunc("POST /api/slots/{n}/start", s.sameOrigin(s.start))
-	m.HandleFunc("POST /api/slots/{n}/release", s.sameOrigin(s.supervisor(s.release)))
+	m.HandleFunc("GET /api/slots/{n}/console", s.getConsole)
+	m.HandleFunc("POST /api/slots/{n}/start", s.guard(PermRun, s.start))
+	m.HandleFunc("POST /api/slots/{n}/retry", s.guard(PermRun, s.retry))
+	m.HandleFunc("POST /api/slots/{n}/cancel", s.guard(PermRun, s.cancelJob))
+	m.HandleFunc("POST /api/slots/{n}/release", s.guard(PermRelease, s.release))
+	m.HandleFunc("POST /api/start-all", s.guard(PermRun, s.startAll))
+	m.HandleFunc("POST /api/stop-all", s.guard(PermRun, s.stopAll))
+	m.HandleFunc("GET /api/summary", s.summary)
+	m.HandleFunc("GET /api/history", s.history)
 	m.HandleFunc("GET /ws", s.websocket)
 	m.HandleFunc("GET /api/yield", s.yield)
 	m.HandleFunc("GET /api/pareto", s.pareto)
 	m.HandleFunc("GET /api/export.csv", s.exportCSV)
 	m.HandleFunc("GET /api/session", s.session)
-	m.HandleFunc("POST /api/login", s.sameOrigin(s.login))
-	m.HandleFunc("POST /api/logout", s.sameOrigin(s.logout))
+	m.HandleFunc("POST /api/login", s.login)
+	m.HandleFunc("POST /api/logout", s.guard("", s.logout))
+	m.HandleFunc("GET /api/settings", s.getSettings)
+	m.HandleFunc("POST /api/settings", s.guard(PermSettings, s.putSettings))
+	m.HandleFunc("GET /api/audit", s.auditLog)
+}
+
+// StateChanging lists every state-changing endpoint (method and path
+// pattern), for tests that check each one refuses strangers.
+var StateChanging = []string{
+	"POST /api/slots/{n}/start", "POST /api/slots/{n}/retry", "POST /api/slots/{n}/cancel",
+	"POST /api/slots/{n}/release", "POST /api/start-all", "POST /api/stop-all",
+	"POST /api/login", "POST /api/logout", "POST /api/settings",
 }
 
 // page serves an embedded HTML page with the station's title filled in.
@@ -269,74 +298,6 @@ func (s *Server) slotParam(w http.ResponseWriter, r *http.Request) (jobs.SlotSta
 func (s *Server) getSlot(w http.ResponseWriter, r *http.Request) {
 	if st, ok := s.slotParam(w, r); ok {
 		writeJSON(w, http.StatusOK, s.view(st))
-	}
-}
-
-func (s *Server) start(w http.ResponseWriter, r *http.Request) {
-	st, ok := s.slotParam(w, r)
-	if !ok {
-		return
-	}
-	if s.cfg.Control == nil {
-		writeError(w, http.StatusServiceUnavailable, "this station cannot start jobs from the web page")
-		return
-	}
-	var body struct {
-		Serial string `json:"serial"`
-	}
-	if r.ContentLength != 0 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&body); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("start slot %d: the request body is not JSON like {\"serial\": \"SN123\"}: %v", st.Slot, err))
-			return
-		}
-	}
-	serial := strings.TrimSpace(body.Serial)
-	var err error
-	if ss, ok := s.cfg.Control.(ScanStarter); ok && serial != "" {
-		err = ss.StartScanned(st.Slot, serial)
-	} else if serial != "" {
-		err = fmt.Errorf("this station does not take scanned serial numbers")
-	} else {
-		err = s.cfg.Control.Start(st.Slot)
-	}
-	if err != nil {
-		writeError(w, http.StatusConflict, fmt.Sprintf("slot %d did not start: %v", st.Slot, err))
-		return
-	}
-	s.log.Info("job started from the web page", "slot", st.Slot, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusAccepted, map[string]any{"slot": st.Slot, "started": true})
-}
-
-func (s *Server) release(w http.ResponseWriter, r *http.Request, by string) {
-	st, ok := s.slotParam(w, r)
-	if !ok {
-		return
-	}
-	if s.cfg.Control == nil {
-		writeError(w, http.StatusServiceUnavailable, "this station cannot release slots from the web page")
-		return
-	}
-	if err := s.cfg.Control.Release(st.Slot, by); err != nil {
-		writeError(w, http.StatusConflict, fmt.Sprintf("slot %d was not released: %v", st.Slot, err))
-		return
-	}
-	s.log.Info("slot released from quarantine", "slot", st.Slot, "by", by, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, map[string]any{"slot": st.Slot, "released": true, "by": by})
-}
-
-// sameOrigin refuses state-changing requests sent by another site's page: a
-// browser always sends Origin on a cross-origin POST. Requests without
-// Origin (curl, the station's own tools) pass.
-func (s *Server) sameOrigin(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if o := r.Header.Get("Origin"); o != "" {
-			u, err := url.Parse(o)
-			if err != nil || !strings.EqualFold(u.Host, r.Host) {
-				writeError(w, http.StatusForbidden, fmt.Sprintf("requests from %s are not allowed; use the station's own page", o))
-				return
-			}
-		}
-		h(w, r)
 	}
 }
 

@@ -22,6 +22,12 @@ type SlotView struct {
 	Hint     string     `json:"hint"`   // what the operator should do next
 	// Start says the slot waits for the operator to start its job.
 	Start bool `json:"start"`
+	// Retry says the slot's job failed or was stopped and can run again.
+	Retry bool `json:"retry"`
+	// Cancel says the slot runs a job that can be cancelled.
+	Cancel bool `json:"cancel"`
+	// StartedBy names who started the running job ("auto": the station).
+	StartedBy string `json:"started_by,omitempty"`
 	// Release says the slot waits for a supervisor to release it.
 	Release bool      `json:"release"`
 	Updated time.Time `json:"updated"`
@@ -34,15 +40,8 @@ var defaultHints = map[jobs.State]string{
 	jobs.Running:     "Working: do not unplug the unit.",
 	jobs.Passed:      "Done: take the unit out and plug in the next one.",
 	jobs.Failed:      "Take the unit out and put it on the reject tray.",
-	jobs.Interrupted: "The job was stopped: press Start to try again, or take the unit out.",
+	jobs.Interrupted: "The job was stopped and the unit switched off: press Retry to try again, or take the unit out.",
 	jobs.Quarantined: "Do not use this slot: a supervisor must check its cable and fixture, then release it.",
-}
-
-// startable are the states in which the operator may start a job.
-var startable = map[jobs.State]bool{
-	jobs.Present:     true,
-	jobs.Interrupted: true,
-	jobs.Failed:      true,
 }
 
 // view is the slot as this server shows it: without Start or Release
@@ -50,7 +49,9 @@ var startable = map[jobs.State]bool{
 func (s *Server) view(st jobs.SlotStatus) SlotView {
 	v := view(st)
 	if s.cfg.Control == nil {
-		v.Start, v.Release = false, false
+		v.Start, v.Retry, v.Cancel, v.Release = false, false, false, false
+	} else if v.Cancel {
+		v.StartedBy = s.cfg.Control.StartedBy(st.Slot)
 	}
 	return v
 }
@@ -67,7 +68,8 @@ func view(s jobs.SlotStatus) SlotView {
 	v := SlotView{
 		Slot: s.Slot, Name: s.Name, State: s.State, Step: s.Step, Progress: s.Progress, Serial: s.Serial,
 		Attempt: s.Attempt, Recipe: s.Recipe, Reason: s.Text, Class: s.Class, Fault: s.Fault, Hint: s.Hint,
-		Start: startable[s.State], Release: s.State == jobs.Quarantined, Updated: s.Updated,
+		Start: s.State == jobs.Present, Retry: s.State == jobs.Failed || s.State == jobs.Interrupted,
+		Cancel: s.State == jobs.Running, Release: s.State == jobs.Quarantined, Updated: s.Updated,
 	}
 	if v.State == "" {
 		v.State = jobs.Empty

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/unbrick/unbrick/jobs"
 	"github.com/unbrick/unbrick/web"
 )
@@ -25,11 +27,13 @@ type control struct {
 	bus *jobs.Bus
 	err error
 
-	mu       sync.Mutex
-	started  []int
-	released []string // "slot by"
-	scans    []string // "slot serial"
-	starts   chan int // if set, receives every started slot
+	mu        sync.Mutex
+	started   []int
+	released  []string // "slot by"
+	scans     []string // "slot serial"
+	cancelled []string // "slot by"
+	by        map[int]string
+	starts    chan int // if set, receives every started slot
 }
 
 func (c *control) fail(err error) {
@@ -38,16 +42,23 @@ func (c *control) fail(err error) {
 	c.mu.Unlock()
 }
 
-func (c *control) Start(slot int) error {
+func (c *control) Start(slot int, serial, by string) error {
 	c.mu.Lock()
 	err := c.err
+	if err == nil {
+		c.started = append(c.started, slot)
+		if serial != "" {
+			c.scans = append(c.scans, fmt.Sprintf("%d %s", slot, serial))
+		}
+		if c.by == nil {
+			c.by = map[int]string{}
+		}
+		c.by[slot] = by
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.started = append(c.started, slot)
-	c.mu.Unlock()
 	c.bus.Publish(jobs.Event{Slot: slot, Kind: jobs.KindState, State: jobs.Running})
 	if c.starts != nil {
 		c.starts <- slot
@@ -55,11 +66,25 @@ func (c *control) Start(slot int) error {
 	return nil
 }
 
-func (c *control) StartScanned(slot int, serial string) error {
+func (c *control) Cancel(slot int, by string) error {
 	c.mu.Lock()
-	c.scans = append(c.scans, fmt.Sprintf("%d %s", slot, serial))
+	_, running := c.by[slot]
+	if running {
+		c.cancelled = append(c.cancelled, fmt.Sprintf("%d %s", slot, by))
+		delete(c.by, slot)
+	}
 	c.mu.Unlock()
-	return c.Start(slot)
+	if !running {
+		return fmt.Errorf("slot %d runs no job", slot)
+	}
+	c.bus.Publish(jobs.Event{Slot: slot, Kind: jobs.KindState, State: jobs.Interrupted, Text: "cancelled by " + by})
+	return nil
+}
+
+func (c *control) StartedBy(slot int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.by[slot]
 }
 
 func (c *control) Release(slot int, by string) error {
@@ -80,6 +105,76 @@ func (c *control) calls() (started []int, released []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]int(nil), c.started...), append([]string(nil), c.released...)
+}
+
+func (c *control) cancels() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.cancelled...)
+}
+
+// accounts is an Accounts over a map, with bcrypt hashes at the lowest
+// cost so that tests stay quick.
+type accounts map[string]web.Account
+
+func (a accounts) Account(_ context.Context, name string) (web.Account, error) {
+	acct, ok := a[name]
+	if !ok {
+		return web.Account{}, fmt.Errorf("no account %q", name)
+	}
+	return acct, nil
+}
+
+// The test accounts: one per role, each with its name as password prefix.
+const password = "correct horse"
+
+var testAccounts = func() accounts {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return accounts{
+		"Ada":  {Name: "Ada", Role: web.RoleSupervisor, Hash: string(h)},
+		"Otto": {Name: "Otto", Role: web.RoleOperator, Hash: string(h)},
+		"Olga": {Name: "Olga", Role: web.RoleOperator, Hash: string(h)},
+		"Eve":  {Name: "Eve", Role: web.RoleEngineer, Hash: string(h)},
+	}
+}()
+
+// audit is an Auditor in memory.
+type audit struct {
+	mu      sync.Mutex
+	entries []web.AuditEntry
+}
+
+func (a *audit) Audit(_ context.Context, e web.AuditEntry) error {
+	a.mu.Lock()
+	a.entries = append(a.entries, e)
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *audit) AuditLog(_ context.Context, since time.Time, limit int) ([]web.AuditEntry, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []web.AuditEntry
+	for i := len(a.entries) - 1; i >= 0; i-- {
+		if !a.entries[i].At.Before(since) {
+			out = append(out, a.entries[i])
+		}
+	}
+	return out, nil
+}
+
+// lines returns the log as "who action slot" lines, oldest first.
+func (a *audit) lines() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, e := range a.entries {
+		out = append(out, fmt.Sprintf("%s %s %d", e.Who, e.Action, e.Slot))
+	}
+	return out
 }
 
 // records is a Records with fixed answers that remembers its arguments.
@@ -136,11 +231,10 @@ type bench struct {
 	tracker *jobs.Tracker
 	control *control
 	records *records
+	audit   *audit
 	srv     *web.Server
 	ts      *httptest.Server
 }
-
-const password = "correct horse"
 
 // newBench serves three slots, named left, middle and right.
 func newBench(t *testing.T, mod func(*web.Config)) *bench {
@@ -160,12 +254,12 @@ func newBenchSlots(t *testing.T, n int) *bench {
 
 func newBenchNamed(t testing.TB, names map[int]string, mod func(*web.Config)) *bench {
 	t.Helper()
-	b := &bench{bus: &jobs.Bus{}, records: &records{}}
+	b := &bench{bus: &jobs.Bus{}, records: &records{}, audit: &audit{}}
 	b.tracker = jobs.NewTracker(names)
 	b.bus.Track(b.tracker)
 	b.control = &control{bus: b.bus}
 	cfg := web.Config{Tracker: b.tracker, Bus: b.bus, Records: b.records, Control: b.control,
-		SupervisorPassword: password, Title: "Bench <7>"}
+		Accounts: testAccounts, Audit: b.audit, History: &history{}, Title: "Bench <7>"}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -187,17 +281,50 @@ func (b *bench) client(t *testing.T) *http.Client {
 	return &http.Client{Jar: jar, Timeout: 20 * time.Second}
 }
 
+// csrf returns the CSRF token the station gives client c.
+func csrf(t *testing.T, c *http.Client, u string) string {
+	t.Helper()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Get(pu.Scheme + "://" + pu.Host + "/api/session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s web.Session
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil || s.CSRF == "" {
+		t.Fatalf("GET /api/session gave no CSRF token: %v", err)
+	}
+	return s.CSRF
+}
+
+// login logs client c in as name.
+func (b *bench) login(t *testing.T, c *http.Client, name string) {
+	t.Helper()
+	r := do(t, c, "POST", b.ts.URL+"/api/login", fmt.Sprintf(`{"name":%q,"password":%q}`, name, password))
+	if r.code != http.StatusOK {
+		t.Fatalf("login as %s = %d %s", name, r.code, r.body)
+	}
+}
+
 type reply struct {
 	code   int
 	header http.Header
 	body   string
 }
 
+// do sends a request as the station's page would: a POST carries the
+// client's CSRF token (from GET /api/session) unless header sets one.
 func do(t *testing.T, c *http.Client, method, u string, body string, header ...string) reply {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if method == "POST" {
+		req.Header.Set("X-CSRF-Token", csrf(t, c, u))
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -240,7 +367,7 @@ func TestSlotsJSONShape(t *testing.T) {
 	for _, obj := range raw {
 		for key, kind := range map[string]string{"slot": "number", "state": "string", "step": "string", "progress": "number",
 			"serial": "string", "attempt": "number", "reason": "string", "hint": "string", "fault": "string",
-			"updated": "string", "name": "string", "start": "bool", "release": "bool"} {
+			"updated": "string", "name": "string", "start": "bool", "retry": "bool", "cancel": "bool", "release": "bool"} {
 			v, ok := obj[key]
 			if !ok {
 				t.Errorf("slot %v has no %q: %v", obj["slot"], key, obj)
@@ -273,12 +400,15 @@ func TestSlotsJSONShape(t *testing.T) {
 		{"slot 2 attempt", slots[1].Attempt, int64(41)},
 		{"slot 2 updated", slots[1].Updated.Equal(at), true},
 		{"slot 2 start", slots[1].Start, false},
+		{"slot 2 cancel", slots[1].Cancel, true},
 		{"slot 3 state", slots[2].State, jobs.Failed},
 		{"slot 3 reason", slots[2].Reason, "byte 0x100 reads 0x00, wrote 0xFF"},
 		{"slot 3 class", slots[2].Class, "verify-mismatch"},
 		{"slot 3 fault", slots[2].Fault, jobs.UnitFault},
 		{"slot 3 hint", slots[2].Hint, "reject the unit"},
-		{"slot 3 start", slots[2].Start, true},
+		{"slot 3 start", slots[2].Start, false},
+		{"slot 3 retry", slots[2].Retry, true},
+		{"slot 3 cancel", slots[2].Cancel, false},
 	}
 	for _, tt := range tests {
 		if fmt.Sprint(tt.got) != fmt.Sprint(tt.want) {
@@ -351,31 +481,18 @@ func TestSlotErrors(t *testing.T) {
 func TestStartWithScan(t *testing.T) {
 	b := newBench(t, nil)
 	b.bus.Publish(jobs.Event{Slot: 1, Kind: jobs.KindState, State: jobs.Present})
-	req, _ := http.NewRequest("POST", b.ts.URL+"/api/slots/1/start", strings.NewReader(`{"serial": " AVR-000042 "}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := b.client(t).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST start with a scan = %d", resp.StatusCode)
+	c := b.client(t)
+	if r := do(t, c, "POST", b.ts.URL+"/api/slots/1/start", `{"serial": " AVR-000042 "}`); r.code != http.StatusAccepted {
+		t.Fatalf("POST start with a scan = %d %s", r.code, r.body)
 	}
 	b.control.mu.Lock()
 	scans := fmt.Sprint(b.control.scans)
 	b.control.mu.Unlock()
 	if scans != "[1 AVR-000042]" {
-		t.Errorf("StartScanned calls = %s, want [1 AVR-000042]", scans)
+		t.Errorf("Start calls with a scan = %s, want [1 AVR-000042]", scans)
 	}
-	req, _ = http.NewRequest("POST", b.ts.URL+"/api/slots/1/start", strings.NewReader(`{"serial": `))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err = b.client(t).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("POST start with a broken body = %d, want 400", resp.StatusCode)
+	if r := do(t, c, "POST", b.ts.URL+"/api/slots/1/start", `{"serial": `); r.code != http.StatusBadRequest {
+		t.Errorf("POST start with a broken body = %d, want 400", r.code)
 	}
 }
 
@@ -416,14 +533,15 @@ func TestReleaseNeedsSupervisor(t *testing.T) {
 		body   string
 		code   int
 	}{
-		{"operator cannot release", operator, "POST", release, "", 401},
+		{"operator cannot release", operator, "POST", release, "", 403},
 		{"wrong password", super, "POST", b.ts.URL + "/api/login", `{"name":"Ada","password":"guess"}`, 401},
-		{"still no session", super, "POST", release, "", 401},
+		{"unknown name", super, "POST", b.ts.URL + "/api/login", `{"name":"Mallory","password":"correct horse"}`, 401},
+		{"still no session", super, "POST", release, "", 403},
 		{"right password", super, "POST", b.ts.URL + "/api/login", `{"name":"Ada","password":"correct horse"}`, 200},
 		{"supervisor releases", super, "POST", release, "", 200},
-		{"operator still cannot", operator, "POST", release, "", 401},
+		{"operator still cannot", operator, "POST", release, "", 403},
 		{"log out", super, "POST", b.ts.URL + "/api/logout", "", 200},
-		{"after logout", super, "POST", release, "", 401},
+		{"after logout", super, "POST", release, "", 403},
 	}
 	for _, s := range steps {
 		r := do(t, s.c, s.method, s.url, s.body)
@@ -437,51 +555,74 @@ func TestReleaseNeedsSupervisor(t *testing.T) {
 	if st, _ := b.tracker.Slot(3); st.State != jobs.Empty {
 		t.Errorf("slot 3 after release is %s, want empty", st.State)
 	}
+	want := "[Ada login-failed 0 Mallory login-failed 0 operator denied 0 Ada login 0 Ada release 3 Ada logout 0]"
+	if got := fmt.Sprint(b.audit.lines()); !strings.Contains(got, "Ada release 3") || !strings.Contains(got, "Mallory login-failed") {
+		t.Errorf("audit log = %s, want it to hold (at least) %s", got, want)
+	}
 }
 
-func TestLoginForm(t *testing.T) {
+func TestLoginCookie(t *testing.T) {
 	b := newBench(t, nil)
 	c := b.client(t)
-	resp, err := c.PostForm(b.ts.URL+"/api/login", url.Values{"password": {password}})
+	req, _ := http.NewRequest("POST", b.ts.URL+"/api/login", strings.NewReader(`{"name":"Ada","password":"correct horse"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-CSRF-Token", csrf(t, c, b.ts.URL))
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	var cookie *http.Cookie
 	for _, k := range resp.Cookies() {
-		cookie = k
+		if k.Name == "unbrick_session" {
+			cookie = k
+		}
 	}
 	if resp.StatusCode != 200 || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
-		t.Fatalf("POST /api/login (form) = %d, cookie %+v, want 200 and an HttpOnly SameSite=Strict cookie", resp.StatusCode, cookie)
+		t.Fatalf("POST /api/login = %d, cookie %+v, want 200 and an HttpOnly SameSite=Strict cookie", resp.StatusCode, cookie)
 	}
 	r := do(t, c, "GET", b.ts.URL+"/api/session", "")
 	var s web.Session
-	if err := json.Unmarshal([]byte(r.body), &s); err != nil || !s.Supervisor || s.By != "supervisor" || !s.Enabled {
-		t.Errorf("GET /api/session = %s, want a supervisor session named supervisor", r.body)
+	if err := json.Unmarshal([]byte(r.body), &s); err != nil || !s.LoggedIn || s.Name != "Ada" || s.Role != web.RoleSupervisor || s.CSRF == "" {
+		t.Errorf("GET /api/session = %s, want Ada logged in as supervisor with a CSRF token", r.body)
 	}
+	for _, k := range c.Jar.Cookies(mustURL(t, b.ts.URL)) {
+		if k.Name == "unbrick_csrf" || k.Name == "unbrick_session" {
+			continue
+		}
+		t.Errorf("unexpected cookie %s", k.Name)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func TestLoginThrottled(t *testing.T) {
 	b := newBench(t, nil)
 	c := b.client(t)
 	for i := range 5 {
-		if r := do(t, c, "POST", b.ts.URL+"/api/login", `{"password":"nope"}`); r.code != 401 {
+		if r := do(t, c, "POST", b.ts.URL+"/api/login", `{"name":"Ada","password":"nope"}`); r.code != 401 {
 			t.Fatalf("wrong login %d = %d, want 401", i+1, r.code)
 		}
 	}
-	if r := do(t, c, "POST", b.ts.URL+"/api/login", `{"password":"correct horse"}`); r.code != http.StatusTooManyRequests {
+	if r := do(t, c, "POST", b.ts.URL+"/api/login", `{"name":"Ada","password":"correct horse"}`); r.code != http.StatusTooManyRequests {
 		t.Errorf("login after 5 wrong passwords = %d %s, want 429", r.code, r.body)
 	}
 }
 
-func TestNoSupervisorPassword(t *testing.T) {
-	b := newBench(t, func(c *web.Config) { c.SupervisorPassword = "" })
+func TestNoAccounts(t *testing.T) {
+	b := newBench(t, func(c *web.Config) { c.Accounts = nil })
 	c := b.client(t)
-	if r := do(t, c, "POST", b.ts.URL+"/api/login", `{"password":""}`); r.code != http.StatusForbidden {
-		t.Errorf("login with no password configured = %d %s, want 403", r.code, r.body)
+	if r := do(t, c, "POST", b.ts.URL+"/api/login", `{"name":"Ada","password":"correct horse"}`); r.code != http.StatusForbidden || !strings.Contains(r.body, "unbrick user add") {
+		t.Errorf("login with no accounts = %d %s, want 403 saying how to add one", r.code, r.body)
 	}
-	if r := do(t, c, "POST", b.ts.URL+"/api/slots/1/release", ""); r.code != http.StatusUnauthorized {
-		t.Errorf("release with no password configured = %d, want 401", r.code)
+	if r := do(t, c, "POST", b.ts.URL+"/api/slots/1/release", ""); r.code != http.StatusForbidden {
+		t.Errorf("release with no accounts = %d, want 403", r.code)
 	}
 }
 
@@ -557,6 +698,7 @@ func TestPages(t *testing.T) {
 		contain []string
 	}{
 		{"/", 200, "text/html", []string{"Bench &lt;7&gt;", "/assets/app.js", `id="tiles"`}},
+		{"/history", 200, "text/html", []string{"Bench &lt;7&gt;", "/assets/history.js", `id="q"`}},
 		{"/dashboard", 200, "text/html", []string{"/assets/dashboard.js", "/api/export.csv", "First-pass yield", "Failure Pareto", "Per hardware revision", "Per slot"}},
 		{"/assets/app.js", 200, "text/javascript", []string{"new WebSocket"}},
 		{"/assets/style.css", 200, "text/css", []string{"--quarantined"}},

@@ -23,8 +23,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kinds := fs.String("kinds", "", "comma-separated kinds of unit, in turn (default: every kind)")
 	fast := fs.Bool("fast", false, "do not pace bytes at the baud rate (for tests)")
 	exit := fs.Bool("exit", false, "exit once every unit is done instead of serving the page until stopped")
-	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
 	simLines := fs.String("sim-lines", "", "write the simulated lines' levels to this file at every change, for a process that watches the bench")
+	goneSupervisorPassword(fs)
+	operatorLogin := fs.Bool("operator-login", false, "operators must log in to run jobs (default: anyone at the page runs them as operator)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,7 +47,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if *listen != "" {
-		addr, stopWeb, err := d.Serve(*listen, *password)
+		addr, stopWeb, err := d.Serve(*listen, station.WebOptions{OperatorLogin: *operatorLogin})
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@
 //	unbrick recipe check FILE...                        check recipe files before release
 //	unbrick recipe test FILE                            run a recipe against its model on the virtual bench
 //	unbrick records --data DIR                          list recovery records
+//	unbrick user add|passwd|remove|list NAME            accounts of the page (password asked, never a flag)
 //
 // main is thin: run does the work, so the tests can call it.
 package main
@@ -61,6 +62,7 @@ func init() {
 		"records": {"list recovery records from the database", runRecords},
 		"recipe":  {"check recipe files, or test one on the virtual bench", runRecipe},
 		"soak":    {"run the station for a while on a faulty virtual bench, then kill it, and check nothing is lost", runSoak},
+		"user":    {"add, change or remove the accounts of the station's page", runUser},
 	}
 }
 

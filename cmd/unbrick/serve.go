@@ -42,7 +42,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recipeDir := fs.String("recipes", "", "the directory of recipe files")
 	data := fs.String("data", "./var", "the data directory: the database unbrick.db")
 	listen := fs.String("listen", "127.0.0.1:8080", "where the page is served")
-	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
+	goneSupervisorPassword(fs)
+	operatorLogin := fs.Bool("operator-login", false, "operators must log in to run jobs (default: anyone at the page runs them as operator)")
 	verbose := fs.Bool("v", false, "log every plug, unplug and job")
 	simLines := fs.String("sim-lines", "", "write the levels of the bench file's simulated (sim:) lines to this file at every change")
 	var keys keyFlags
@@ -74,7 +75,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
-	addr, stopWeb, err := st.Serve(*listen, *password)
+	addr, stopWeb, err := st.Serve(*listen, station.WebOptions{OperatorLogin: *operatorLogin})
 	if err != nil {
 		return err
 	}
