@@ -52,6 +52,12 @@ func blockKind(kind string) bool {
 // (mmc rescans by itself).
 var scanCmd = map[string]string{"virtio": "virtio scan", "nvme": "nvme scan", "scsi": "scsi scan", "usb": "usb start"}
 
+// scanWait is how long a bus scan may take beyond the usual command time:
+// U-Boot's SCSI/AHCI scan waits for each link to come up and `usb start`
+// enumerates every hub with its own timeouts (drivers/ata/ahci.c,
+// common/usb_hub.c), seconds on real boards and under QEMU's emulation.
+const scanWait = 30 * time.Second
+
 func (s Storage) String() string {
 	switch {
 	case blockKind(s.Kind):
@@ -96,7 +102,7 @@ func span(off int64, n int, unit int64) (start, length, head int64) {
 // blkDev selects the block device (after the interface's scan, once).
 func (c *Client) blkDev(ctx context.Context, s Storage) error {
 	if scan := scanCmd[s.Kind]; scan != "" && !c.scanned[s.Kind] {
-		if _, err := c.Run(ctx, scan); err != nil {
+		if _, err := c.exec(ctx, scan, c.opts.Timeout+scanWait); err != nil {
 			return err
 		}
 		if c.scanned == nil {
