@@ -60,6 +60,7 @@ func init() {
 		"serve":   {"run the station on a real bench described by a bench file", runServe},
 		"records": {"list recovery records from the database", runRecords},
 		"recipe":  {"check recipe files, or test one on the virtual bench", runRecipe},
+		"bench":   {"measure the station against device models in another process, side by side with the peer tools", runBench},
 	}
 }
 

@@ -29,11 +29,16 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fast := fs.Bool("fast", false, "do not pace bytes at the baud rate")
 	turnaround := fs.Duration("turnaround", time.Millisecond, "the adapter's turnaround latency (16ms is an FTDI at default settings)")
 	appMode := fs.Bool("app", false, "boot the application instead of the bootloader")
+	benchN := fs.Int("bench", 0, "serve N mixed units for `unbrick bench` instead of one model (with --dir)")
+	dir := fs.String("dir", "", "with --bench: where the ports, the lines' socket and the manifest go")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
 		return err
+	}
+	if *benchN > 0 {
+		return serveModels(ctx, *benchN, *dir, *fast, stdout)
 	}
 	var kind *simbench.Kind
 	for _, k := range simbench.Kinds() {
