@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -124,6 +125,7 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 	defer ping.Stop()
 
 	dirty := map[int]bool{}
+	var nums []int
 	lost := sub.Dropped()
 	// take notes an event; it reports false when the subscription ended.
 	take := func(e jobs.Event, ok bool) bool {
@@ -202,9 +204,17 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 		if len(dirty) == 0 {
 			continue
 		}
-		slots := make([]SlotView, 0, len(dirty))
-		for _, st := range s.cfg.Tracker.Slots() {
-			if dirty[st.Slot] {
+		// Only the changed slots are copied out of the tracker: copying
+		// every tile for every client at every interval was the station's
+		// largest allocation under `unbrick bench`.
+		nums = nums[:0]
+		for n := range dirty {
+			nums = append(nums, n)
+		}
+		slices.Sort(nums)
+		slots := make([]SlotView, 0, len(nums))
+		for _, n := range nums {
+			if st, ok := s.cfg.Tracker.Slot(n); ok {
 				slots = append(slots, s.view(st))
 			}
 		}
