@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -20,7 +21,8 @@ import (
 // process, so that a benchmark measures the station apart from its device
 // models. The station opens these lines exactly as it opens a Pi's pins;
 // every Out is a round trip that returns once the other side has driven
-// its pin (and the unit behind it has seen the change).
+// its pin (and the unit behind it has seen the change). Requests from
+// different goroutines travel on different connections.
 //
 // The wire is one text line each way per request, on one connection:
 //
@@ -29,13 +31,19 @@ import (
 //	in NAME            -> ok | err MESSAGE      (release: the pin floats)
 //	read NAME          -> ok 0|1 | err MESSAGE
 //
-// Names carry no spaces. ServeLines is the other side.
+// Names carry no spaces. ServeLines is the other side; it serves the
+// requests of each connection in turn.
 type Remote struct {
 	Socket string // the Unix socket ServeLines listens on
 
 	mu   sync.Mutex
-	conn net.Conn
-	rd   *bufio.Reader
+	idle []*remoteConn // connections not in a request
+}
+
+// remoteConn is one connection to the other side.
+type remoteConn struct {
+	c  net.Conn
+	rd *bufio.Reader
 }
 
 // Register makes names starting with prefix open through r.
@@ -55,48 +63,49 @@ func (r *Remote) Open(name string) (pgpio.PinIO, error) {
 	return &remotePin{r: r, name: name}, nil
 }
 
-// Close closes the connection; the next request dials again.
+// Close closes the idle connections; the next request dials again.
 func (r *Remote) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.conn == nil {
-		return nil
+	idle := r.idle
+	r.idle = nil
+	r.mu.Unlock()
+	var errs []error
+	for _, c := range idle {
+		errs = append(errs, c.c.Close())
 	}
-	err := r.conn.Close()
-	r.conn, r.rd = nil, nil
-	return err
+	return errors.Join(errs...)
 }
 
 // remoteTimeout bounds one request: the other side answers at once.
 const remoteTimeout = 10 * time.Second
 
-// call sends one request and returns the answer's argument after "ok". The
-// connection is held for the round trip only: requests of different slots
-// take turns, each a few tens of microseconds.
+// call sends one request and returns the answer's argument after "ok".
+// No lock is held across the round trip: a request takes an idle
+// connection (or dials one) and gives it back, so slots switching their
+// lines at once do not wait for each other.
 func (r *Remote) call(verb string, args ...string) (string, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.conn == nil {
+	var rc *remoteConn
+	if n := len(r.idle); n > 0 {
+		rc, r.idle = r.idle[n-1], r.idle[:n-1]
+	}
+	r.mu.Unlock()
+	if rc == nil {
 		c, err := net.DialTimeout("unix", r.Socket, remoteTimeout)
 		if err != nil {
 			return "", fmt.Errorf("remote lines at %s: %w (is `unbrick sim --bench` running?)", r.Socket, err)
 		}
-		r.conn, r.rd = c, bufio.NewReader(c)
+		rc = &remoteConn{c, bufio.NewReader(c)}
 	}
-	r.conn.SetDeadline(time.Now().Add(remoteTimeout))
 	req := verb + " " + strings.Join(args, " ") + "\n"
-	if _, err := r.conn.Write([]byte(req)); err != nil {
-		r.conn.Close()
-		r.conn, r.rd = nil, nil
+	line, err := rc.roundTrip(req)
+	if err != nil {
+		rc.c.Close()
 		return "", fmt.Errorf("remote lines at %s: %s: %w", r.Socket, strings.TrimSpace(req), err)
 	}
-	line, err := r.rd.ReadString('\n')
-	if err != nil {
-		r.conn.Close()
-		r.conn, r.rd = nil, nil
-		return "", fmt.Errorf("remote lines at %s: %s: no answer: %w", r.Socket, strings.TrimSpace(req), err)
-	}
-	line = strings.TrimRight(line, "\r\n")
+	r.mu.Lock()
+	r.idle = append(r.idle, rc)
+	r.mu.Unlock()
 	if rest, ok := strings.CutPrefix(line, "err "); ok {
 		return "", errors.New(rest)
 	}
@@ -107,6 +116,18 @@ func (r *Remote) call(verb string, args ...string) (string, error) {
 		return rest, nil
 	}
 	return "", fmt.Errorf("remote lines at %s: %s: malformed answer %q", r.Socket, strings.TrimSpace(req), line)
+}
+
+func (rc *remoteConn) roundTrip(req string) (string, error) {
+	rc.c.SetDeadline(time.Now().Add(remoteTimeout))
+	if _, err := io.WriteString(rc.c, req); err != nil {
+		return "", err
+	}
+	line, err := rc.rd.ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("no answer: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
 }
 
 // remotePin is one line on the other side.
