@@ -776,6 +776,10 @@ func (u *run) enter(ctx context.Context) error {
 		}
 		return err
 	}
+	if l, ok := t.(interface{ SetLog(func(string)) }); ok {
+		// The target's notes (the link's rate, a step down) go to the log.
+		l.SetLog(func(msg string) { u.logf("%s", msg) })
+	}
 	if u.plan.Chip != 0 && id.Chip != u.plan.Chip {
 		return &Failure{Class: "wrong-chip", Fault: UnitFault,
 			Reason: fmt.Sprintf("the unit is a %s (chip 0x%X), but recipe %s is for chip 0x%X", id.ChipName, id.Chip, u.plan.Recipe, u.plan.Chip),
