@@ -6,6 +6,7 @@ PKGS    ?= ./...
 DATA    ?= ./var
 LISTEN  ?= 127.0.0.1:8080
 UNITS   ?= 8
+BENCH_UNITS ?= 64
 export CGO_ENABLED = 1
 
 .PHONY: help deps run test race bench lint pi build clean
@@ -29,8 +30,8 @@ test: deps ## vet, then run every test with the race detector
 race: deps ## run every test three times with the race detector, to shake out flakes
 	$(GO) test -race -count=3 -timeout 40m $(PKGS)
 
-bench: ## run the benchmarks, print a table and write bench.json
-	$(GO) run ./scripts/bench -out bench.json
+bench: ## run the benchmarks and `unbrick bench --units $(BENCH_UNITS)`, print tables and write bench.json
+	$(GO) run ./scripts/bench -out bench.json -units $(BENCH_UNITS)
 
 lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -46,18 +47,21 @@ type BenchReport struct {
 	Peers  []PeerRun          `json:"peers"`
 	// Of the station process alone (the models run in `unbrick sim
 	// --bench`'s process).
-	PeakRSSMB  float64                 `json:"peak_rss_mb"`
-	MixRSSMB   float64                 `json:"mix_rss_mb"`
-	CPUSeconds float64                 `json:"cpu_seconds"`
-	EventP50MS float64                 `json:"event_p50_ms"`
-	EventP99MS float64                 `json:"event_p99_ms"`
-	Events     int                     `json:"events"`  // tile updates received, over every client
-	Clients    int                     `json:"clients"` // websocket clients connected through the run
-	DBRowsPerS float64                 `json:"db_rows_per_s"`
-	DBRows     int64                   `json:"db_rows"`
-	Passed     int                     `json:"passed"`
-	Failed     []string                `json:"failed,omitempty"`
-	Station    *station.BenchRunResult `json:"station"`
+	PeakRSSMB  float64 `json:"peak_rss_mb"`
+	MixRSSMB   float64 `json:"mix_rss_mb"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	EventP50MS float64 `json:"event_p50_ms"`
+	EventP99MS float64 `json:"event_p99_ms"`
+	Events     int     `json:"events"`  // tile updates received, over every client
+	Clients    int     `json:"clients"` // websocket clients connected through the run
+	DBRowsPerS float64 `json:"db_rows_per_s"`
+	DBRows     int64   `json:"db_rows"`
+	// Of the models' process, for scale: what the station is not charged.
+	ModelsCPUSeconds float64                 `json:"models_cpu_seconds"`
+	ModelsPeakRSSMB  float64                 `json:"models_peak_rss_mb"`
+	Passed           int                     `json:"passed"`
+	Failed           []string                `json:"failed,omitempty"`
+	Station          *station.BenchRunResult `json:"station"`
 }
 
 // PeerRun is one protocol's side-by-side: unbrick and the peer tool on two
@@ -257,6 +261,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	stopSim()
+	if ps := simCmd.ProcessState; ps != nil {
+		rep.ModelsCPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			rep.ModelsPeakRSSMB = float64(ru.Maxrss) / 1024
+		}
+	}
 	printBench(stdout, rep)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -401,6 +411,7 @@ func printBench(w io.Writer, r *BenchReport) {
 	row("peak_rss_mb (station)", fmt.Sprintf("%.1f (%.1f while the mix ran)", r.PeakRSSMB, r.MixRSSMB), "< 64", r.PeakRSSMB < 64, true)
 	row("cpu_seconds (station)", fmt.Sprintf("%.2f", r.CPUSeconds), "", false, false)
 	row("event_p99_ms", fmt.Sprintf("%.1f (p50 %.1f, %d updates, %d clients)", r.EventP99MS, r.EventP50MS, r.Events, r.Clients), "< 50", r.EventP99MS < 50, true)
+	row("models (other process)", fmt.Sprintf("%.2f CPU s over the whole run, %.1f MB peak", r.ModelsCPUSeconds, r.ModelsPeakRSSMB), "", false, false)
 	row("db_rows_per_s", fmt.Sprintf("%.0f (%d rows)", r.DBRowsPerS, r.DBRows), "", false, false)
 	for _, p := range r.Peers {
 		eff := r.LinkEfficiency[p.Protocol]

@@ -8,6 +8,7 @@
 //	unbrick recipe check FILE...                        check recipe files before release
 //	unbrick recipe test FILE                            run a recipe against its model on the virtual bench
 //	unbrick records --data DIR                          list recovery records
+//	unbrick bench  --units N [--json FILE]              the station measured against models in another process
 //
 // main is thin: run does the work, so the tests can call it.
 package main

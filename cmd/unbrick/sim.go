@@ -15,7 +15,7 @@ import (
 // linked at --link, in its bootloader, until the context ends (SIGTERM or
 // Ctrl-C).
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim", "--model M --link PATH", stderr)
+	fs := newFlags("sim", "--model M --link PATH | --bench N --dir DIR", stderr)
 	var names []string
 	for _, k := range simbench.Kinds() {
 		names = append(names, k.Name)
