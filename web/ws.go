@@ -126,6 +126,7 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 
 	dirty := map[int]bool{}
 	var nums []int
+	var lastSent time.Time
 	lost := sub.Dropped()
 	// take notes an event; it reports false when the subscription ended.
 	take := func(e jobs.Event, ok bool) bool {
@@ -154,11 +155,12 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 				return nil
 			}
 		}
-		// Gather what else changes within the interval, so that a slot
-		// publishing progress at a high rate costs one message per
-		// interval.
-		if s.cfg.Interval > 0 {
-			t := time.NewTimer(s.cfg.Interval)
+		// Gather what else changes until an interval has passed since the
+		// last message, so that a slot publishing progress at a high rate
+		// costs one message per interval; a change after a quiet spell
+		// goes out at once.
+		if wait := s.cfg.Interval - time.Since(lastSent); s.cfg.Interval > 0 && wait > 0 {
+			t := time.NewTimer(wait)
 		gather:
 			for {
 				select {
@@ -222,5 +224,6 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 		if err := send("update", slots); err != nil {
 			return err
 		}
+		lastSent = time.Now()
 	}
 }
