@@ -406,7 +406,8 @@ func TestESPRateFallback(t *testing.T) {
 				p := espPlan(t, "esp32", "2.1.0")
 				bus := &Bus{}
 				sub := bus.Subscribe(4096)
-				r := espRunner(&memRecorder{})
+				rec := &detailRecorder{memRecorder: &memRecorder{}}
+				r := espRunner(rec)
 				r.Bus = bus
 				res := r.Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "A"})
 				if res.Outcome != OutcomePassed {
@@ -432,7 +433,26 @@ func TestESPRateFallback(t *testing.T) {
 						t.Errorf("note %d = %q, want it to start %q", i, logs[i], w)
 					}
 				}
+				// The attempt's record says the rate used, in the steps'
+				// details.
+				last := tt.want[len(tt.want)-1]
+				if !strings.Contains(strings.Join(rec.details, "\n"), last) {
+					t.Errorf("the steps' records say %q, want %q among them", rec.details, last)
+				}
 			})
 		})
 	}
+}
+
+// detailRecorder keeps each step's recorded detail.
+type detailRecorder struct {
+	*memRecorder
+	details []string
+}
+
+func (d *detailRecorder) EndStep(ctx context.Context, attempt int64, seq int, outcome, detail string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.details = append(d.details, detail)
+	return nil
 }

@@ -136,6 +136,7 @@ type run struct {
 	backups    map[string]backup
 	lastPct    map[string]int
 	hashes     map[*Image]string
+	notes      []string // the target's notes during the current step, for its record
 }
 
 // imageHash returns the sha256 of the bytes the image writes, computed here
@@ -535,11 +536,17 @@ func (u *run) startStep(ctx context.Context, label string) int {
 }
 
 func (u *run) endStep(ctx context.Context, seq int, f *Failure) {
+	notes := strings.Join(u.notes, "; ")
+	u.notes = nil
 	if f == nil {
-		u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "ok", "")
+		u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "ok", notes)
 		return
 	}
-	u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "failed", f.Class+": "+f.Error())
+	detail := f.Class + ": " + f.Error()
+	if notes != "" {
+		detail += " (" + notes + ")"
+	}
+	u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "failed", detail)
 }
 
 // bootloaderStep reports whether a step talks to the bootloader, where a
@@ -777,8 +784,12 @@ func (u *run) enter(ctx context.Context) error {
 		return err
 	}
 	if l, ok := t.(interface{ SetLog(func(string)) }); ok {
-		// The target's notes (the link's rate, a step down) go to the log.
-		l.SetLog(func(msg string) { u.logf("%s", msg) })
+		// The target's notes (the link's rate, a step down) go to the log
+		// and to the step's record.
+		l.SetLog(func(msg string) {
+			u.notes = append(u.notes, msg)
+			u.logf("%s", msg)
+		})
 	}
 	if u.plan.Chip != 0 && id.Chip != u.plan.Chip {
 		return &Failure{Class: "wrong-chip", Fault: UnitFault,
