@@ -115,7 +115,7 @@ func (d ESP) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 	if err != nil {
 		return nil, Identity{}, err
 	}
-	t := &espTarget{c: c, base: base, connect: connect}
+	t := &espTarget{c: c, port: port, base: base, connect: connect}
 	_, canSet := port.(bootloader.BaudSetter)
 	if info.Chip.ChangeBaud && canSet {
 		want := DefaultESPFlashBaud
@@ -157,6 +157,7 @@ type espTarget struct {
 	c  *esprom.Client
 	fo esprom.FlashOptions
 
+	port    Port
 	base    int // the rate the ROM synced at
 	ladder  []int
 	connect func(context.Context) (*esprom.Client, esprom.Info, error)
@@ -289,8 +290,19 @@ func (t *espTarget) Erase(ctx context.Context, r Region) error {
 
 func (t *espTarget) EraseAll(ctx context.Context) error { return espError(t.c.EraseAll(ctx)) }
 
-// Start leaves download mode: the ROM runs the image in flash.
-func (t *espTarget) Start(ctx context.Context) error { return espError(t.c.Run(ctx)) }
+// Start leaves download mode: the ROM runs the image in flash. The chip
+// restarts at its UART's reset rate, so the port goes back to the rate the
+// ROM synced at (a raised rate would garble the boot log for whoever reads
+// it next).
+func (t *espTarget) Start(ctx context.Context) error {
+	err := t.c.Run(ctx)
+	if bs, ok := t.port.(bootloader.BaudSetter); ok && t.c.Baud() != t.base {
+		if serr := bs.SetBaud(t.base); err == nil && serr != nil {
+			err = serr
+		}
+	}
+	return espError(err)
+}
 
 func espError(err error) error {
 	if err == nil {

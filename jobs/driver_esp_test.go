@@ -333,9 +333,7 @@ func TestESPTargetCapabilities(t *testing.T) {
 					t.Fatalf("Start() = %v", err)
 				}
 				// The ROM runs the image it just lost: its boot code complains,
-				// at its UART's reset rate (the runner sets the port to the
-				// console's rate after Start).
-				b.host.SetBaud(115200)
+				// at its UART's reset rate, which Start set the port back to.
 				var out []byte
 				buf := make([]byte, 512)
 				b.host.SetReadTimeout(100 * time.Millisecond)
