@@ -18,8 +18,9 @@ import (
 )
 
 // linkMinimum is the least time the bytes a write and verify of img must
-// put on the link take at 10 bit times each, with nothing else (no
-// turnarounds, no erase or programming time): a lower bound.
+// put on the link take at 10 bit times each (11 for the STM32's 8E1),
+// with nothing else (no turnarounds, no erase or programming time): a
+// lower bound.
 //
 //	stm32 (AN3155) per 256-byte block: WRITE 31 CE, address 5, N-1 data XOR, three ACKs;
 //	               READ 11 EE, address 5, N-1 ~N-1, three ACKs and the data
@@ -30,7 +31,11 @@ import (
 func linkMinimum(protocol string, img []byte) time.Duration {
 	n := len(img)
 	bits := func(bytes, baud int) time.Duration {
-		return time.Duration(bytes) * 10 * time.Second / time.Duration(baud)
+		per := 10
+		if protocol == "stm32" {
+			per = 11 // 8E1, as AN3155 requires and the model paces
+		}
+		return time.Duration(bytes) * time.Duration(per) * time.Second / time.Duration(baud)
 	}
 	switch protocol {
 	case "stm32":
