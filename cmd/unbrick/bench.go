@@ -214,7 +214,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var res station.BenchRunResult
 	select {
 	case l := <-resultLine:
-		if err := json.Unmarshal([]byte(strings.TrimPrefix(l[strings.Index(l, "result "):], "result ")), &res); err != nil {
+		i := strings.Index(l, "result ")
+		if i < 0 {
+			stopClients()
+			stIn.Close()
+			return fmt.Errorf("bench: the station ended without a result: %v", stCmd.Wait())
+		}
+		if err := json.Unmarshal([]byte(l[i+len("result "):]), &res); err != nil {
 			stopClients()
 			return fmt.Errorf("bench: the station's result: %w (%q)", err, l)
 		}
