@@ -6,6 +6,7 @@ PKGS    ?= ./...
 DATA    ?= ./var
 LISTEN  ?= 127.0.0.1:8080
 UNITS   ?= 8
+BENCH_UNITS ?= 64
 export CGO_ENABLED = 1
 # The Go release every target builds and tests with: go1.26.11 fixes the
 # standard library vulnerabilities govulncheck reports in earlier 1.26
@@ -33,8 +34,8 @@ test: deps ## vet, then run every test with the race detector
 race: deps ## run every test three times with the race detector, to shake out flakes
 	$(GO) test -race -count=3 -timeout 40m $(PKGS)
 
-bench: ## run the benchmarks, print a table and write bench.json
-	$(GO) run ./scripts/bench -out bench.json
+bench: ## run the benchmarks and `unbrick bench --units $(BENCH_UNITS)`, print tables and write bench.json
+	$(GO) run ./scripts/bench -out bench.json -units $(BENCH_UNITS)
 
 lint: ## gofmt, go vet, staticcheck and govulncheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }

@@ -319,6 +319,7 @@ func TestStore(t *testing.T) {
 
 // BenchmarkParseHex parses a 1 MiB image written as Intel HEX.
 func BenchmarkParseHex(b *testing.B) {
+	b.ReportAllocs()
 	data := make([]byte, 1<<20)
 	for i := range data {
 		data[i] = byte(i * 31)

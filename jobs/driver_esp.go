@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/bootloader/esprom"
@@ -23,10 +24,13 @@ import (
 //   - compress: "false" writes uncompressed even where the ROM inflates.
 //   - delta: "false" writes every byte even where the ROM has MD5.
 //   - delta_chunk: the delta granularity in bytes (a multiple of 4096).
-//   - flash_baud: a faster rate to switch to after connecting (ESP32 ROM
-//     only; the port must be able to change its rate). The port stays at
-//     that rate: the runner must set it back to the console's rate before
-//     the boot sequence, or the banner arrives garbled.
+//   - flash_baud: the rate to switch to after connecting (ESP32 ROM only;
+//     the port must be able to change its rate); 921600 when not set. If
+//     the link fails at it (at connect, or while writing), the unit is
+//     reset into download mode and the next standard rate down is tried
+//     (460800, 230400, then the rate it synced at); the job's log says the
+//     rate used and every step down. The port stays at the rate: the
+//     runner sets it back to the console's rate before the boot sequence.
 //   - flash_size: the unit's SPI flash size in bytes, for erase all (the
 //     plan's flash region when not set, else 4 MiB). Connect reads the
 //     flash's JEDEC ID and refuses a unit whose flash is smaller, and
@@ -78,37 +82,56 @@ func (d ESP) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 		size = 4 << 20
 	}
 	o.FlashSize = size
-	c := esprom.New(port, o)
-	if err := c.Sync(ctx); err != nil {
-		return nil, Identity{}, espError(err)
-	}
-	info, err := c.Identify(ctx)
-	if err != nil {
-		return nil, Identity{}, espError(err)
-	}
-	// SPI_ATTACH (with the eFuse's pads), RDID and SPI_SET_PARAMS with the
-	// real size, as esptool does: the ESP32 ROM assumes 2 MiB otherwise.
-	detected, err := c.AttachFlash(ctx)
-	if err != nil {
-		return nil, Identity{}, espError(err)
-	}
-	if detected != 0 && detected < size {
-		return nil, Identity{}, &Failure{Class: "flash-size", Fault: UnitFault,
-			Reason: fmt.Sprintf("the unit's SPI flash answers RDID with %d KiB; the recipe expects %d KiB", detected>>10, size>>10),
-			Hint:   "this unit carries a smaller flash than its recipe's board: check the unit against its recipe"}
-	}
-	if v := plan.Options["flash_baud"]; v != "" {
-		baud, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, Identity{}, optionFailure("flash_baud", v, err)
-		}
-		if info.Chip.ChangeBaud {
-			if err := c.ChangeBaud(ctx, baud); err != nil {
-				return nil, Identity{}, espError(err)
+	base := o.Baud
+	connect := func(ctx context.Context) (*esprom.Client, esprom.Info, error) {
+		if bs, ok := port.(bootloader.BaudSetter); ok {
+			if err := bs.SetBaud(base); err != nil {
+				return nil, esprom.Info{}, err
 			}
 		}
+		c := esprom.New(port, o)
+		if err := c.Sync(ctx); err != nil {
+			return nil, esprom.Info{}, espError(err)
+		}
+		info, err := c.Identify(ctx)
+		if err != nil {
+			return nil, esprom.Info{}, espError(err)
+		}
+		// SPI_ATTACH (with the eFuse's pads), RDID and SPI_SET_PARAMS with
+		// the real size, as esptool does: the ESP32 ROM assumes 2 MiB
+		// otherwise.
+		detected, err := c.AttachFlash(ctx)
+		if err != nil {
+			return nil, esprom.Info{}, espError(err)
+		}
+		if detected != 0 && detected < size {
+			return nil, esprom.Info{}, &Failure{Class: "flash-size", Fault: UnitFault,
+				Reason: fmt.Sprintf("the unit's SPI flash answers RDID with %d KiB; the recipe expects %d KiB", detected>>10, size>>10),
+				Hint:   "this unit carries a smaller flash than its recipe's board: check the unit against its recipe"}
+		}
+		return c, info, nil
 	}
-	t := espTarget{c: c, fo: esprom.FlashOptions{Compress: plan.Options["compress"] != "false", Delta: plan.Options["delta"] != "false"}}
+	c, info, err := connect(ctx)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	t := &espTarget{c: c, port: port, base: base, connect: connect}
+	_, canSet := port.(bootloader.BaudSetter)
+	if info.Chip.ChangeBaud && canSet {
+		want := DefaultESPFlashBaud
+		if v := plan.Options["flash_baud"]; v != "" {
+			if want, err = strconv.Atoi(v); err != nil || want <= 0 {
+				return nil, Identity{}, optionFailure("flash_baud", v, fmt.Errorf("want a rate in baud"))
+			}
+		}
+		t.ladder = esprom.RateLadder(want, base)
+		if err := t.faster(ctx); err != nil {
+			return nil, Identity{}, err
+		}
+	} else {
+		t.notef("link at %d baud (%s)", base, map[bool]string{true: "the port cannot change its rate", false: "this ROM has no CHANGE_BAUDRATE"}[info.Chip.ChangeBaud])
+	}
+	t.fo = esprom.FlashOptions{Compress: plan.Options["compress"] != "false", Delta: plan.Options["delta"] != "false"}
 	if v := plan.Options["delta_chunk"]; v != "" {
 		n, err := strconv.ParseUint(v, 0, 32)
 		if err != nil || n%esprom.SectorSize != 0 {
@@ -125,22 +148,123 @@ func optionFailure(name, v string, err error) *Failure {
 		Hint: "correct the recipe's options", Err: err}
 }
 
+// DefaultESPFlashBaud is the rate an ESP32 ROM link switches to after
+// connecting when the recipe's flash_baud does not say: the fastest
+// standard rate common adapters take (esptool's usual -b 921600).
+const DefaultESPFlashBaud = 921600
+
 type espTarget struct {
 	c  *esprom.Client
 	fo esprom.FlashOptions
+
+	port    Port
+	base    int // the rate the ROM synced at
+	ladder  []int
+	connect func(context.Context) (*esprom.Client, esprom.Info, error)
+
+	mu    sync.Mutex
+	log   func(string)
+	notes []string // said before SetLog
+}
+
+// SetLog makes the target tell the job's log which rate the link runs at
+// and every step down; what it said before goes out at once.
+func (t *espTarget) SetLog(f func(string)) {
+	t.mu.Lock()
+	t.log = f
+	notes := t.notes
+	t.notes = nil
+	t.mu.Unlock()
+	for _, n := range notes {
+		f(n)
+	}
+}
+
+func (t *espTarget) notef(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	t.mu.Lock()
+	f := t.log
+	if f == nil {
+		t.notes = append(t.notes, msg)
+	}
+	t.mu.Unlock()
+	if f != nil {
+		f(msg)
+	}
+}
+
+// faster switches the link to the fastest rate of the ladder that carries
+// whole packets both ways (CHANGE_BAUDRATE, then CheckLink). A rate that
+// fails is dropped: the unit is reset into download mode, synced again at
+// the base rate, and the next rate down is tried. With no rate left the
+// link stays at the base rate.
+func (t *espTarget) faster(ctx context.Context) error {
+	for len(t.ladder) > 0 {
+		r := t.ladder[0]
+		err := t.c.ChangeBaud(ctx, r)
+		if err == nil {
+			err = t.c.CheckLink(ctx)
+		}
+		if err == nil {
+			t.notef("link at %d baud (CHANGE_BAUDRATE from %d)", r, t.base)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		t.ladder = t.ladder[1:]
+		next := t.base
+		if len(t.ladder) > 0 {
+			next = t.ladder[0]
+		}
+		t.notef("the link failed at %d baud (%v); reconnecting to try %d", r, err, next)
+		c, _, cerr := t.connect(ctx)
+		if cerr != nil {
+			return cerr
+		}
+		t.c = c
+	}
+	t.notef("link at %d baud", t.base)
+	return nil
+}
+
+// linkError reports whether err is the link failing (garbled or lost
+// packets) rather than the unit refusing.
+func linkError(err error) bool {
+	var pe *esprom.ProtocolError
+	var te *bootloader.TimeoutError
+	return errors.As(err, &pe) || errors.As(err, &te)
 }
 
 // Write writes compressed where the ROM inflates, and skips the chunks
-// whose MD5 on the unit already matches the image (delta flashing).
-func (t espTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
-	_, err := t.c.Flash(ctx, addr, data, t.fo, p)
-	return espError(err)
+// whose MD5 on the unit already matches the image (delta flashing). If the
+// link fails at a raised rate, the unit is reconnected one rate slower and
+// the write starts again (it is idempotent: erase and write, chunk by
+// chunk).
+func (t *espTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	for {
+		_, err := t.c.Flash(ctx, addr, data, t.fo, p)
+		if err == nil || !linkError(err) || ctx.Err() != nil || t.c.Baud() <= t.base {
+			return espError(err)
+		}
+		failed := t.c.Baud()
+		t.ladder = t.ladder[1:]
+		t.notef("the link failed at %d baud while writing (%v); stepping down", failed, err)
+		c, _, cerr := t.connect(ctx)
+		if cerr != nil {
+			return cerr
+		}
+		t.c = c
+		if err := t.faster(ctx); err != nil {
+			return err
+		}
+	}
 }
 
 // Verify compares the region's MD5 on the unit with the image's. The
 // ESP8266 ROM has no MD5: there only a region written in this connection,
 // which the ROM read back block by block, passes.
-func (t espTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+func (t *espTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
 	if p != nil {
 		p(0, int64(len(data)))
 	}
@@ -154,20 +278,31 @@ func (t espTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootl
 }
 
 // Read reads flash with READ_FLASH_SLOW (the ESP32 ROM; not the ESP8266's).
-func (t espTarget) Read(ctx context.Context, addr uint32, n int, p bootloader.Progress) ([]byte, error) {
+func (t *espTarget) Read(ctx context.Context, addr uint32, n int, p bootloader.Progress) ([]byte, error) {
 	b, err := t.c.ReadFlash(ctx, addr, n, p)
 	return b, espError(err)
 }
 
 // Erase erases the 4 KiB sectors r touches.
-func (t espTarget) Erase(ctx context.Context, r Region) error {
+func (t *espTarget) Erase(ctx context.Context, r Region) error {
 	return espError(t.c.EraseRegion(ctx, r.Start, r.Size))
 }
 
-func (t espTarget) EraseAll(ctx context.Context) error { return espError(t.c.EraseAll(ctx)) }
+func (t *espTarget) EraseAll(ctx context.Context) error { return espError(t.c.EraseAll(ctx)) }
 
-// Start leaves download mode: the ROM runs the image in flash.
-func (t espTarget) Start(ctx context.Context) error { return espError(t.c.Run(ctx)) }
+// Start leaves download mode: the ROM runs the image in flash. The chip
+// restarts at its UART's reset rate, so the port goes back to the rate the
+// ROM synced at (a raised rate would garble the boot log for whoever reads
+// it next).
+func (t *espTarget) Start(ctx context.Context) error {
+	err := t.c.Run(ctx)
+	if bs, ok := t.port.(bootloader.BaudSetter); ok && t.c.Baud() != t.base {
+		if serr := bs.SetBaud(t.base); err == nil && serr != nil {
+			err = serr
+		}
+	}
+	return espError(err)
+}
 
 func espError(err error) error {
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/unbrick/unbrick/bootloader"
@@ -64,9 +65,10 @@ type run struct {
 	backups map[string]backup
 	lastPct map[string]int
 	hashes  map[*Image]string
-	// note is what a step that passed wants said in its record (a write
-	// that could not be verified on the unit); endStep takes it.
-	note string
+	// notes are what the current step wants said in its record (the
+	// link's rate and its steps down, a write that could not be verified
+	// on the unit); endStep takes them.
+	notes []string
 }
 
 // imageHash returns the sha256 of the bytes the image writes, computed here
@@ -319,13 +321,17 @@ func (u *run) startStep(ctx context.Context, label string) int {
 }
 
 func (u *run) endStep(ctx context.Context, seq int, f *Failure) {
-	note := u.note
-	u.note = ""
+	notes := strings.Join(u.notes, "; ")
+	u.notes = nil
 	if f == nil {
-		u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "ok", note)
+		u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "ok", notes)
 		return
 	}
-	u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "failed", f.Class+": "+f.Error())
+	detail := f.Class + ": " + f.Error()
+	if notes != "" {
+		detail += " (" + notes + ")"
+	}
+	u.r.Rec.EndStep(context.WithoutCancel(ctx), u.res.Attempt, seq, "failed", detail)
 }
 
 // stepWithRetries runs a step; one that talks to the bootloader (its row

@@ -121,8 +121,9 @@ func (u *run) verify(ctx context.Context, st Step) error {
 			Reason: fmt.Sprintf("%s: %s was written but this unit's bootloader cannot read it back or hash it, and the recipe has no validate.version to prove it took: %v", st.Pos, im.Name, err),
 			Hint:   "add validate.version to the recipe, so the unit's own console proves the image booted", Err: err}
 	}
-	u.note = fmt.Sprintf("written, not verified (%v): the validation's version check is the proof", err)
-	u.logf("verify %s: %s", im.Name, u.note)
+	note := fmt.Sprintf("written, not verified (%v): the validation's version check is the proof", err)
+	u.notes = append(u.notes, note)
+	u.logf("verify %s: %s", im.Name, note)
 	return nil
 }
 

@@ -73,6 +73,14 @@ func (u *run) enter(ctx context.Context) error {
 		}
 		return err
 	}
+	if l, ok := t.(interface{ SetLog(func(string)) }); ok {
+		// The target's notes (the link's rate, a step down) go to the log
+		// and to the step's record.
+		l.SetLog(func(msg string) {
+			u.notes = append(u.notes, msg)
+			u.logf("%s", msg)
+		})
+	}
 	if f := u.identify(ctx, id); f != nil {
 		return f
 	}

@@ -97,8 +97,10 @@ type Config struct {
 	// client is dropped as too slow; 0 means 10 seconds.
 	WriteTimeout time.Duration
 	// Interval is the shortest time between two websocket updates to one
-	// client: changes within it are coalesced per slot. 0 means 100 ms;
-	// negative means no wait.
+	// client: changes within it are coalesced per slot. 0 means 100 ms:
+	// at most ten updates a second, what a touchscreen can show and a Pi's
+	// browser can draw with 64 slots busy (a change after a quiet spell is
+	// sent at once); negative means no wait.
 	Interval time.Duration
 	// PingInterval is how often the server pings each websocket client to
 	// notice dead peers; 0 means 30 seconds.

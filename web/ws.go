@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -124,6 +125,8 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 	defer ping.Stop()
 
 	dirty := map[int]bool{}
+	var nums []int
+	var lastSent time.Time
 	lost := sub.Dropped()
 	// take notes an event; it reports false when the subscription ended.
 	take := func(e jobs.Event, ok bool) bool {
@@ -152,11 +155,12 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 				return nil
 			}
 		}
-		// Gather what else changes within the interval, so that a slot
-		// publishing progress at a high rate costs one message per
-		// interval.
-		if s.cfg.Interval > 0 {
-			t := time.NewTimer(s.cfg.Interval)
+		// Gather what else changes until an interval has passed since the
+		// last message, so that a slot publishing progress at a high rate
+		// costs one message per interval; a change after a quiet spell
+		// goes out at once.
+		if wait := s.cfg.Interval - time.Since(lastSent); s.cfg.Interval > 0 && wait > 0 {
+			t := time.NewTimer(wait)
 		gather:
 			for {
 				select {
@@ -202,9 +206,17 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 		if len(dirty) == 0 {
 			continue
 		}
-		slots := make([]SlotView, 0, len(dirty))
-		for _, st := range s.cfg.Tracker.Slots() {
-			if dirty[st.Slot] {
+		// Only the changed slots are copied out of the tracker: copying
+		// every tile for every client at every interval was the station's
+		// largest allocation under `unbrick bench`.
+		nums = nums[:0]
+		for n := range dirty {
+			nums = append(nums, n)
+		}
+		slices.Sort(nums)
+		slots := make([]SlotView, 0, len(nums))
+		for _, n := range nums {
+			if st, ok := s.cfg.Tracker.Slot(n); ok {
 				slots = append(slots, s.view(st))
 			}
 		}
@@ -212,5 +224,6 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 		if err := send("update", slots); err != nil {
 			return err
 		}
+		lastSent = time.Now()
 	}
 }

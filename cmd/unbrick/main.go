@@ -9,6 +9,7 @@
 //	unbrick recipe test FILE                            run a recipe against its model on the virtual bench
 //	unbrick records --data DIR                          list recovery records
 //	unbrick user add|passwd|remove|list NAME            accounts of the page (password asked, never a flag)
+//	unbrick bench  --units N [--json FILE]              the station measured against models in another process
 //
 // main is thin: run does the work, so the tests can call it.
 package main
@@ -63,6 +64,7 @@ func init() {
 		"recipe":  {"check recipe files, or test one on the virtual bench", runRecipe},
 		"soak":    {"run the station for a while on a faulty virtual bench, then kill it, and check nothing is lost", runSoak},
 		"user":    {"add, change or remove the accounts of the station's page", runUser},
+		"bench":   {"measure the station against device models in another process, side by side with the peer tools", runBench},
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 // linked at --link, in its bootloader, until the context ends (SIGTERM or
 // Ctrl-C).
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim", "--model M --link PATH", stderr)
+	fs := newFlags("sim", "--model M --link PATH | --bench N --dir DIR", stderr)
 	var names []string
 	for _, k := range simbench.Kinds() {
 		names = append(names, k.Name)
@@ -30,11 +30,16 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	turnaround := fs.Duration("turnaround", time.Millisecond, "the adapter's turnaround latency (16ms is an FTDI at default settings)")
 	appMode := fs.Bool("app", false, "boot the application instead of the bootloader")
 	faults := fs.String("faults", "", "faults to inject, e.g. ber=1e-4,stop=3000,brownout=2048 (see sim.ParseFaults)")
+	benchN := fs.Int("bench", 0, "serve N mixed units for `unbrick bench` instead of one model (with --dir)")
+	dir := fs.String("dir", "", "with --bench: where the ports, the lines' socket and the manifest go")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
 		return err
+	}
+	if *benchN > 0 {
+		return serveModels(ctx, *benchN, *dir, *fast, stdout)
 	}
 	f, err := sim.ParseFaults(*faults)
 	if err != nil {

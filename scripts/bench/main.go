@@ -4,6 +4,10 @@
 // Speed and memory targets live here, never in timed tests. A benchmark
 // states its target by reporting an "x-min" metric (actual time over the
 // protocol's own minimum on the link); the table marks those above 1.10.
+//
+// Then it runs `unbrick bench --units N`: the whole station against device
+// models in another process, side by side with the peer tools; its figures
+// go into the JSON under "station_bench" (-units 0 skips it).
 package main
 
 import (
@@ -39,6 +43,7 @@ func main() {
 	pkgs := flag.String("pkgs", "./...", "packages to benchmark")
 	run := flag.String("bench", ".", "benchmark name pattern")
 	benchtime := flag.String("benchtime", "1x", "go test -benchtime")
+	units := flag.Int("units", 64, "units for `unbrick bench` (0: skip it)")
 	flag.Parse()
 
 	cmd := exec.Command("go", "test", "-run", "^$", "-bench", *run, "-benchtime", *benchtime, "-benchmem", "-timeout", "60m", *pkgs)
@@ -49,9 +54,20 @@ func main() {
 	results := parse(&buf)
 	printTable(results)
 	doc := struct {
-		Time    time.Time `json:"time"`
-		Results []Result  `json:"results"`
-	}{time.Now().UTC(), results}
+		Time    time.Time       `json:"time"`
+		Results []Result        `json:"results"`
+		Station json.RawMessage `json:"station_bench,omitempty"`
+	}{time.Now().UTC(), results, nil}
+	if *units > 0 {
+		raw, serr := stationBench(*units)
+		if serr != nil {
+			fmt.Fprintln(os.Stderr, "bench: unbrick bench:", serr)
+			if err == nil {
+				err = serr
+			}
+		}
+		doc.Station = raw
+	}
 	b, _ := json.MarshalIndent(doc, "", "  ")
 	if werr := os.WriteFile(*out, append(b, '\n'), 0o644); werr != nil {
 		fmt.Fprintln(os.Stderr, "bench:", werr)
@@ -132,4 +148,29 @@ func num(m map[string]float64, k string) string {
 		return "-"
 	}
 	return strconv.FormatFloat(v, 'f', 3, 64)
+}
+
+// stationBench builds unbrick and runs `unbrick bench --units n`, which
+// prints its own table; it returns the JSON it wrote.
+func stationBench(n int) (json.RawMessage, error) {
+	dir, err := os.MkdirTemp("", "unbrick-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin := dir + "/unbrick"
+	build := exec.Command("go", "build", "-o", bin, "./cmd/unbrick")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return nil, err
+	}
+	out := dir + "/station.json"
+	cmd := exec.Command(bin, "bench", "--units", strconv.Itoa(n), "--json", out)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	runErr := cmd.Run()
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("%v (%v)", err, runErr)
+	}
+	return b, runErr
 }

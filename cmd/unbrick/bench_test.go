@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/unbrick/unbrick/internal/peertest"
+)
+
+// TestBenchJSON runs `unbrick bench` on two unpaced units, with every peer
+// tool, and checks that the JSON has every figure, each sane. Unpaced, the
+// figures say nothing about speed: no target is checked here (benchmarks
+// only, never timed tests).
+func TestBenchJSON(t *testing.T) {
+	peertest.Need(t, peertest.Tool{Name: "stm32flash", Package: "stm32flash"}, peertest.Tool{Name: "avrdude", Package: "avrdude"},
+		peertest.Tool{Name: "sb", Package: "lrzsz"})
+	peertest.NeedEsptoolJS(t)
+	bin := unbrickBinary(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "bench.json")
+	cmd := exec.Command(bin, "bench", "--units", "2", "--fast", "--json", out, "--dir", filepath.Join(dir, "work"), "--pprof", filepath.Join(dir, "prof"))
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("unbrick bench = %v\n%s", err, log.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("bench.json: %v\n%s", err, b)
+	}
+	for _, k := range []string{"scale_ratio", "mix_wall_s", "slowest_single_s", "peak_rss_mb", "mix_rss_mb", "cpu_seconds",
+		"event_p50_ms", "event_p99_ms", "events", "db_rows_per_s", "db_rows"} {
+		v, ok := doc[k].(float64)
+		if !ok || v <= 0 {
+			t.Errorf("bench.json %s = %v, want a positive number", k, doc[k])
+		}
+	}
+	if p := doc["passed"]; p != 2.0 {
+		t.Errorf("bench.json passed = %v, want 2\n%s", p, log.String())
+	}
+	if c := doc["clients"]; c != 10.0 {
+		t.Errorf("bench.json clients = %v, want 10", c)
+	}
+	if rss := doc["peak_rss_mb"].(float64); rss > 1024 {
+		t.Errorf("bench.json peak_rss_mb = %v, want megabytes (below 1024)", rss)
+	}
+	for _, field := range []string{"link_efficiency", "vs_peer"} {
+		m, _ := doc[field].(map[string]any)
+		for _, p := range []string{"stm32", "avr", "esprom", "uboot"} {
+			if v, ok := m[p].(float64); !ok || v <= 0 {
+				t.Errorf("bench.json %s[%s] = %v, want a positive number\n%s", field, p, m[p], log.String())
+			}
+		}
+	}
+	st, _ := doc["station"].(map[string]any)
+	if s, _ := st["singles"].([]any); len(s) != 2 {
+		t.Errorf("bench.json station.singles has %d jobs, want 2 (one per kind and state of the mix)", len(s))
+	}
+	for _, f := range []string{"cpu.pprof", "heap.pprof"} {
+		if fi, err := os.Stat(filepath.Join(dir, "prof", f)); err != nil || fi.Size() == 0 {
+			t.Errorf("--pprof wrote no %s: %v", f, err)
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/unbrick/unbrick/bootloader/esprom"
+	"github.com/unbrick/unbrick/bootloader/uboot"
+	"github.com/unbrick/unbrick/jobs"
+	"github.com/unbrick/unbrick/sim/ubootsim"
+	"github.com/unbrick/unbrick/station"
+)
+
+// linkMinimum is the least time the bytes a write and verify of img must
+// put on the link take at 10 bit times each (11 for the STM32's 8E1),
+// with nothing else (no turnarounds, no erase or programming time): a
+// lower bound.
+//
+//	stm32 (AN3155) per 256-byte block: WRITE 31 CE, address 5, N-1 data XOR, three ACKs;
+//	               READ 11 EE, address 5, N-1 ~N-1, three ACKs and the data
+//	avr (STK500) per 128-byte page: LOAD_ADDRESS 4 -> 2; PROG_PAGE 4+128+1 -> 2;
+//	               LOAD_ADDRESS 4 -> 2; READ_PAGE 5 -> 128+2
+//	esprom: the zlib stream at 921600, once; the MD5 answer is negligible
+//	uboot (YMODEM): block 0, 1029 bytes per KiB, EOT, the closing block 0
+func linkMinimum(protocol string, img []byte) time.Duration {
+	n := len(img)
+	bits := func(bytes, baud int) time.Duration {
+		per := 10
+		if protocol == "stm32" {
+			per = 11 // 8E1, as AN3155 requires and the model paces
+		}
+		return time.Duration(bytes) * time.Duration(per) * time.Second / time.Duration(baud)
+	}
+	switch protocol {
+	case "stm32":
+		var b int
+		for off := 0; off < n; off += 256 {
+			k := min(256, n-off)
+			b += 2 + 5 + 1 + k + 1 + 3 // write
+			b += 2 + 5 + 2 + 3 + k     // read
+		}
+		return bits(b, 115200)
+	case "avr":
+		var b int
+		for off := 0; off < n; off += 128 {
+			k := min(128, n-off)
+			b += 6 + 4 + 128 + 1 + 2
+			b += 6 + 5 + k + 2
+		}
+		return bits(b, 115200)
+	case "esprom":
+		return bits(len(esprom.Compress(img)), 921600)
+	case "uboot":
+		blocks := (n + 1023) / 1024
+		return bits(133+blocks*1029+1+133+blocks+4, 115200)
+	}
+	return 0
+}
+
+// ubootLoad stops U-Boot on link and loads img into RAM with unbrick's
+// YMODEM sender; it returns the time from loady to the last block's ACK.
+func ubootLoad(ctx context.Context, link string, img []byte) (time.Duration, error) {
+	p, err := station.OpenPort(ctx, link, jobs.Mode{Baud: 115200})
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	c := uboot.New(p, uboot.Options{})
+	if err := c.Stop(ctx); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	var took time.Duration
+	err = c.Load(ctx, ubootsim.KernelAddr, img, func(done, total int64) {
+		if done == total {
+			took = time.Since(start)
+		}
+	})
+	return took, err
+}
+
+// sbLoad types loady at U-Boot's prompt on link, sends file with lrzsz's
+// sb on the terminal, and returns sb's time from its start to its exit,
+// once U-Boot has reported the total.
+func sbLoad(ctx context.Context, link, file string, size int) (time.Duration, error) {
+	if _, err := exec.LookPath("sb"); err != nil {
+		return 0, fmt.Errorf("sb (Debian package lrzsz): %w", errSkip)
+	}
+	p, err := station.OpenPort(ctx, link, jobs.Mode{Baud: 115200})
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	// Get the prompt as a person does: a key, then loady.
+	c := uboot.New(p, uboot.Options{})
+	if err := c.Stop(ctx); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Fprintf(p, "loady %x\r", ubootsim.KernelAddr); err != nil {
+		return 0, err
+	}
+	if err := readUntil(p, "bps...\r\n", 10*time.Second); err != nil {
+		return 0, err
+	}
+	tty, err := os.OpenFile(link, os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer tty.Close()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, "sb", "--ymodem", "-k", file)
+	var stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("sb: %v: %s", err, stderr.String())
+	}
+	took := time.Since(start)
+	if err := readUntil(p, fmt.Sprintf("= %d Bytes\r\n", size), 10*time.Second); err != nil {
+		return 0, fmt.Errorf("after sb: %w", err)
+	}
+	return took, nil
+}
+
+func readUntil(p jobs.Port, want string, within time.Duration) error {
+	var got []byte
+	buf := make([]byte, 512)
+	p.SetReadTimeout(50 * time.Millisecond)
+	end := time.Now().Add(within)
+	for time.Now().Before(end) {
+		n, err := p.Read(buf)
+		if err != nil {
+			return err
+		}
+		got = append(got, buf[:n]...)
+		if bytes.Contains(got, []byte(want)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("after %v the unit sent %q, want %q", within, got, want)
+}
+
+// esptoolJSArgs is the command line that runs Espressif's esptool-js (its
+// stub, 921600 after the stub starts, compressed, MD5-checked) through the
+// project's Web-Serial shim, as internal/peertest does.
+func esptoolJSArgs(link string, addr uint32, file string) ([]string, error) {
+	_, src, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(src), "..", "..")
+	shim := filepath.Join(root, "internal", "peertest", "esptooljs", "shim.mjs")
+	dir := filepath.Join(root, ".peers", "esptool-js")
+	if d := os.Getenv("UNBRICK_PEERS"); d != "" {
+		dir = filepath.Join(d, "esptool-js")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "esptool-js", "lib", "index.js")); err != nil {
+		return nil, fmt.Errorf("esptool-js (scripts/peers/esptool-js.sh installs it): %w", errSkip)
+	}
+	if _, err := os.Stat(shim); err != nil {
+		return nil, fmt.Errorf("the esptool-js shim %s: %w", shim, errSkip)
+	}
+	return []string{"node", shim, "--esptool", dir, "--port", link, "--baud", "921600", "--write", fmt.Sprintf("0x%x=%s", addr, file)}, nil
+}
