@@ -392,12 +392,10 @@ func countRows(ctx context.Context, s *db.Store) (int64, error) {
 	}
 	defer rdb.Close()
 	var total int64
-	for _, t := range []string{"units", "attempts", "steps", "console", "artifacts", "allocations"} {
-		var n int64
-		if err := rdb.QueryRowContext(ctx, "SELECT count(*) FROM "+t).Scan(&n); err != nil {
-			return 0, fmt.Errorf("bench: count %s: %w", t, err)
-		}
-		total += n
+	const q = `SELECT (SELECT count(*) FROM units) + (SELECT count(*) FROM attempts) + (SELECT count(*) FROM steps) +
+		(SELECT count(*) FROM console) + (SELECT count(*) FROM artifacts) + (SELECT count(*) FROM allocations)`
+	if err := rdb.QueryRowContext(ctx, q).Scan(&total); err != nil {
+		return 0, fmt.Errorf("bench: count the record's rows: %w", err)
 	}
 	return total, nil
 }

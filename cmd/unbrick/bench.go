@@ -489,7 +489,7 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 			var pargs []string
 			switch pk.protocol {
 			case "stm32":
-				pargs = []string{"stm32flash", "-b", "115200", "-m", "8n1", "-w", fu.Image, "-v", pu.Link}
+				pargs, perr = stm32flashArgs(pu.Link, fu.Image)
 			case "avr":
 				pargs = []string{"avrdude", "-c", "arduino", "-p", "m328p", "-P", pu.Link, "-b", "115200", "-U", "flash:w:" + fu.Image + ":r"}
 			case "esprom":
@@ -497,7 +497,7 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 			}
 			if perr == nil {
 				pr.Peer = strings.Join(pargs, " ")
-				if _, err := exec.LookPath(pargs[0]); err != nil {
+				if tool := peerTool(pargs); tool == "" {
 					perr = fmt.Errorf("%s: %w", pargs[0], errSkip)
 				} else {
 					peer, perr = timed(ctx, pargs[0], pargs[1:]...)

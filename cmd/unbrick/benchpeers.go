@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/unbrick/unbrick/bootloader/esprom"
@@ -165,4 +166,39 @@ func esptoolJSArgs(link string, addr uint32, file string) ([]string, error) {
 		return nil, fmt.Errorf("the esptool-js shim %s: %w", shim, errSkip)
 	}
 	return []string{"node", shim, "--esptool", dir, "--port", link, "--baud", "921600", "--write", fmt.Sprintf("0x%x=%s", addr, file)}, nil
+}
+
+// stm32flashArgs runs stm32flash at 8E1, as AN3155 wants, through the
+// ptyparity shim (scripts/peers/ptyparity.sh builds it): a pty drops
+// PARENB, and the model, like a unit, fails a host at 8N1.
+func stm32flashArgs(link, file string) ([]string, error) {
+	_, src, _, _ := runtime.Caller(0)
+	so := filepath.Join(filepath.Dir(src), "..", "..", ".peers", "ptyparity.so")
+	if d := os.Getenv("UNBRICK_PEERS"); d != "" {
+		so = filepath.Join(d, "ptyparity.so")
+	}
+	if _, err := os.Stat(so); err != nil {
+		return nil, fmt.Errorf("the ptyparity shim for stm32flash at 8E1 (scripts/peers/ptyparity.sh builds it): %w", errSkip)
+	}
+	return []string{"env", "LD_PRELOAD=" + so, "stm32flash", "-b", "115200", "-m", "8e1", "-w", file, "-v", link}, nil
+}
+
+// peerTool returns the path of the program a peer command line runs (past
+// env and its VAR=value settings), or "" when it is not installed.
+func peerTool(args []string) string {
+	i := 0
+	if len(args) > 0 && args[0] == "env" {
+		i = 1
+		for i < len(args) && strings.Contains(args[i], "=") {
+			i++
+		}
+	}
+	if i >= len(args) {
+		return ""
+	}
+	p, err := exec.LookPath(args[i])
+	if err != nil {
+		return ""
+	}
+	return p
 }
