@@ -78,6 +78,13 @@ type Client struct {
 	havePart bool
 
 	out []byte // command buffer, reused
+
+	// blank holds the flash ranges this client erased and has not
+	// written since, sorted and disjoint: only there is a block all 0xFF
+	// provably equal to flash already, so WriteMemory skips it.
+	blank []span
+	// skipped counts the blocks WriteMemory did not send.
+	skipped int
 }
 
 // Info is what Identify learns about a unit.
@@ -596,6 +603,7 @@ func (c *Client) Write(ctx context.Context, addr uint32, data []byte) error {
 	if err := c.ack(ctx, CmdWrite, StageAddress, addr, c.opts.Timeout+c.wire(6)); err != nil {
 		return err
 	}
+	c.blank = cutSpan(c.blank, span{uint64(addr), uint64(addr) + uint64(len(data))})
 	c.out = AppendWriteData(c.out[:0], data)
 	if err := c.send(CmdWrite, addr, "data", c.out); err != nil {
 		return err
@@ -657,9 +665,23 @@ func (c *Client) Erase(ctx context.Context, units []int) error {
 		if err := c.eraseBatch(ctx, cmd, units[:n]); err != nil {
 			return err
 		}
+		c.markErased(units[:n])
 		units = units[n:]
 	}
 	return nil
+}
+
+// markErased records the units as blank, when the part is known (else
+// the client cannot tell their addresses and skips nothing).
+func (c *Client) markErased(units []int) {
+	if !c.havePart {
+		return
+	}
+	for _, u := range units {
+		if r, ok := c.part.Unit(u); ok {
+			c.blank = addSpan(c.blank, span{uint64(r.Start), r.End()})
+		}
+	}
 }
 
 func (c *Client) eraseBatch(ctx context.Context, cmd byte, units []int) error {
@@ -711,6 +733,10 @@ func (c *Client) MassErase(ctx context.Context) error {
 		return c.eraseAllUnits(ctx)
 	}
 	err = c.massErase(ctx, cmd)
+	if err == nil && c.havePart {
+		f := c.part.Flash()
+		c.blank = addSpan(c.blank, span{uint64(f.Start), f.End()})
+	}
 	var ne *NACKError
 	if errors.As(err, &ne) && ne.Stage == StagePages && c.havePart {
 		c.logf("mass erase refused (%v): erasing the %d pages one by one", err, c.part.Units())
@@ -772,14 +798,27 @@ func (c *Client) ReadMemory(ctx context.Context, addr uint32, n int, progress bo
 
 // WriteMemory writes data from addr (4-aligned) in WRITEs of 256 bytes,
 // the last padded with 0xFF to a multiple of 4. The pages must have been
-// erased.
+// erased. A block all 0xFF that lies wholly in flash this client erased
+// and has not written since is not sent: erased flash reads 0xFF already
+// (RM0008 §3.3.3, RM0090 §3.5.3), so the WRITE would change nothing.
+// Verify still covers it, by read-back or GET_CHECKSUM.
 func (c *Client) WriteMemory(ctx context.Context, addr uint32, data []byte, progress bootloader.Progress) error {
 	if addr%4 != 0 {
 		return fmt.Errorf("stm32: write memory at 0x%08X: the address must be 4-aligned", addr)
 	}
+	skipped := 0
+	defer func() {
+		if skipped > 0 {
+			c.logf("write memory: %d of %d blocks all 0xFF in erased flash: not sent", skipped, (len(data)+MaxBlock-1)/MaxBlock)
+		}
+	}()
 	for off := 0; off < len(data); off += MaxBlock {
 		b := data[off:min(off+MaxBlock, len(data))]
-		if err := c.Write(ctx, addr+uint32(off), b); err != nil {
+		a := uint64(addr) + uint64(off)
+		if allFF(b) && inSpans(c.blank, span{a, a + uint64((len(b)+3)&^3)}) {
+			skipped++
+			c.skipped++
+		} else if err := c.Write(ctx, addr+uint32(off), b); err != nil {
 			return err
 		}
 		if progress != nil {
