@@ -36,6 +36,8 @@ import (
 //	cbsize    the board's CONFIG_SYS_CBSIZE, the longest line plus one
 //	          (default 256)
 //	chunk     characters typed before their echo is checked (default 32)
+//	skip_same compare U-Boot's crc32 of the region with the image's before
+//	          sending it, and send nothing when they match (default false)
 type UBoot struct {
 	Options uboot.Options // Baud is set per connection when zero
 	// Attempts is how many times Connect runs the entry sequence and tries
@@ -102,7 +104,7 @@ func (d UBoot) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		}
 		st.LoadAddr = uint32(a)
 	}
-	return ubootTarget{c: c, st: st, ram: &ramImage{boot: plan.Options["ramboot"]}}, id, nil
+	return ubootTarget{c: c, st: st, ram: &ramImage{boot: plan.Options["ramboot"]}, skipSame: plan.Options["skip_same"] == "true"}, id, nil
 }
 
 // ubootStorage reads the plan's storage options.
@@ -191,9 +193,10 @@ type ramImage struct {
 }
 
 type ubootTarget struct {
-	c   *uboot.Client
-	st  uboot.Storage
-	ram *ramImage
+	c        *uboot.Client
+	st       uboot.Storage
+	ram      *ramImage
+	skipSame bool // the option skip_same: the slot may already hold the image
 }
 
 var (
@@ -204,8 +207,25 @@ var (
 )
 
 // Write loads data into RAM with loady (checked with crc32) and writes it
-// at storage offset addr.
+// at storage offset addr. With skip_same it first compares U-Boot's crc32
+// of the region with data's and, when they match, sends nothing: the
+// verify step that follows checks the region on the unit all the same.
 func (t ubootTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	if t.skipSame {
+		same, err := t.c.Holds(ctx, t.st, int64(addr), data)
+		if err != nil {
+			return ubootError(err)
+		}
+		if same {
+			if t.st.Kind == "ram" {
+				t.ram.addr, t.ram.loaded = addr, true
+			}
+			if p != nil {
+				p(int64(len(data)), int64(len(data)))
+			}
+			return nil
+		}
+	}
 	err := t.c.Write(ctx, t.st, int64(addr), data, p)
 	if err == nil && t.st.Kind == "ram" {
 		t.ram.addr, t.ram.loaded = addr, true

@@ -223,3 +223,36 @@ func TestUBootOnTheVirtualBench(t *testing.T) {
 		})
 	}
 }
+
+func TestUBootSkipSame(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		has      string // the version slot a holds
+		skipSame string
+		loaded   bool // whether loady must run
+	}{
+		{"same image, skip_same", "2.0.0", "true", false},
+		{"same image, no skip_same", "2.0.0", "false", true},
+		{"other image, skip_same", "1.0", "true", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newUBootBench(t, ubootsim.Options{A: ubootsim.SlotImage{Version: tc.has}})
+				rec := &memRecorder{}
+				r := &Runner{Rec: rec, Drivers: map[string]Driver{"uboot": UBoot{}}}
+				p := ubootPlan(t, "2.0.0")
+				p.Options["skip_same"] = tc.skipSame
+				res := r.Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "A"})
+				if res.Outcome != OutcomePassed {
+					t.Fatalf("Run() = %s: %v\nsteps: %v\nconsole:\n%s", res.Outcome, res.Failure, rec.steps, rec.console.String())
+				}
+				if got := b.model.Stats().LoadyBytes > 0; got != tc.loaded {
+					t.Errorf("loady ran = %v, want %v\nconsole:\n%s", got, tc.loaded, rec.console.String())
+				}
+				if info, err := b.model.CheckSlot("a"); err != nil || info.RootFS.Version != "2.0.0" {
+					t.Errorf("CheckSlot(a) = %+v, %v; want 2.0.0", info, err)
+				}
+			})
+		})
+	}
+}

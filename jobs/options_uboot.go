@@ -18,6 +18,8 @@ var ubootOptions = DriverOptions{
 		{Name: "prompt", Type: TypeText, Default: "=> ", Doc: "the board's CONFIG_SYS_PROMPT"},
 		{Name: "stopstr", Type: TypeText, Default: "any key", Doc: "the key sequence of a keyed autoboot (CONFIG_AUTOBOOT_KEYED)"},
 		{Name: "cbsize", Type: TypeInteger, Min: 64, Max: 4096, Default: "256", Doc: "the board's CONFIG_SYS_CBSIZE: the longest command line plus one"},
+		{Name: "skip_same", Type: TypeBoolean, Default: "false",
+			Doc: "the slot may already hold the image: compare U-Boot's crc32 of the region with the image's first and send nothing when they match (the verify step still checks it on the unit)"},
 		{Name: "chunk", Type: TypeInteger, Min: 1, Max: 4096, Default: "32", Doc: "characters typed before their echo is checked (a polled UART drops what is typed too fast)"},
 	},
 }
