@@ -68,3 +68,45 @@ func allFF(b []byte) bool {
 // SkippedBlocks returns how many 256-byte blocks WriteMemory left unsent
 // because they were all 0xFF in flash this client had erased.
 func (c *Client) SkippedBlocks() int { return c.skipped }
+
+// held is flash whose content the client knows from GET_CHECKSUM: the
+// ROM's CRC of [addr, addr+len(data)) matched data's.
+type held struct {
+	addr uint64
+	data []byte
+}
+
+// holds reports whether the client knows flash at addr to hold b already
+// (b padded with 0xFF to a multiple of 4, as Write pads it).
+func (c *Client) holds(addr uint64, b []byte) bool {
+	n := uint64((len(b) + 3) &^ 3)
+	for _, h := range c.held {
+		if h.addr <= addr && addr+n <= h.addr+uint64(len(h.data)) {
+			got := h.data[addr-h.addr : addr-h.addr+n]
+			for i, v := range got {
+				w := byte(0xFF)
+				if i < len(b) {
+					w = b[i]
+				}
+				if v != w {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// forget drops what the client knows of flash in r: a WRITE there may
+// have changed it.
+func (c *Client) forget(r span) {
+	c.blank = cutSpan(c.blank, r)
+	kept := c.held[:0]
+	for _, h := range c.held {
+		if h.addr+uint64(len(h.data)) <= r.lo || h.addr >= r.hi {
+			kept = append(kept, h)
+		}
+	}
+	c.held = kept
+}
