@@ -83,6 +83,13 @@ type Client struct {
 // bootloader.BaudSetter.
 func (c *Client) SetLoadBaud(baud int) { c.loadBaud = baud }
 
+// Restarted tells the client the unit was reset: it forgets what it
+// probed (sf probe, block interface scans) and what it had buffered. Call
+// Stop next.
+func (c *Client) Restarted() {
+	c.sf, c.scanned, c.buf = nil, nil, c.buf[:0]
+}
+
 // RateError says loady could not be driven at Baud. Stuck is set when the
 // unit may be left waiting for a CR at a rate the host cannot reach (cmd/
 // load.c reads for ever): only a reset gets it back. Otherwise the console
