@@ -188,6 +188,11 @@ func TestSTM32Failures(t *testing.T) {
 			setup: func(b *stm32Bench, p *Plan, r *Runner) { p.Chip = 0x413 },
 			class: "wrong-chip", fault: UnitFault,
 		},
+		{
+			name:  "a rate ST does not document for the ROM",
+			setup: func(b *stm32Bench, p *Plan, r *Runner) { p.Port.Baud = 230400 },
+			class: "recipe-error", fault: StationFault,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
