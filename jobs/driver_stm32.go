@@ -30,7 +30,7 @@ func (d STM32) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 	if o.Baud > maxSTM32Baud {
 		return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault,
 			Reason: fmt.Sprintf("port baud %d: ST tests the USART system bootloader up to %d bps only (AN3155 and AN2662 §2.4: the highest tested rate; the ROM autobauds on 0x7F and a faster rate may lock it at a wrong one)", o.Baud, maxSTM32Baud),
-			Hint: "set the recipe's port baud to 115200 or less"}
+			Hint:   "set the recipe's port baud to 115200 or less"}
 	}
 	if plan.Port.Parity == "none" {
 		o.BitsPerByte = 10
