@@ -139,6 +139,9 @@ func (c *Client) wire(n int) time.Duration {
 //
 // It returns a *bootloader.TimeoutError when no attempt succeeds.
 func (c *Client) Sync(ctx context.Context) error {
+	// The application may run between resets, and optiboot 8 lets it
+	// write flash (do_spm): what the client read blank may no longer be.
+	clear(c.blank)
 	var seen, sent int
 	for i := 1; i <= c.opts.SyncAttempts; i++ {
 		if err := ctx.Err(); err != nil {
