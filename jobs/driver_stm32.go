@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,11 @@ func (d STM32) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 	o.Reset = reset
 	if o.Baud == 0 {
 		o.Baud = plan.Port.Baud
+	}
+	if o.Baud > maxSTM32Baud {
+		return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault,
+			Reason: fmt.Sprintf("port baud %d: ST tests the USART system bootloader up to %d bps only (AN3155 and AN2662 §2.4: the highest tested rate; the ROM autobauds on 0x7F and a faster rate may lock it at a wrong one)", o.Baud, maxSTM32Baud),
+			Hint:   "set the recipe's port baud to 115200 or less"}
 	}
 	if plan.Port.Parity == "none" {
 		o.BitsPerByte = 10
@@ -58,12 +64,24 @@ func (d STM32) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 	}
 	id := Identity{Chip: uint32(info.PID), ChipName: info.Part.Name, Serial: info.Serial(),
 		Flash: Region{Start: info.Part.FlashBase, Size: size}}
-	return stm32Target{c: c, part: info.Part}, id, nil
+	t := stm32Target{c: c, part: info.Part}
+	if plan.Options["skip_same"] == "true" {
+		t.images = plan.Images
+	}
+	return t, id, nil
 }
+
+// maxSTM32Baud is the highest rate ST documents for the USART system
+// bootloader (AN2662 §2.4 "Maximum baud rate"; AN3155 likewise): no part's
+// ROM is known to take more.
+const maxSTM32Baud = 115200
 
 type stm32Target struct {
 	c    *stm32.Client
 	part stm32.Part
+	// images is the plan's images when the option skip_same is set: an
+	// erase then leaves alone the units that already hold them.
+	images map[string]*Image
 }
 
 func (t stm32Target) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
@@ -82,8 +100,30 @@ func (t stm32Target) Read(ctx context.Context, addr uint32, n int, p bootloader.
 // Erase erases the pages or sectors r touches. A sector larger than r
 // erases more than r: the recipe check refuses regions that do not fall on
 // the part's erase units next to a protected region.
+//
+// With skip_same, where the bootloader offers GET_CHECKSUM, a unit whose
+// CRC already equals what it should hold (the plan's images over 0xFF) is
+// left alone, and the write step sends none of its blocks; the verify step
+// checks every byte all the same.
 func (t stm32Target) Erase(ctx context.Context, r Region) error {
-	return stm32Error(t.c.EraseRegion(ctx, t.part, r.Start, r.Size))
+	if t.images == nil {
+		return stm32Error(t.c.EraseRegion(ctx, t.part, r.Start, r.Size))
+	}
+	_, err := t.c.EraseChanged(ctx, t.part, r.Start, r.Size, t.content)
+	return stm32Error(err)
+}
+
+// content is what unit u should hold after the erase and the writes: the
+// plan's images over 0xFF.
+func (t stm32Target) content(u stm32.Region) []byte {
+	b := bytes.Repeat([]byte{0xFF}, int(u.Size))
+	for _, im := range t.images {
+		lo, hi := max(uint64(im.Addr), uint64(u.Start)), min(uint64(im.Addr)+uint64(len(im.Data)), u.End())
+		if lo < hi {
+			copy(b[lo-uint64(u.Start):], im.Data[lo-uint64(im.Addr):hi-uint64(im.Addr)])
+		}
+	}
+	return b
 }
 
 func (t stm32Target) EraseAll(ctx context.Context) error { return stm32Error(t.c.MassErase(ctx)) }

@@ -35,8 +35,13 @@ func newSTM32Bench(t *testing.T, image []byte) *stm32Bench {
 
 func newSTM32BenchPart(t *testing.T, part string, image []byte) *stm32Bench {
 	t.Helper()
+	return newSTM32BenchOpts(t, part, stm32sim.Options{Board: "sensor-b", Seed: 7, Image: image})
+}
+
+func newSTM32BenchOpts(t *testing.T, part string, o stm32sim.Options) *stm32Bench {
+	t.Helper()
 	b := &stm32Bench{bank: gpiosim.NewBank()}
-	m, err := stm32sim.New(part, stm32sim.Options{Board: "sensor-b", Seed: 7, Image: image})
+	m, err := stm32sim.New(part, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +188,11 @@ func TestSTM32Failures(t *testing.T) {
 			setup: func(b *stm32Bench, p *Plan, r *Runner) { p.Chip = 0x413 },
 			class: "wrong-chip", fault: UnitFault,
 		},
+		{
+			name:  "a rate ST does not document for the ROM",
+			setup: func(b *stm32Bench, p *Plan, r *Runner) { p.Port.Baud = 230400 },
+			class: "recipe-error", fault: StationFault,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,4 +236,46 @@ func TestSTM32RetriesAHang(t *testing.T) {
 			t.Errorf("Stats().Hangs = %d, want 1", st.Hangs)
 		}
 	})
+}
+
+// TestSTM32SkipSame: with skip_same and a ROM that offers GET_CHECKSUM,
+// the pages that already hold the new image are neither erased nor
+// written; the others are, and verify passes over the whole image.
+func TestSTM32SkipSame(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		skipSame        string
+		checksum        bool
+		erased, written int // pages erased, 256-byte WRITEs sent
+	}{
+		{"skip_same with GET_CHECKSUM", "true", true, 2, 8},
+		{"skip_same without GET_CHECKSUM", "true", false, 8, 32},
+		{"no skip_same", "false", true, 8, 32},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				img := stm32Image(t, "2.1.0")
+				old := bytes.Clone(img)
+				for i := 6 << 10; i < len(old); i++ { // the last two 1 KiB pages differ
+					old[i] ^= 0x5A
+				}
+				b := newSTM32BenchOpts(t, "stm32f103", stm32sim.Options{Board: "sensor-b", Seed: 7, Image: old, Checksum: tc.checksum})
+				p := stm32Plan(t, "2.1.0")
+				p.Options = map[string]string{"skip_same": tc.skipSame}
+				rec := &memRecorder{}
+				res := stm32Runner(rec).Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "B"})
+				if res.Outcome != OutcomePassed {
+					t.Fatalf("Run() = %s: %v\nsteps: %v", res.Outcome, res.Failure, rec.steps)
+				}
+				st := b.model.Stats()
+				if st.UnitsErased != tc.erased || st.BlocksWritten != tc.written {
+					t.Errorf("pages erased %d, WRITEs %d; want %d, %d", st.UnitsErased, st.BlocksWritten, tc.erased, tc.written)
+				}
+				got, _ := b.model.Flash().Read(0x08000000, len(img))
+				if !bytes.Equal(got, img) {
+					t.Error("flash does not hold the new image")
+				}
+			})
+		})
+	}
 }

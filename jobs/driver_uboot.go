@@ -36,6 +36,11 @@ import (
 //	cbsize    the board's CONFIG_SYS_CBSIZE, the longest line plus one
 //	          (default 256)
 //	chunk     characters typed before their echo is checked (default 32)
+//	loady_baud the rate loady receives at (loady ADDR BAUD), falling back
+//	          step by step (460800, 230400, 115200, the console's) when a
+//	          rate fails; 0 (default) loads at the console rate
+//	skip_same compare U-Boot's crc32 of the region with the image's before
+//	          sending it, and send nothing when they match (default false)
 type UBoot struct {
 	Options uboot.Options // Baud is set per connection when zero
 	// Attempts is how many times Connect runs the entry sequence and tries
@@ -102,7 +107,41 @@ func (d UBoot) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		}
 		st.LoadAddr = uint32(a)
 	}
-	return ubootTarget{c: c, st: st, ram: &ramImage{boot: plan.Options["ramboot"]}}, id, nil
+	rates, err := loadRates(plan.Options["loady_baud"], o.Baud)
+	if err != nil {
+		return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault, Reason: err.Error(), Hint: hintSetup}
+	}
+	return ubootTarget{c: c, st: st, ram: &ramImage{boot: plan.Options["ramboot"]}, skipSame: plan.Options["skip_same"] == "true",
+		rates: &loadRate{ladder: rates}, reset: reset}, id, nil
+}
+
+// loadRate is the ladder of loady rates a target tries, fastest first, and
+// how far down it has come.
+type loadRate struct {
+	ladder []int // 0 is the console rate
+	at     int
+}
+
+// fallbackRates are the rates tried below the recipe's, in order.
+var fallbackRates = []int{921600, 460800, 230400, 115200}
+
+// loadRates returns the rates to try for the option loady_baud, fastest
+// first, ending at the console rate (0).
+func loadRates(v string, console int) ([]int, error) {
+	if v == "" || v == "0" {
+		return []int{0}, nil
+	}
+	b, err := strconv.Atoi(v)
+	if err != nil || b < 1200 {
+		return nil, fmt.Errorf("uboot: option loady_baud %q: want a rate in bits per second, e.g. 921600, or 0 for the console's", v)
+	}
+	out := []int{b}
+	for _, r := range fallbackRates {
+		if r < b && r > console {
+			out = append(out, r)
+		}
+	}
+	return append(out, 0), nil
 }
 
 // ubootStorage reads the plan's storage options.
@@ -191,9 +230,12 @@ type ramImage struct {
 }
 
 type ubootTarget struct {
-	c   *uboot.Client
-	st  uboot.Storage
-	ram *ramImage
+	c        *uboot.Client
+	st       uboot.Storage
+	ram      *ramImage
+	skipSame bool // the option skip_same: the slot may already hold the image
+	rates    *loadRate
+	reset    func(context.Context) error // the plan's entry sequence
 }
 
 var (
@@ -204,14 +246,61 @@ var (
 )
 
 // Write loads data into RAM with loady (checked with crc32) and writes it
-// at storage offset addr.
+// at storage offset addr. With skip_same it first compares U-Boot's crc32
+// of the region with data's and, when they match, sends nothing: the
+// verify step that follows checks the region on the unit all the same.
 func (t ubootTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
-	err := t.c.Write(ctx, t.st, int64(addr), data, p)
+	if t.skipSame {
+		same, err := t.c.Holds(ctx, t.st, int64(addr), data)
+		if err != nil {
+			return ubootError(err)
+		}
+		if same {
+			if t.st.Kind == "ram" {
+				t.ram.addr, t.ram.loaded = addr, true
+			}
+			if p != nil {
+				p(int64(len(data)), int64(len(data)))
+			}
+			return nil
+		}
+	}
+	err := t.load(ctx, addr, data, p)
 	if err == nil && t.st.Kind == "ram" {
 		t.ram.addr, t.ram.loaded = addr, true
 	}
 	return ubootError(err)
 }
+
+// load writes with loady at the fastest rate of the ladder that works:
+// a rate that fails is not tried again on this unit. A unit left waiting
+// at a rate the host cannot reach is reset (the plan's entry sequence)
+// and its autoboot stopped again first.
+func (t ubootTarget) load(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	for {
+		r := t.rates
+		t.c.SetLoadBaud(r.ladder[r.at])
+		err := t.c.Write(ctx, t.st, int64(addr), data, p)
+		var re *uboot.RateError
+		if !errors.As(err, &re) || r.at == len(r.ladder)-1 || ctx.Err() != nil {
+			return err
+		}
+		r.at++
+		if !re.Stuck {
+			continue
+		}
+		if err := t.reset(ctx); err != nil {
+			return err
+		}
+		t.c.Restarted()
+		if err := t.c.Stop(ctx); err != nil {
+			return fmt.Errorf("after loady failed at %d bps the unit was reset and did not stop at its prompt: %w", re.Baud, err)
+		}
+	}
+}
+
+// LoadBaud returns the rate loady last ran at (0: the console's).
+func (t ubootTarget) LoadBaud() int { return t.rates.ladder[t.rates.at] }
 
 // Verify reads the storage back into RAM and compares CRC-32s.
 func (t ubootTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {

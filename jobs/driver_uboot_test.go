@@ -223,3 +223,77 @@ func TestUBootOnTheVirtualBench(t *testing.T) {
 		})
 	}
 }
+
+func TestUBootSkipSame(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		has      string // the version slot a holds
+		skipSame string
+		loaded   bool // whether loady must run
+	}{
+		{"same image, skip_same", "2.0.0", "true", false},
+		{"same image, no skip_same", "2.0.0", "false", true},
+		{"other image, skip_same", "1.0", "true", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newUBootBench(t, ubootsim.Options{A: ubootsim.SlotImage{Version: tc.has}})
+				rec := &memRecorder{}
+				r := &Runner{Rec: rec, Drivers: map[string]Driver{"uboot": UBoot{}}}
+				p := ubootPlan(t, "2.0.0")
+				p.Options["skip_same"] = tc.skipSame
+				res := r.Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "A"})
+				if res.Outcome != OutcomePassed {
+					t.Fatalf("Run() = %s: %v\nsteps: %v\nconsole:\n%s", res.Outcome, res.Failure, rec.steps, rec.console.String())
+				}
+				if got := b.model.Stats().LoadyBytes > 0; got != tc.loaded {
+					t.Errorf("loady ran = %v, want %v\nconsole:\n%s", got, tc.loaded, rec.console.String())
+				}
+				if info, err := b.model.CheckSlot("a"); err != nil || info.RootFS.Version != "2.0.0" {
+					t.Errorf("CheckSlot(a) = %+v, %v; want 2.0.0", info, err)
+				}
+			})
+		})
+	}
+}
+
+// TestUBootLoadyBaud: loady_baud loads at the recipe's rate where the
+// unit's UART can divide its clock down to it, and falls back step by step
+// (resetting the unit each time a rate leaves it deaf) where it cannot.
+func TestUBootLoadyBaud(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		clock int
+		baud  string
+		rate  int // the UART rate the model's loady ran at
+		boots int
+	}{
+		{"921600 met", 0, "921600", 921600, 1},
+		{"48 MHz UART falls back to 230400", 48_000_000, "921600", 230769, 3},
+		{"console rate", 48_000_000, "0", 115200, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newUBootBench(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}, UARTClock: tc.clock})
+				rec := &memRecorder{}
+				r := &Runner{Rec: rec, Drivers: map[string]Driver{"uboot": UBoot{}}}
+				p := ubootPlan(t, "2.0.0")
+				p.Options["loady_baud"] = tc.baud
+				res := r.Run(t.Context(), Job{Slot: b.slot, Plan: p, Revision: "A"})
+				if res.Outcome != OutcomePassed {
+					t.Fatalf("Run() = %s: %v\nsteps: %v\nconsole:\n%s", res.Outcome, res.Failure, rec.steps, rec.console.String())
+				}
+				st := b.model.Stats()
+				if st.LoadyBaud != tc.rate {
+					t.Errorf("loady ran at %d bps, want %d", st.LoadyBaud, tc.rate)
+				}
+				if st.Boots < tc.boots {
+					t.Errorf("U-Boot started %d times, want at least %d (one reset per rate that failed)", st.Boots, tc.boots)
+				}
+				if info, err := b.model.CheckSlot("a"); err != nil || info.RootFS.Version != "2.0.0" {
+					t.Errorf("CheckSlot(a) = %+v, %v; want 2.0.0", info, err)
+				}
+			})
+		})
+	}
+}

@@ -18,6 +18,10 @@ var ubootOptions = DriverOptions{
 		{Name: "prompt", Type: TypeText, Default: "=> ", Doc: "the board's CONFIG_SYS_PROMPT"},
 		{Name: "stopstr", Type: TypeText, Default: "any key", Doc: "the key sequence of a keyed autoboot (CONFIG_AUTOBOOT_KEYED)"},
 		{Name: "cbsize", Type: TypeInteger, Min: 64, Max: 4096, Default: "256", Doc: "the board's CONFIG_SYS_CBSIZE: the longest command line plus one"},
+		{Name: "loady_baud", Type: TypeInteger, Min: 0, Max: 4000000, Default: "0",
+			Doc: "the rate loady receives at (loady ADDR BAUD, cmd/load.c): U-Boot switches its UART for the transfer and back; a rate that fails falls back step by step (460800, 230400, 115200, the console's), resetting the unit when it is left at a rate the host cannot reach; 0 loads at the console rate"},
+		{Name: "skip_same", Type: TypeBoolean, Default: "false",
+			Doc: "the slot may already hold the image: compare U-Boot's crc32 of the region with the image's first and send nothing when they match (the verify step still checks it on the unit)"},
 		{Name: "chunk", Type: TypeInteger, Min: 1, Max: 4096, Default: "32", Doc: "characters typed before their echo is checked (a polled UART drops what is typed too fast)"},
 	},
 }

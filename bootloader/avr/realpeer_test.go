@@ -96,6 +96,27 @@ func TestRealOptiboot(t *testing.T) {
 			if err := c.Verify(ctx, at, bad, nil); err == nil {
 				t.Fatal("Verify() of altered data = nil, want a *VerifyError")
 			}
+			// A sparse image over it, reaching past it into blank flash:
+			// its 0xFF pages over the old image must be sent (optiboot
+			// erases only the pages it is sent), those over blank flash
+			// need not be, and the flash must end up as the image.
+			img = make([]byte, 8000)
+			for i := range img {
+				if i/128%2 == 1 {
+					img[i] = 0xFF
+				} else {
+					img[i] = byte(r.Uint32())
+				}
+			}
+			if err := c.WritePages(ctx, at, img, nil); err != nil {
+				t.Fatalf("WritePages(0x%X, sparse %d bytes) = %v", at, len(img), err)
+			}
+			if c.SkippedPages() == 0 {
+				t.Error("SkippedPages() = 0 after a sparse image over blank flash, want some")
+			}
+			if err := c.Verify(ctx, at, img, nil); err != nil {
+				t.Fatalf("Verify(sparse) = %v", err)
+			}
 			if err := c.Leave(ctx); err != nil {
 				t.Fatalf("Leave() = %v", err)
 			}

@@ -78,6 +78,17 @@ type Client struct {
 	havePart bool
 
 	out []byte // command buffer, reused
+
+	// blank holds the flash ranges this client erased and has not
+	// written since, sorted and disjoint: only there is a block all 0xFF
+	// provably equal to flash already, so WriteMemory skips it.
+	blank []span
+	// held is flash whose content GET_CHECKSUM showed equal to what
+	// EraseChanged was told it should hold: WriteMemory skips blocks
+	// that match it.
+	held []held
+	// skipped counts the blocks WriteMemory did not send.
+	skipped int
 }
 
 // Info is what Identify learns about a unit.
@@ -596,6 +607,7 @@ func (c *Client) Write(ctx context.Context, addr uint32, data []byte) error {
 	if err := c.ack(ctx, CmdWrite, StageAddress, addr, c.opts.Timeout+c.wire(6)); err != nil {
 		return err
 	}
+	c.forget(span{uint64(addr), uint64(addr) + uint64(len(data))})
 	c.out = AppendWriteData(c.out[:0], data)
 	if err := c.send(CmdWrite, addr, "data", c.out); err != nil {
 		return err
@@ -657,9 +669,24 @@ func (c *Client) Erase(ctx context.Context, units []int) error {
 		if err := c.eraseBatch(ctx, cmd, units[:n]); err != nil {
 			return err
 		}
+		c.markErased(units[:n])
 		units = units[n:]
 	}
 	return nil
+}
+
+// markErased records the units as blank, when the part is known (else
+// the client cannot tell their addresses and skips nothing).
+func (c *Client) markErased(units []int) {
+	if !c.havePart {
+		return
+	}
+	for _, u := range units {
+		if r, ok := c.part.Unit(u); ok {
+			c.forget(span{uint64(r.Start), r.End()})
+			c.blank = addSpan(c.blank, span{uint64(r.Start), r.End()})
+		}
+	}
 }
 
 func (c *Client) eraseBatch(ctx context.Context, cmd byte, units []int) error {
@@ -711,6 +738,11 @@ func (c *Client) MassErase(ctx context.Context) error {
 		return c.eraseAllUnits(ctx)
 	}
 	err = c.massErase(ctx, cmd)
+	if err == nil && c.havePart {
+		f := c.part.Flash()
+		c.held = nil
+		c.blank = addSpan(c.blank, span{uint64(f.Start), f.End()})
+	}
 	var ne *NACKError
 	if errors.As(err, &ne) && ne.Stage == StagePages && c.havePart {
 		c.logf("mass erase refused (%v): erasing the %d pages one by one", err, c.part.Units())
@@ -755,6 +787,57 @@ func (c *Client) EraseRegion(ctx context.Context, part Part, start, size uint32)
 	return c.Erase(ctx, units)
 }
 
+// EraseChanged erases the pages or sectors of part that [start,
+// start+size) touches, except those that already hold what they should:
+// want returns the content a unit should hold once erased and written (the
+// images over 0xFF), or nil when it cannot tell. Where the bootloader
+// offers GET_CHECKSUM, a unit whose CRC equals want's is neither erased
+// nor, by WriteMemory, written; elsewhere, and for the rest, it is erased
+// as EraseRegion does. It returns how many units it left alone.
+func (c *Client) EraseChanged(ctx context.Context, part Part, start, size uint32, want func(Region) []byte) (int, error) {
+	units, err := part.UnitsIn(start, size)
+	if err != nil || len(units) == 0 {
+		return 0, err
+	}
+	if !c.havePart {
+		c.SetPart(part)
+	}
+	if !c.haveGet {
+		if _, _, err := c.Get(ctx); err != nil {
+			return 0, err
+		}
+	}
+	var erase []int
+	same := 0
+	for _, u := range units {
+		r, _ := part.Unit(u)
+		w := want(r)
+		if !c.Offers(CmdGetChecksum) || uint32(len(w)) != r.Size || r.Size%4 != 0 {
+			erase = append(erase, u)
+			continue
+		}
+		got, err := c.Checksum(ctx, r.Start, r.Size)
+		var ne *NACKError
+		switch {
+		case errors.As(err, &ne):
+			c.logf("erase: GET_CHECKSUM of %s refused (%v): erasing it", r, err)
+			erase = append(erase, u)
+		case err != nil:
+			return same, err
+		case got == CRC32(w):
+			c.logf("erase: unit %d (%s) already holds its content (CRC 0x%08X): left alone", u, r, got)
+			c.held = append(c.held, held{uint64(r.Start), w})
+			same++
+		default:
+			erase = append(erase, u)
+		}
+	}
+	if len(erase) == 0 {
+		return same, nil
+	}
+	return same, c.Erase(ctx, erase)
+}
+
 // ReadMemory reads n bytes from addr in READs of up to 256 bytes.
 func (c *Client) ReadMemory(ctx context.Context, addr uint32, n int, progress bootloader.Progress) ([]byte, error) {
 	out := make([]byte, n)
@@ -772,14 +855,28 @@ func (c *Client) ReadMemory(ctx context.Context, addr uint32, n int, progress bo
 
 // WriteMemory writes data from addr (4-aligned) in WRITEs of 256 bytes,
 // the last padded with 0xFF to a multiple of 4. The pages must have been
-// erased.
+// erased. A block all 0xFF that lies wholly in flash this client erased
+// and has not written since is not sent: erased flash reads 0xFF already
+// (RM0008 §3.3.3, RM0090 §3.5.3), so the WRITE would change nothing; so
+// is a block of a unit EraseChanged left alone that holds the block
+// already. Verify still covers them, by read-back or GET_CHECKSUM.
 func (c *Client) WriteMemory(ctx context.Context, addr uint32, data []byte, progress bootloader.Progress) error {
 	if addr%4 != 0 {
 		return fmt.Errorf("stm32: write memory at 0x%08X: the address must be 4-aligned", addr)
 	}
+	skipped := 0
+	defer func() {
+		if skipped > 0 {
+			c.logf("write memory: %d of %d blocks all 0xFF in erased flash: not sent", skipped, (len(data)+MaxBlock-1)/MaxBlock)
+		}
+	}()
 	for off := 0; off < len(data); off += MaxBlock {
 		b := data[off:min(off+MaxBlock, len(data))]
-		if err := c.Write(ctx, addr+uint32(off), b); err != nil {
+		a := uint64(addr) + uint64(off)
+		if allFF(b) && inSpans(c.blank, span{a, a + uint64((len(b)+3)&^3)}) || c.holds(a, b) {
+			skipped++
+			c.skipped++
+		} else if err := c.Write(ctx, addr+uint32(off), b); err != nil {
 			return err
 		}
 		if progress != nil {

@@ -73,7 +73,42 @@ type Client struct {
 	sf    *SFInfo // what sf probe found, once probed
 	// scanned holds the block interfaces scanned (virtio scan, ...).
 	scanned map[string]bool
+	// loadBaud is the rate loady receives at; 0 is the console's.
+	loadBaud int
 }
+
+// SetLoadBaud makes later loads (Load, Write) run loady ADDR BAUD: U-Boot
+// switches its UART to baud for the transfer and back afterwards. 0, or
+// the console rate, loads at the console rate. The port must implement
+// bootloader.BaudSetter.
+func (c *Client) SetLoadBaud(baud int) { c.loadBaud = baud }
+
+// Restarted tells the client the unit was reset: it forgets what it
+// probed (sf probe, block interface scans) and what it had buffered. Call
+// Stop next.
+func (c *Client) Restarted() {
+	c.sf, c.scanned, c.buf = nil, nil, c.buf[:0]
+}
+
+// RateError says loady could not be driven at Baud. Stuck is set when the
+// unit may be left waiting for a CR at a rate the host cannot reach (cmd/
+// load.c reads for ever): only a reset gets it back. Otherwise the console
+// is back at its own rate and the prompt answers.
+type RateError struct {
+	Baud  int
+	Stuck bool
+	Err   error
+}
+
+func (e *RateError) Error() string {
+	s := fmt.Sprintf("uboot: loady at %d bps failed", e.Baud)
+	if e.Stuck {
+		s += " (the unit may wait for a CR at that rate until it is reset)"
+	}
+	return s + ": " + e.Err.Error()
+}
+
+func (e *RateError) Unwrap() error { return e.Err }
 
 // New returns a client on p. It does not touch the port.
 func New(p bootloader.Port, o Options) *Client {
@@ -452,17 +487,36 @@ func (c *Client) CRC32(ctx context.Context, addr uint32, n int) (uint32, error) 
 }
 
 // Load sends data into RAM at addr with loady, then checks the size
-// U-Boot reports and the CRC-32 of what landed in RAM.
+// U-Boot reports and the CRC-32 of what landed in RAM. With a load rate
+// (SetLoadBaud) it follows cmd/load.c, do_load_serial_bin: U-Boot prints
+// "## Switch baudrate to B bps and press ENTER ...", switches its UART
+// 100 ms later and waits for a CR; after the transfer it prints "...
+// press ESC ..." at B, switches back and waits for an ESC.
 func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
+	fast := c.loadBaud != 0 && c.loadBaud != c.opts.Baud
+	var bs bootloader.BaudSetter
+	if fast {
+		var ok bool
+		if bs, ok = c.port.(bootloader.BaudSetter); !ok {
+			return &RateError{Baud: c.loadBaud, Err: errors.New("the port cannot change its rate")}
+		}
+	}
 	cmd := fmt.Sprintf("loady %x", addr)
+	if fast {
+		cmd = fmt.Sprintf("loady %x %d", addr, c.loadBaud)
+	}
 	tag, err := c.send(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	ready := "## Ready for binary (ymodem) download"
+	first := ready
+	if fast {
+		first = fmt.Sprintf("## Switch baudrate to %d bps and press ENTER ...", c.loadBaud)
+	}
 	failed := false
-	out, err := c.until(ctx, c.opts.Timeout, "loady's \"## Ready for binary\" line", func(b []byte) int {
-		i := bytes.Index(b, []byte(ready))
+	out, err := c.until(ctx, c.opts.Timeout, fmt.Sprintf("loady's %q line", first), func(b []byte) int {
+		i := bytes.Index(b, []byte(first))
 		if i < 0 {
 			if j, _, _ := markerStatus(b, tag); j >= 0 {
 				failed = true // the command ended without a transfer: stop waiting
@@ -483,6 +537,11 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 		body, _, _ := strings.Cut(out, tag)
 		return &CommandError{Cmd: cmd, Status: st, Output: strings.TrimSpace(body)}
 	}
+	if fast {
+		if err := c.toLoadRate(ctx, bs, cmd, ready); err != nil {
+			return err
+		}
+	}
 	yo := c.opts.YMODEM
 	yo.Progress = p
 	var status int
@@ -493,9 +552,23 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 	if serr != nil {
 		wait = c.opts.Timeout // the sender cancelled: loady ends at once, if the unit still runs
 	}
+	total := ""
+	if fast {
+		total, err = c.toConsoleRate(ctx, bs, cmd, wait)
+		if err != nil {
+			if serr != nil {
+				err = serr
+			}
+			return &RateError{Baud: c.loadBaud, Stuck: true, Err: err}
+		}
+	}
 	out, status, err = c.finish(ctx, cmd, tag, wait)
 	if serr != nil {
-		return fmt.Errorf("uboot: %s: YMODEM transfer of %d bytes: %w", cmd, len(data), serr)
+		err = fmt.Errorf("uboot: %s: YMODEM transfer of %d bytes: %w", cmd, len(data), serr)
+		if fast {
+			return &RateError{Baud: c.loadBaud, Err: err}
+		}
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("uboot: %s after the transfer: %w", cmd, err)
@@ -503,7 +576,7 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 	if status != 0 {
 		return &CommandError{Cmd: cmd, Status: status, Output: out}
 	}
-	n, err := ParseTotalSize(out)
+	n, err := ParseTotalSize(total + out)
 	if err != nil {
 		return &ProtocolError{Op: cmd, Err: err}
 	}
@@ -518,6 +591,67 @@ func (c *Client) Load(ctx context.Context, addr uint32, data []byte, p bootloade
 		return &VerifyError{Where: "RAM after loady", Offset: int64(addr), Len: len(data), Want: want, Got: got}
 	}
 	return nil
+}
+
+// rateSettle is how long the client waits after U-Boot announces a rate
+// change before it speaks at the new rate: do_load_serial_bin waits 50 ms,
+// switches the UART, and waits 50 ms more.
+const rateSettle = 150 * time.Millisecond
+
+// toLoadRate switches the port to the load rate once U-Boot has announced
+// it, and presses Enter until loady's ready line shows at that rate.
+func (c *Client) toLoadRate(ctx context.Context, bs bootloader.BaudSetter, cmd, ready string) error {
+	if err := bootloader.Sleep(ctx, rateSettle); err != nil {
+		return err
+	}
+	if err := bs.SetBaud(c.loadBaud); err != nil {
+		return &RateError{Baud: c.loadBaud, Stuck: true, Err: fmt.Errorf("set the port's rate: %w", err)}
+	}
+	c.buf = c.buf[:0] // what arrived while the rates changed is noise
+	var last error
+	for range 3 {
+		if _, err := c.port.Write([]byte{'\r'}); err != nil {
+			return err
+		}
+		_, err := c.until(ctx, time.Second+c.wire(80), fmt.Sprintf("loady's %q line at %d bps", ready, c.loadBaud), after(ready))
+		if err == nil {
+			_, err = c.until(ctx, time.Second+c.wire(80), "the end of loady's ready line", after("\n"))
+		}
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		last = err
+	}
+	// U-Boot never took the CR: it reads for ever at a rate the host does
+	// not meet. Back to the console rate, for whatever follows the reset.
+	_ = bs.SetBaud(c.opts.Baud)
+	return &RateError{Baud: c.loadBaud, Stuck: true, Err: last}
+}
+
+// toConsoleRate reads, at the load rate, loady's output up to U-Boot's
+// "press ESC" line, then switches the port back to the console rate and
+// sends ESC. It returns the output before that line.
+func (c *Client) toConsoleRate(ctx context.Context, bs bootloader.BaudSetter, cmd string, wait time.Duration) (string, error) {
+	back := fmt.Sprintf("## Switch baudrate to %d bps and press ESC ...", c.opts.Baud)
+	out, err := c.until(ctx, wait, fmt.Sprintf("loady's %q line", back), after(back))
+	if err != nil {
+		_ = bs.SetBaud(c.opts.Baud)
+		return out, err
+	}
+	if err := bootloader.Sleep(ctx, rateSettle); err != nil {
+		return out, err
+	}
+	if err := bs.SetBaud(c.opts.Baud); err != nil {
+		return out, fmt.Errorf("set the port's rate back to %d: %w", c.opts.Baud, err)
+	}
+	c.buf = c.buf[:0]
+	if _, err := c.port.Write([]byte{0x1B}); err != nil {
+		return out, err
+	}
+	return out, nil
 }
 
 // Boot runs bootcmd ("boot") and returns once the command is under way;

@@ -348,11 +348,7 @@ func (c *Client) Verify(ctx context.Context, s Storage, off int64, data []byte, 
 	if len(data) == 0 {
 		return nil
 	}
-	at, err := c.fetch(ctx, s, off, len(data), ^data[0])
-	if err != nil {
-		return err
-	}
-	got, err := c.CRC32(ctx, at, len(data))
+	got, err := c.storedCRC(ctx, s, off, data)
 	if err != nil {
 		return err
 	}
@@ -363,6 +359,34 @@ func (c *Client) Verify(ctx context.Context, s Storage, off int64, data []byte, 
 		p(int64(len(data)), int64(len(data)))
 	}
 	return nil
+}
+
+// storedCRC reads len(data) bytes at off of the storage into RAM (filled
+// first with a byte data does not start with) and returns U-Boot's CRC-32
+// of them.
+func (c *Client) storedCRC(ctx context.Context, s Storage, off int64, data []byte) (uint32, error) {
+	at, err := c.fetch(ctx, s, off, len(data), ^data[0])
+	if err != nil {
+		return 0, err
+	}
+	return c.CRC32(ctx, at, len(data))
+}
+
+// Holds reports whether the storage at off already holds data, by U-Boot's
+// crc32 of the region read into RAM: when it does, a Write would change
+// nothing and can be left out (Verify still checks it on the unit).
+func (c *Client) Holds(ctx context.Context, s Storage, off int64, data []byte) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	if len(data) == 0 {
+		return true, nil
+	}
+	got, err := c.storedCRC(ctx, s, off, data)
+	if err != nil {
+		return false, err
+	}
+	return got == crc32.ChecksumIEEE(data), nil
 }
 
 // mdChunk is how many bytes one md.b prints.

@@ -287,11 +287,36 @@ func (u *uboot) loadxy(args []string, ymodem bool) int {
 		addr = v
 	}
 	u.mem(addr, 1)
+	// cmd/load.c, do_load_serial_bin: a third argument is the rate to load
+	// at (dectoul: digits up to the first other character; 0 means the
+	// current rate). U-Boot says so at the console rate, waits 50 ms,
+	// switches the UART, waits 50 ms, and then reads until a CR arrives,
+	// for ever, with no echo and no timeout: a host that cannot reach the
+	// new rate leaves it there until a reset.
+	load := consoleBaud
+	if len(args) > 2 {
+		if v := leadingDecimal(args[2]); v != 0 {
+			load = v
+		}
+	}
+	rate := consoleBaud
+	if load != consoleBaud {
+		rate = u.m.uartRate(load)
+		u.out("## Switch baudrate to %d bps and press ENTER ...\n", load)
+		u.wait(50 * time.Millisecond)
+		u.s.SetBaud(rate)
+		u.wait(50 * time.Millisecond)
+		for {
+			if c, _ := u.getc(-1); c == '\r' {
+				break
+			}
+		}
+	}
 	kind := "xmodem"
 	if ymodem {
 		kind = "ymodem"
 	}
-	u.out("## Ready for binary (%s) download to 0x%08X at %d bps...\n", kind, addr, consoleBaud)
+	u.out("## Ready for binary (%s) download to 0x%08X at %d bps...\n", kind, addr, load)
 	x := &xyzModem{u: u, ymodem: ymodem, timeout: u.m.opts.LoadyTimeout}
 	if x.timeout == 0 {
 		x.timeout = 90 * time.Second
@@ -323,6 +348,32 @@ func (u *uboot) loadxy(args []string, ymodem bool) int {
 	// appears on its console: the differential test holds both).
 	u.out("## Start Addr      = 0x%08X\n", addr)
 	u.env["filesize"] = strconv.FormatInt(int64(size), 16)
-	u.m.count(func(s *Stats) { s.LoadyBytes, s.LoadyRetries = size, x.retries })
+	u.m.count(func(s *Stats) { s.LoadyBytes, s.LoadyRetries, s.LoadyBaud = size, x.retries, rate })
+	// do_load_serial_bin again: back to the console rate, announced at the
+	// load rate, then every byte is read until an ESC.
+	if load != consoleBaud {
+		u.out("## Switch baudrate to %d bps and press ESC ...\n", consoleBaud)
+		u.wait(50 * time.Millisecond)
+		u.s.SetBaud(consoleBaud)
+		u.wait(50 * time.Millisecond)
+		for {
+			if c, _ := u.getc(-1); c == 0x1B {
+				break
+			}
+		}
+	}
 	return ok
+}
+
+// leadingDecimal parses the decimal digits s starts with, as U-Boot's
+// dectoul does (0 when there are none).
+func leadingDecimal(s string) int {
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' || n > 1e8 {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
 }

@@ -125,6 +125,13 @@ type Options struct {
 	// LoadyTimeout is how long loady waits for a sender
 	// (CONFIG_CMD_LOADXY_TIMEOUT). 0 means 90 s.
 	LoadyTimeout time.Duration
+	// UARTClock is the console UART's input clock in Hz, from which a
+	// rate asked for by loady ADDR BAUD is divided as the ns16550 driver
+	// divides it (drivers/serial/ns16550.c, ns16550_calc_divisor:
+	// DIV_ROUND_CLOSEST(clock, 16 * baud)): a rate the clock cannot
+	// approach within a few percent leaves the UART deaf to the host.
+	// 0 means the rate is met exactly.
+	UARTClock int
 	// LineMax is CONFIG_SYS_CBSIZE: the console keeps LineMax typed
 	// characters a line and answers each one more with a bell (BEL),
 	// then runs what it kept on Enter (common/cli_readline.c,
@@ -166,6 +173,7 @@ type Stats struct {
 	EnvSaves     int
 	LoadyBytes   int // bytes the last loady stored
 	LoadyRetries int // the last loady's retries (NAKs, timeouts)
+	LoadyBaud    int // the UART rate the last loady received at
 	RxDropped    int // typed characters lost to a full receive FIFO (Options.RxFIFO)
 }
 
@@ -358,6 +366,19 @@ func (m *Model) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.stats
+}
+
+// uartRate is the rate the console UART runs at when baud is asked for.
+func (m *Model) uartRate(baud int) int {
+	clk := m.opts.UARTClock
+	if clk == 0 || baud <= 0 {
+		return baud
+	}
+	div := (clk + 8*baud) / (16 * baud) // DIV_ROUND_CLOSEST
+	if div < 1 {
+		div = 1
+	}
+	return clk / (16 * div)
 }
 
 func (m *Model) count(f func(*Stats)) {
