@@ -48,7 +48,21 @@ func (d AVR) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 	return avrTarget{c}, id, nil
 }
 
-type avrTarget struct{ c *avr.Client }
+// avrClient is what optiboot's client (STK500v1) and the wiring
+// bootloader's (STK500v2) both offer a job.
+type avrClient interface {
+	WritePages(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error
+	Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error
+	ReadFlash(ctx context.Context, addr uint32, n int, p bootloader.Progress) ([]byte, error)
+	Leave(ctx context.Context) error
+}
+
+var (
+	_ avrClient = (*avr.Client)(nil)
+	_ avrClient = (*avr.WiringClient)(nil)
+)
+
+type avrTarget struct{ c avrClient }
 
 func (t avrTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
 	return avrError(t.c.WritePages(ctx, addr, data, p))
@@ -63,7 +77,7 @@ func (t avrTarget) Read(ctx context.Context, addr uint32, n int, p bootloader.Pr
 	return b, avrError(err)
 }
 
-// Start leaves programming mode: optiboot starts the application.
+// Start leaves programming mode: the bootloader starts the application.
 func (t avrTarget) Start(ctx context.Context) error { return avrError(t.c.Leave(ctx)) }
 
 func avrError(err error) error {
@@ -103,23 +117,5 @@ func connectWiring(ctx context.Context, port Port, o avr.Options) (Target, Ident
 		ChipName: part.Name,
 		Flash:    Region{Start: 0, Size: uint32(part.BootStart())},
 	}
-	return wiringTarget{c}, id, nil
+	return avrTarget{c}, id, nil
 }
-
-type wiringTarget struct{ c *avr.WiringClient }
-
-func (t wiringTarget) Write(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
-	return avrError(t.c.WritePages(ctx, addr, data, p))
-}
-
-func (t wiringTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
-	return avrError(t.c.Verify(ctx, addr, data, p))
-}
-
-func (t wiringTarget) Read(ctx context.Context, addr uint32, n int, p bootloader.Progress) ([]byte, error) {
-	b, err := t.c.ReadFlash(ctx, addr, n, p)
-	return b, avrError(err)
-}
-
-// Start leaves programming mode: the bootloader starts the application.
-func (t wiringTarget) Start(ctx context.Context) error { return avrError(t.c.Leave(ctx)) }
