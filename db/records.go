@@ -266,6 +266,9 @@ func finishTx(tx *sql.Tx, id int64, f Finish) error {
 	if err != nil {
 		return err
 	}
+	if err := rollFinished(tx, id); err != nil {
+		return fmt.Errorf("roll up: %w", err)
+	}
 	now := ms(f.Finished)
 	if f.Outcome == Passed {
 		if !serial.Valid {
@@ -415,8 +418,18 @@ func (s *Store) Attempt(ctx context.Context, id int64) (Attempt, error) {
 	return a, err
 }
 
-// Console returns an attempt's whole console log.
+// Console returns an attempt's whole console log: compressed once the
+// attempt ended, in chunks while it runs, empty once retention pruned it.
 func (s *Store) Console(ctx context.Context, id int64) (string, error) {
+	var z []byte
+	err := s.r.QueryRowContext(ctx, `SELECT data FROM console_z WHERE attempt_id = ?`, id).Scan(&z)
+	if err == nil {
+		b, err := inflate(z)
+		return string(b), err
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", err
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT data FROM console WHERE attempt_id = ? ORDER BY seq`, id)
 	if err != nil {
 		return "", err

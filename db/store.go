@@ -117,6 +117,23 @@ func migrate(w *sql.DB) error {
 	if err := w.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
 		return err
 	}
+	// Each migration is applied unless recorded, not only those above the
+	// highest recorded: branches add numbered migrations in parallel, and
+	// one merged later than a higher one must still run.
+	done := map[int]bool{}
+	vrows, err := w.Query(`SELECT version FROM schema_migrations`)
+	if err != nil {
+		return err
+	}
+	for vrows.Next() {
+		var v int
+		if err := vrows.Scan(&v); err != nil {
+			vrows.Close()
+			return err
+		}
+		done[v] = true
+	}
+	vrows.Close()
 	latest := 0
 	for _, n := range names {
 		v, err := migrationVersion(n)
@@ -130,7 +147,7 @@ func migrate(w *sql.DB) error {
 	}
 	for _, n := range names {
 		v, _ := migrationVersion(n)
-		if v <= have {
+		if done[v] {
 			continue
 		}
 		body, err := migrationFS.ReadFile(n)
@@ -156,6 +173,12 @@ func migrate(w *sql.DB) error {
 		if _, err := tx.Exec(string(body)); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("migration %s: %w", path.Base(n), err)
+		}
+		if post := postMigrate[v]; post != nil {
+			if err := post(tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("migration %s: %w", path.Base(n), err)
+			}
 		}
 		if _, err := tx.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`, v, path.Base(n), ms(time.Now())); err != nil {
 			tx.Rollback()
