@@ -337,30 +337,35 @@ func (s *Store) MarkInterrupted(ctx context.Context) ([]Attempt, error) {
 // Attempt is an attempt as stored, with its steps, console log and
 // artifacts when read one at a time.
 type Attempt struct {
-	ID            int64      `json:"id"`
-	Serial        string     `json:"serial"`
-	Slot          int        `json:"slot"`
-	SlotName      string     `json:"slot_name"`
-	Recipe        string     `json:"recipe"`
-	RecipeVersion int        `json:"recipe_version"`
-	RecipeSHA256  string     `json:"recipe_sha256"`
-	Revision      string     `json:"revision"`
-	ImageSHA256   string     `json:"image_sha256"`
-	ImageVersion  string     `json:"image_version"`
-	Strategy      string     `json:"strategy"`
-	Outcome       Outcome    `json:"outcome"`
-	Class         string     `json:"class"`
-	Fault         string     `json:"fault"`
-	Reason        string     `json:"reason"`
-	Hint          string     `json:"hint"`
-	LastStep      string     `json:"last_step"`
-	Bytes         int64      `json:"bytes_written"`
-	Operator      string     `json:"operator"`
-	Started       time.Time  `json:"started"`
-	Finished      time.Time  `json:"finished,omitzero"`
-	Steps         []Step     `json:"steps,omitempty"`
-	Console       string     `json:"console,omitempty"`
-	Artifacts     []Artifact `json:"artifacts,omitempty"`
+	ID            int64     `json:"id"`
+	Serial        string    `json:"serial"`
+	Slot          int       `json:"slot"`
+	SlotName      string    `json:"slot_name"`
+	Recipe        string    `json:"recipe"`
+	RecipeVersion int       `json:"recipe_version"`
+	RecipeSHA256  string    `json:"recipe_sha256"`
+	Revision      string    `json:"revision"`
+	ImageSHA256   string    `json:"image_sha256"`
+	ImageVersion  string    `json:"image_version"`
+	Strategy      string    `json:"strategy"`
+	Outcome       Outcome   `json:"outcome"`
+	Class         string    `json:"class"`
+	Fault         string    `json:"fault"`
+	Reason        string    `json:"reason"`
+	Hint          string    `json:"hint"`
+	LastStep      string    `json:"last_step"`
+	Bytes         int64     `json:"bytes_written"`
+	Operator      string    `json:"operator"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished,omitzero"`
+	// ConsolePruned says retention deleted the console log.
+	ConsolePruned bool `json:"console_pruned,omitempty"`
+	// Visit is the unit's visit the attempt belongs to (1 for its first
+	// stay, 3 for its second return), in unit histories only.
+	Visit     int        `json:"visit,omitempty"`
+	Steps     []Step     `json:"steps,omitempty"`
+	Console   string     `json:"console,omitempty"`
+	Artifacts []Artifact `json:"artifacts,omitempty"`
 }
 
 // Duration returns how long the attempt took (so far, if it runs).
@@ -374,7 +379,7 @@ func (a Attempt) Duration() time.Duration {
 
 const attemptCols = `id, COALESCE(unit_serial, ''), slot, slot_name, recipe, recipe_version, recipe_sha256, revision,
 	image_sha256, image_version, strategy, outcome, class, fault, reason, hint, last_step, bytes_written, operator,
-	started_at, finished_at`
+	started_at, finished_at, console_pruned`
 
 func scanAttempt(sc interface{ Scan(...any) error }) (Attempt, error) {
 	var a Attempt
@@ -382,7 +387,7 @@ func scanAttempt(sc interface{ Scan(...any) error }) (Attempt, error) {
 	var outcome string
 	err := sc.Scan(&a.ID, &a.Serial, &a.Slot, &a.SlotName, &a.Recipe, &a.RecipeVersion, &a.RecipeSHA256, &a.Revision,
 		&a.ImageSHA256, &a.ImageVersion, &a.Strategy, &outcome, &a.Class, &a.Fault, &a.Reason, &a.Hint, &a.LastStep,
-		&a.Bytes, &a.Operator, &started, &finished)
+		&a.Bytes, &a.Operator, &started, &finished, &a.ConsolePruned)
 	a.Outcome, a.Started, a.Finished = Outcome(outcome), fromMS(started), fromMS(finished)
 	return a, err
 }
@@ -507,9 +512,15 @@ func (s *Store) Attempts(ctx context.Context, f Filter) ([]Attempt, error) {
 	return out, rows.Err()
 }
 
-// UnitHistory is a unit with every attempt on it, oldest first.
+// UnitHistory is a unit with every attempt on it, oldest first, each with
+// its steps and console log.
 type UnitHistory struct {
-	Unit     Unit      `json:"unit"`
+	Unit Unit `json:"unit"`
+	// Visits is how many stays at the station the unit began: a visit
+	// opens with its first judged attempt (a pass or a failure through its
+	// fault) after the previous visit passed. Visits > 1 marks a repeat
+	// visitor (a unit back for an RMA).
+	Visits   int       `json:"visits"`
 	Attempts []Attempt `json:"attempts"`
 }
 
@@ -538,7 +549,47 @@ func (s *Store) Unit(ctx context.Context, serial string) (UnitHistory, error) {
 		}
 		h.Attempts = append(h.Attempts, a)
 	}
-	return h, rows.Err()
+	if err := rows.Err(); err != nil {
+		return h, err
+	}
+	rows.Close()
+	firsts := map[int64]int{}
+	vrows, err := s.r.QueryContext(ctx, `SELECT n, first_attempt FROM visits WHERE serial = ?`, serial)
+	if err != nil {
+		return h, err
+	}
+	for vrows.Next() {
+		var n int
+		var first int64
+		if err := vrows.Scan(&n, &first); err != nil {
+			vrows.Close()
+			return h, err
+		}
+		firsts[first] = n
+		h.Visits = max(h.Visits, n)
+	}
+	vrows.Close()
+	visit := 0
+	for i := range h.Attempts {
+		a := &h.Attempts[i]
+		if n, ok := firsts[a.ID]; ok {
+			visit = n
+		}
+		a.Visit = visit
+		full, err := s.Attempt(ctx, a.ID)
+		if err != nil {
+			return h, err
+		}
+		a.Steps, a.Console, a.Artifacts = full.Steps, full.Console, full.Artifacts
+	}
+	return h, nil
+}
+
+// RepeatVisitors returns how many units began more than one visit.
+func (s *Store) RepeatVisitors(ctx context.Context) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(DISTINCT serial) FROM visits WHERE n > 1`).Scan(&n)
+	return n, err
 }
 
 // Units returns every unit, most recently seen first.

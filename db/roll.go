@@ -47,11 +47,11 @@ var postMigrate = map[int]func(*sql.Tx) error{
 
 // rollAttempt is what the rollups need of a finished attempt.
 type rollAttempt struct {
-	id, started, finished, bytes        int64
-	serial, revision, recipe, operator  string
-	imageSHA, imageVersion              string
-	outcome, class, fault               string
-	recipeVersion, slot                 int
+	id, started, finished, bytes       int64
+	serial, revision, recipe, operator string
+	imageSHA, imageVersion             string
+	outcome, class, fault              string
+	recipeVersion, slot                int
 }
 
 const rollAttemptCols = `id, started_at, COALESCE(finished_at, started_at), bytes_written, COALESCE(unit_serial, ''),
