@@ -134,11 +134,23 @@ func (s *Store) StartStep(ctx context.Context, attempt int64, st Step) error {
 // EndStep records how a step ended (batched, like StartStep).
 func (s *Store) EndStep(ctx context.Context, attempt int64, seq int, outcome, detail string) error {
 	now := ms(time.Now())
-	return s.writeAsync(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE steps SET finished_at = ?, outcome = ?, detail = ? WHERE attempt_id = ? AND seq = ?`,
+	var name string
+	var took time.Duration
+	return s.enqueue(ctx, op{fn: func(tx *sql.Tx) error {
+		var started int64
+		err := tx.QueryRow(`SELECT name, started_at FROM steps WHERE attempt_id = ? AND seq = ?`, attempt, seq).Scan(&name, &started)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		took = time.Duration(now-started) * time.Millisecond
+		_, err = tx.Exec(`UPDATE steps SET finished_at = ?, outcome = ?, detail = ? WHERE attempt_id = ? AND seq = ?`,
 			now, outcome, detail, attempt, seq)
 		return err
-	})
+	}, after: func() {
+		if o := s.observer(); o != nil && name != "" {
+			o.StepFinished(name, outcome, took)
+		}
+	}})
 }
 
 // AppendConsole appends text the unit printed to the attempt's console log
@@ -234,8 +246,12 @@ func (s *Store) FinishAttempt(ctx context.Context, id int64, f Finish) error {
 	if f.Finished.IsZero() {
 		f.Finished = time.Now()
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThen(ctx, func(tx *sql.Tx) error {
 		return finishTx(tx, id, f)
+	}, func() {
+		if o := s.observer(); o != nil {
+			o.AttemptFinished(string(f.Outcome), f.Class, f.Fault, f.Bytes)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("db: finish attempt %d: %w", id, err)
@@ -291,7 +307,7 @@ func finishTx(tx *sql.Tx, id int64, f Finish) error {
 // returning their pool reservations. It returns the attempts it marked.
 func (s *Store) MarkInterrupted(ctx context.Context) ([]Attempt, error) {
 	var ids []int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThen(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.Query(`SELECT id FROM attempts WHERE outcome = 'running' ORDER BY id`)
 		if err != nil {
 			return err
@@ -319,6 +335,12 @@ func (s *Store) MarkInterrupted(ctx context.Context) ([]Attempt, error) {
 			}
 		}
 		return nil
+	}, func() {
+		if o := s.observer(); o != nil {
+			for range ids {
+				o.AttemptFinished(string(Interrupted), "station-stopped", "station", 0)
+			}
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("db: mark interrupted attempts: %w", err)
@@ -531,7 +553,7 @@ func (s *Store) Unit(ctx context.Context, serial string) (UnitHistory, error) {
 	err := s.r.QueryRowContext(ctx, `SELECT serial, protocol, chip, revision, model, first_seen, last_seen FROM units WHERE serial = ?`, serial).
 		Scan(&h.Unit.Serial, &h.Unit.Protocol, &h.Unit.Chip, &h.Unit.Revision, &h.Unit.Model, &first, &last)
 	if errors.Is(err, sql.ErrNoRows) {
-		return h, fmt.Errorf("db: no unit with serial number %q", serial)
+		return h, fmt.Errorf("%w: no unit with serial number %q", ErrNotFound, serial)
 	}
 	if err != nil {
 		return h, err

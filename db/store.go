@@ -46,12 +46,36 @@ type Store struct {
 	closed  bool
 	errMu   sync.Mutex
 	lastErr error // the last error of an asynchronous write
+	obsMu   sync.RWMutex
+	obs     Observer
 }
 
 // op is one write, run inside the writer's batch transaction.
 type op struct {
-	fn   func(*sql.Tx) error
-	done chan error // nil for fire-and-forget writes
+	fn    func(*sql.Tx) error
+	done  chan error // nil for fire-and-forget writes
+	after func()     // run once the write has committed; may be nil
+}
+
+// Observer hears of what the record holds as each write commits (the
+// station's Prometheus metrics). Its methods must not block.
+type Observer interface {
+	AttemptFinished(outcome, class, fault string, bytes int64)
+	StepFinished(step, outcome string, d time.Duration)
+}
+
+// SetObserver makes o hear of every attempt and step that ends from now
+// on; nil stops it.
+func (s *Store) SetObserver(o Observer) {
+	s.obsMu.Lock()
+	s.obs = o
+	s.obsMu.Unlock()
+}
+
+func (s *Store) observer() Observer {
+	s.obsMu.RLock()
+	defer s.obsMu.RUnlock()
+	return s.obs
 }
 
 // batchMax bounds how many operations share one transaction.
@@ -243,6 +267,9 @@ func (s *Store) runBatch(batch []op) {
 		if err != nil {
 			e = fmt.Errorf("db: commit: %w", err)
 		}
+		if e == nil && o.after != nil {
+			o.after()
+		}
 		if o.done != nil {
 			o.done <- e
 		} else if e != nil {
@@ -283,6 +310,15 @@ func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
 // writeAsync queues fn; it blocks only while the queue is full.
 func (s *Store) writeAsync(ctx context.Context, fn func(*sql.Tx) error) error {
 	return s.enqueue(ctx, op{fn: fn})
+}
+
+// writeThen runs fn like write, then after once it has committed.
+func (s *Store) writeThen(ctx context.Context, fn func(*sql.Tx) error, after func()) error {
+	done := make(chan error, 1)
+	if err := s.enqueue(ctx, op{fn: fn, done: done, after: after}); err != nil {
+		return err
+	}
+	return <-done
 }
 
 func (s *Store) enqueue(ctx context.Context, o op) error {
