@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 )
@@ -13,12 +14,16 @@ type BenchResult struct {
 	Rows   int
 }
 
-// BenchDashboard runs every query the dashboard makes over the last 365
+// benchQuery is one query the dashboard makes.
+type benchQuery struct {
+	name string
+	run  func() (int, error)
+}
+
+// dashboardQueries are the queries the dashboard makes over the last 365
 // days of the record (ending at its newest attempt, at a time that is not
-// on a day's boundary, so the partial days are read too), each runs times,
-// and returns their median times. It backs `unbrick records bench` and
-// BenchmarkDashboard.
-func BenchDashboard(ctx context.Context, s *Store, runs int) ([]BenchResult, error) {
+// on a day's boundary, so the partial days are read too).
+func dashboardQueries(ctx context.Context, s *Store) ([]benchQuery, error) {
 	var newest int64
 	var serial string
 	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(started_at), 0) FROM attempts`).Scan(&newest); err != nil {
@@ -32,17 +37,13 @@ func BenchDashboard(ctx context.Context, s *Store, runs int) ([]BenchResult, err
 	slot.Slot = 13
 	both.Revision, both.Slot = "rev-C", 13
 	loc := time.UTC
-	type q struct {
-		name string
-		run  func() (int, error)
-	}
 	series := func(r Range, every string) func() (int, error) {
 		return func() (int, error) { p, err := s.Series(ctx, r, every, DefaultShifts, loc); return len(p), err }
 	}
 	groups := func(r Range, by string) func() (int, error) {
 		return func() (int, error) { g, err := s.Groups(ctx, r, by); return len(g), err }
 	}
-	qs := []q{
+	return []benchQuery{
 		{"yield all (year)", groups(year, "all")},
 		{"yield by day (year)", series(year, "day")},
 		{"yield by shift (year)", series(year, "shift")},
@@ -62,7 +63,17 @@ func BenchDashboard(ctx context.Context, s *Store, runs int) ([]BenchResult, err
 		{"yield by day, revision and slot", series(both, "day")},
 		{"yield by operator, revision and slot", groups(both, "operator")},
 		{"step times, revision and slot", func() (int, error) { p, err := s.StepTimes(ctx, both); return len(p), err }},
-		{"unit history", func() (int, error) { h, err := s.Unit(ctx, serial); return len(h.Attempts), err }},
+		{"unit history (most visits)", func() (int, error) { h, err := s.Unit(ctx, serial); return len(h.Attempts), err }},
+		{"repeat visitors", func() (int, error) { return s.RepeatVisitors(ctx) }},
+	}, nil
+}
+
+// BenchDashboard runs every query of the dashboard (dashboardQueries) runs
+// times and returns their median times. It backs `unbrick records bench`.
+func BenchDashboard(ctx context.Context, s *Store, runs int) ([]BenchResult, error) {
+	qs, err := dashboardQueries(ctx, s)
+	if err != nil {
+		return nil, err
 	}
 	var out []BenchResult
 	for _, q := range qs {
@@ -72,7 +83,7 @@ func BenchDashboard(ctx context.Context, s *Store, runs int) ([]BenchResult, err
 			t0 := time.Now()
 			n, err := q.run()
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s: %w", q.name, err)
 			}
 			times, rows = append(times, time.Since(t0)), n
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -251,4 +252,24 @@ func runRecordsRebuild(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	fmt.Fprintf(stdout, "rebuilt the dashboard rollups in %v\n", time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// pruneConsoles applies the console log retention at start and every six
+// hours until ctx ends.
+func pruneConsoles(ctx context.Context, s *db.Store, days int, log *slog.Logger) {
+	t := time.NewTicker(6 * time.Hour)
+	defer t.Stop()
+	for {
+		n, err := s.PruneConsole(ctx, time.Now().AddDate(0, 0, -days))
+		if err != nil && ctx.Err() == nil {
+			log.Warn("console log retention failed", "err", err)
+		} else if n > 0 {
+			log.Info("console logs past retention deleted; their outcomes are kept", "attempts", n, "days", days)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -49,6 +49,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", "127.0.0.1:8080", "where the page is served")
 	password := fs.String("supervisor-password", "", "the supervisor's password for the page (empty: supervisor actions are disabled)")
 	verbose := fs.Bool("v", false, "log every plug, unplug and job")
+	consoleDays := fs.Int("console-days", 0, "keep console logs this many days after their attempt ended (0: forever); outcomes are always kept")
 	var keys keyFlags
 	fs.Var(&keys, "key", "a minisign public key the bench trusts (repeat for more)")
 	var pools poolFlags
@@ -112,6 +113,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer stopWeb()
+	if *consoleDays > 0 {
+		go pruneConsoles(ctx, st.Store, *consoleDays, log)
+	}
 	fmt.Fprintf(stdout, "unbrick serve: bench %s, %d slots, %d recipes; the page is at http://%s/\n", b.Name, len(slots), len(book.Recipes), addr)
 	st.Watch(ctx, hw, b) // until SIGTERM
 	fmt.Fprintln(stdout, "unbrick serve: stopping; running jobs are recorded as interrupted and every slot is switched off")
