@@ -56,7 +56,7 @@ func loadHand(t testing.TB, s *Store) {
 			t.Fatal(err)
 		}
 		start := handTime(t, h.at)
-		id, err := s.StartAttempt(ctx, AttemptStart{Serial: h.serial, Slot: h.slot, Recipe: "r", RecipeVersion: 1, Revision: h.rev,
+		id, err := s.StartAttempt(ctx, AttemptStart{Serial: h.serial, Slot: h.slot, SlotName: "bay,1", Recipe: "r", RecipeVersion: 1, RecipeSHA256: "cafe", Revision: h.rev,
 			ImageSHA256: strings.Repeat("ab", 32), ImageVersion: "1.0", Operator: h.op, Started: start})
 		if err != nil {
 			t.Fatal(err)
@@ -64,8 +64,12 @@ func loadHand(t testing.TB, s *Store) {
 		if err := s.AppendConsole(ctx, id, []byte("console of "+h.serial+" at "+h.at+"\n")); err != nil {
 			t.Fatal(err)
 		}
+		var reason, hint string
+		if h.class != "" {
+			reason, hint = "it failed: "+h.class, "check slot "+fmt.Sprint(h.slot)+", \"then\" retry"
+		}
 		if err := s.FinishAttempt(ctx, id, Finish{Outcome: h.outcome, Fault: h.fault, Class: h.class, Bytes: 100,
-			Finished: start.Add(10 * time.Minute)}); err != nil {
+			Reason: reason, Hint: hint, Strategy: "flash", Finished: start.Add(10 * time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
 	}
