@@ -3,6 +3,7 @@ package station
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/unbrick/unbrick/db"
 	"github.com/unbrick/unbrick/sim/espsim"
+	"github.com/unbrick/unbrick/web"
 )
 
 // scrape reads /metrics into a map from series (name and labels, as
@@ -144,6 +146,34 @@ func TestMetricsMatchTheRecord(t *testing.T) {
 		}
 	}
 	check("after the demo", scrape(t, addr), true)
+
+	// The unit history and the dashboard read the same record.
+	for _, a := range as {
+		resp, err := http.Get("http://" + addr + "/api/units/" + a.Serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h web.UnitHistory
+		err = json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /api/units/%s = %d, %v", a.Serial, resp.StatusCode, err)
+		}
+		if len(h.Attempts) != 1 || h.Attempts[0].ID != a.ID || len(h.Attempts[0].Steps) == 0 || h.Attempts[0].Console == "" ||
+			len(h.Attempts[0].RecipeSHA256) != 64 || h.Attempts[0].Outcome != string(a.Outcome) || h.Visits != 1 || h.Repeat {
+			t.Errorf("GET /api/units/%s = %+v; want its one attempt with steps, console, recipe hash, one visit", a.Serial, h)
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/api/dashboard?since=1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dd web.DashboardData
+	err = json.NewDecoder(resp.Body).Decode(&dd)
+	resp.Body.Close()
+	if err != nil || dd.Total.Attempts != 5 || dd.Total.Passed != 4 || dd.Total.Visits != 5 || dd.Total.FirstPass != 4 {
+		t.Errorf("GET /api/dashboard total = %+v (%v); want 5 attempts, 4 passed, 5 visits, 4 first passes", dd.Total, err)
+	}
 
 	// A station opened later on the same record starts from its totals.
 	addr2, stop2, err := d.Serve("127.0.0.1:0", "")

@@ -8,6 +8,11 @@
 //	unbrick recipe check FILE...                        check recipe files before release
 //	unbrick recipe test FILE                            run a recipe against its model on the virtual bench
 //	unbrick records --data DIR                          list recovery records
+//	unbrick records export --format csv|json [--since T] [--until T]   streamed; records import FILE loads it back
+//	unbrick records backup FILE                         online backup while the station runs
+//	unbrick records generate --attempts N --days D      plausible history for benchmarks and demos
+//	unbrick records bench                               time every dashboard query
+//	unbrick records prune --console-days N              console log retention (outcomes are kept)
 //
 // main is thin: run does the work, so the tests can call it.
 package main

@@ -24,7 +24,7 @@ func runRecords(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return sub(ctx, args[1:], stdout, stderr)
 		}
 	}
-	fs := newFlags("records", "[--data DIR] [--serial SN] [--slot N] [--attempt ID] [--csv] [--json]", stderr)
+	fs := newFlags("records", "[--data DIR] [--serial SN] [--slot N] [--attempt ID] [--csv] [--json]  (or records generate, bench, export, import, backup, prune, rebuild)", stderr)
 	data := fs.String("data", "./var", "the data directory holding unbrick.db")
 	serial := fs.String("serial", "", "only this unit's attempts")
 	slot := fs.Int("slot", 0, "only this slot's attempts")
