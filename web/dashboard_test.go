@@ -8,8 +8,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/unbrick/unbrick/jobs"
 	"github.com/unbrick/unbrick/web"
@@ -19,11 +22,20 @@ import (
 // last query.
 type dash struct {
 	records
-	q web.Query
+	qmu sync.Mutex
+	q   web.Query
+}
+
+func (d *dash) query() web.Query {
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	return d.q
 }
 
 func (d *dash) Series(ctx context.Context, q web.Query, every, shifts string) ([]web.Period, error) {
+	d.qmu.Lock()
 	d.q = q
+	d.qmu.Unlock()
 	if shifts == "bad" {
 		return nil, fmt.Errorf("shift %q: write it as name=HH:MM", shifts)
 	}
@@ -87,8 +99,8 @@ func TestTrendsAPI(t *testing.T) {
 	}
 	wantSince := time.Date(2026, 3, 1, 0, 0, 0, 0, time.Local)
 	wantUntil := time.Date(2026, 3, 3, 6, 0, 0, 0, time.Local)
-	if !d.q.Since.Equal(wantSince) || !d.q.Until.Equal(wantUntil) || d.q.Revision != "rev-B" || d.q.Slot != 2 {
-		t.Errorf("the dashboard asked for %+v, want since %v until %v, rev-B, slot 2", d.q, wantSince, wantUntil)
+	if q := d.query(); !q.Since.Equal(wantSince) || !q.Until.Equal(wantUntil) || q.Revision != "rev-B" || q.Slot != 2 {
+		t.Errorf("the dashboard asked for %+v, want since %v until %v, rev-B, slot 2", q, wantSince, wantUntil)
 	}
 	if got.Total.Visits != 27 || len(got.Series) != 3 || got.Repeat != 7 || len(got.Groups["operator"]) != 1 || len(got.Pareto) != 2 || got.Query.Every != "shift" {
 		t.Errorf("GET /api/dashboard = %+v", got)
@@ -218,3 +230,35 @@ type writer struct {
 func (w *writer) Header() http.Header         { return w.h }
 func (w *writer) Write(p []byte) (int, error) { return w.b.Write(p) }
 func (w *writer) WriteHeader(int)             {}
+
+// TestTrendsInChromium loads the dashboard with a record that answers the
+// trends: every chart loads as an image from the station, the filters
+// reach the API, and a unit's history shows with its repeat-visitor flag.
+func TestTrendsInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the browser test starts Chromium; skipped with -short")
+	}
+	b, d := newDashBench(t)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(b.ts.URL+"/dashboard")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the trend figures", `document.getElementById("t-repeat").textContent === "7" && document.getElementById("t-fpy").textContent === "77.8%"`)
+	waitFor(t, ctx, "every chart drawn", `[...document.querySelectorAll("img.chart")].length === 10 &&
+		[...document.querySelectorAll("img.chart")].every((i) => i.complete && i.naturalWidth > 0)`)
+	waitFor(t, ctx, "the revision filter filled", `[...document.getElementById("revision").options].some((o) => o.value === "revision-1")`)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("slot").value = "2";
+		document.getElementById("filters").dispatchEvent(new Event("change"))`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the slot filter in the charts", `document.querySelector("img.chart").src.includes("slot=2")`)
+	if q := d.query(); q.Slot != 2 {
+		t.Errorf("the dashboard's query after filtering = %+v, want slot 2", q)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("unit-serial").value = "SN1";
+		document.querySelector("#unit-form button").click(); true`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the unit's history", `document.querySelector("#unit-attempts tbody").innerText.includes("passed") &&
+		document.getElementById("unit-head").innerText.includes("repeat visitor: visit 3")`)
+}
