@@ -389,16 +389,17 @@ type StepTime struct {
 
 // StepTimes returns the median and 90th percentile duration of each step
 // that succeeded in the attempts of r (within 5 %: they are read from a
-// histogram with bins 10 % wide), by name.
+// histogram with bins 10 % wide), by name. Under revision and slot at once
+// the histograms are weekly, the partial weeks at the ends read from the
+// steps.
 func (s *Store) StepTimes(ctx context.Context, r Range) ([]StepTime, error) {
 	lo, hi := r.bounds()
 	fdim, fkey, raw := r.filter()
-	g := 24 * hourMS
-	var b0, b1 int64
-	edges := [][2]int64{{lo, hi}}
-	if !raw {
-		b0, b1, edges = split(lo, hi, g)
+	grain := 24
+	if raw {
+		grain, fdim, fkey = 168, "revslot", revSlot(r.Revision, r.Slot)
 	}
+	b0, b1, edges := split(lo, hi, int64(grain)*hourMS)
 	hist := map[string]map[int]int64{}
 	add := func(name string, bin int, n int64) {
 		h := hist[name]
@@ -410,7 +411,7 @@ func (s *Store) StepTimes(ctx context.Context, r Range) ([]StepTime, error) {
 	}
 	if b0 < b1 {
 		rows, err := s.r.QueryContext(ctx, `SELECT name, bin, SUM(n) FROM roll_steps
-			WHERE fdim = ? AND fkey = ? AND day >= ? AND day < ? GROUP BY name, bin`, fdim, fkey, b0, b1)
+			WHERE grain = ? AND fdim = ? AND fkey = ? AND bucket >= ? AND bucket < ? GROUP BY name, bin`, grain, fdim, fkey, b0, b1)
 		if err != nil {
 			return nil, err
 		}

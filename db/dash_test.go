@@ -252,7 +252,7 @@ func TestStepTimes(t *testing.T) {
 	start := handTime(t, "2026-03-02 07:00")
 	durations := []int64{1000, 2000, 3000, 4000, 10000} // median 3000, p90 10000
 	for i, d := range durations {
-		id, err := s.StartAttempt(ctx, AttemptStart{Slot: 1, Started: start.Add(time.Duration(i) * time.Hour)})
+		id, err := s.StartAttempt(ctx, AttemptStart{Slot: 1, Revision: "rev-A", Started: start.Add(time.Duration(i) * time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,12 +269,13 @@ func TestStepTimes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, r := range []Range{{}, {Since: start.Add(30 * time.Minute)}, {Revision: "", Slot: 1}} {
+	for _, r := range []Range{{}, {Since: start.Add(30 * time.Minute)}, {Slot: 1}, {Revision: "rev-A"}, {Revision: "rev-A", Slot: 1},
+		{Revision: "rev-A", Slot: 1, Since: start.Add(30 * time.Minute)}, {Revision: "rev-A", Slot: 1, Since: start.Add(-21 * 24 * time.Hour)}} {
 		st, err := s.StepTimes(ctx, r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Since.IsZero() {
+		if r.Since.Before(start) { // all five
 			if len(st) != 1 || st[0].Name != "write" || st[0].Count != 5 || !near(st[0].Median, 3*time.Second) || !near(st[0].P90, 10*time.Second) {
 				t.Errorf("StepTimes(%+v) = %+v; want write: 5, median 3 s, p90 10 s (within 5 %%; failed steps left out)", r, st)
 			}

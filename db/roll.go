@@ -21,14 +21,14 @@ import (
 //     recipe version, image, slot, operator and failure class, again once
 //     per filter (the groupings and the Pareto);
 //   - roll_steps: a histogram of how long each of its steps took, per day
-//     and filter.
+//     and filter, and per week under revision and slot at once.
 //
 // A year is at most 8,760 hours and 365 days whatever the number of
 // attempts, so a query over a year reads a few thousand rows where the
-// attempts would be a million or ten. Partial days at the ends of a time
-// range, and queries filtering on revision and slot at once, read the
-// attempts through an index (attempts_started, attempts_slot_rev); those
-// slices are small. RebuildRollups recomputes every rollup from the
+// attempts would be a million or ten. Partial days (weeks) at the ends of
+// a time range, and the counts filtered on revision and slot at once, read
+// the attempts through an index (attempts_started, and attempts_slot_rev,
+// which covers them); those slices are small. RebuildRollups recomputes every rollup from the
 // attempts (after an import, or when this schema arrives on an old
 // database) with the same rules as the live path.
 
@@ -236,8 +236,29 @@ func rollArgs(k rollKey, c Counts) []any {
 		c.Refused, c.Interrupted, c.Visits, c.FirstPass, c.FinalPass, c.Bytes, c.BusyMS}
 }
 
-const stepUpsert = `INSERT INTO roll_steps (fdim, fkey, day, name, bin, n) VALUES (?, ?, ?, ?, ?, ?)
+const stepUpsert = `INSERT INTO roll_steps (grain, fdim, fkey, bucket, name, bin, n) VALUES (?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT DO UPDATE SET n = n + excluded.n`
+
+// stepKey is a row of roll_steps.
+type stepKey struct {
+	grain      int
+	fdim, fkey string
+	bucket     int64
+	name       string
+	bin        int
+}
+
+// stepKeys calls fn with every roll_steps row a step of a counts in: per
+// day once per filter, per week under revision and slot at once.
+func (a *rollAttempt) stepKeys(name string, ms int64, fn func(stepKey)) {
+	b := stepBin(ms)
+	for _, fd := range fdims {
+		fn(stepKey{24, fd, a.fkey(fd), a.started / (24 * hourMS), name, b})
+	}
+	fn(stepKey{168, "revslot", revSlot(a.revision, a.slot), a.started / (168 * hourMS), name, b})
+}
+
+func revSlot(rev string, slot int) string { return rev + "\x1f" + strconv.Itoa(slot) }
 
 // stepBin is the histogram bin of a step duration in milliseconds: bins
 // grow by 10 %, so a median or p90 read from them is within 5 % of the
@@ -329,10 +350,13 @@ func rollFinished(tx *sql.Tx, id int64) error {
 	}
 	rows.Close()
 	for _, s := range steps {
-		for _, fd := range fdims {
-			if _, err := tx.Exec(stepUpsert, fd, a.fkey(fd), a.started/(24*hourMS), s.name, stepBin(s.ms), 1); err != nil {
-				return err
+		a.stepKeys(s.name, s.ms, func(k stepKey) {
+			if err == nil {
+				_, err = tx.Exec(stepUpsert, k.grain, k.fdim, k.fkey, k.bucket, k.name, k.bin, 1)
 			}
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return compressConsole(tx, id)
@@ -491,12 +515,6 @@ func rebuildRollups(tx *sql.Tx) error {
 		}
 	}
 	roll = nil
-	type stepKey struct {
-		fdim, fkey string
-		day        int64
-		name       string
-		bin        int
-	}
 	hist := map[stepKey]int64{}
 	srows, err := tx.Query(`SELECT a.started_at, a.revision, a.slot, s.name, s.finished_at - s.started_at
 		FROM steps s JOIN attempts a ON a.id = s.attempt_id
@@ -512,10 +530,10 @@ func rebuildRollups(tx *sql.Tx) error {
 			srows.Close()
 			return err
 		}
-		name = in(name)
-		for _, fd := range fdims {
-			hist[stepKey{fd, in(a.fkey(fd)), a.started / (24 * hourMS), name, stepBin(d)}]++
-		}
+		a.stepKeys(in(name), d, func(k stepKey) {
+			k.fkey = in(k.fkey)
+			hist[k]++
+		})
 	}
 	srows.Close()
 	if err := srows.Err(); err != nil {
@@ -527,7 +545,7 @@ func rebuildRollups(tx *sql.Tx) error {
 	}
 	defer sup.Close()
 	for k, n := range hist {
-		if _, err := sup.Exec(k.fdim, k.fkey, k.day, k.name, k.bin, n); err != nil {
+		if _, err := sup.Exec(k.grain, k.fdim, k.fkey, k.bucket, k.name, k.bin, n); err != nil {
 			return err
 		}
 	}

@@ -41,17 +41,20 @@ CREATE TABLE roll (
 	PRIMARY KEY (grain, fdim, fkey, gdim, bucket, gkey)
 ) WITHOUT ROWID;
 
--- How long the steps that succeeded took, as a histogram per UTC day of
--- their attempt's start: bin b holds durations d (ms) with
+-- How long the steps that succeeded took, as a histogram per UTC day
+-- (grain 24) of their attempt's start, once per filter; and per week
+-- (grain 168) under revision and slot at once (fdim 'revslot', fkey
+-- revision, char 31, slot). Bin b holds durations d (ms) with
 -- floor(log(d+1)/log(1.1)) = b.
 CREATE TABLE roll_steps (
-	fdim TEXT NOT NULL,
-	fkey TEXT NOT NULL,
-	day  INTEGER NOT NULL,
-	name TEXT NOT NULL,
-	bin  INTEGER NOT NULL,
-	n    INTEGER NOT NULL,
-	PRIMARY KEY (fdim, fkey, day, name, bin)
+	grain  INTEGER NOT NULL,
+	fdim   TEXT NOT NULL,
+	fkey   TEXT NOT NULL,
+	bucket INTEGER NOT NULL, -- started_at / (grain * 3600000)
+	name   TEXT NOT NULL,
+	bin    INTEGER NOT NULL,
+	n      INTEGER NOT NULL,
+	PRIMARY KEY (grain, fdim, fkey, bucket, name, bin)
 ) WITHOUT ROWID;
 
 -- An attempt's console log once it ended: its chunks joined and DEFLATE
