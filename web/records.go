@@ -34,9 +34,10 @@ var Groupings = []string{"all", "revision", "slot", "recipe"}
 // interruptions are counted apart and never lower the yield.
 type YieldRow struct {
 	Key string `json:"key"` // a revision, a slot number, a recipe, or "all"
-	// Units is how many units had a judged attempt; FirstPass how many
-	// of them passed at their first. Records may leave both zero for
-	// groups where it does not count units.
+	// Units is how many units had a judged attempt (the station counts
+	// visits: a unit back for an RMA counts again, see Dashboard);
+	// FirstPass how many of them passed at their first. Records may
+	// leave both zero for groups where it does not count units.
 	Units          int     `json:"units"`
 	FirstPass      int     `json:"first_pass"`
 	FirstPassYield float64 `json:"first_pass_yield"` // FirstPass / Units
