@@ -69,7 +69,32 @@ func split(lo, hi, g int64) (b0, b1 int64, edges [][2]int64) {
 	return b0, b1, edges
 }
 
-const countCols = `attempts, passed, unit_faults, station_faults, refused, interrupted, visits, first_pass, final_pass, bytes, busy_ms`
+// level is a run of whole buckets [b0, b1) of a grain.
+type level struct {
+	grain  int
+	b0, b1 int64
+}
+
+// splitLevels cuts [lo, hi) into whole buckets of the coarsest grain that
+// fits, then of the next grain in what is left at the ends, and so on;
+// edges are what no grain covers.
+func splitLevels(lo, hi int64, grains []int) (whole []level, edges [][2]int64) {
+	ranges := [][2]int64{{lo, hi}}
+	for _, g := range grains {
+		var next [][2]int64
+		for _, r := range ranges {
+			b0, b1, e := split(r[0], r[1], int64(g)*hourMS)
+			if b0 < b1 {
+				whole = append(whole, level{g, b0, b1})
+			}
+			next = append(next, e...)
+		}
+		ranges = next
+	}
+	return whole, ranges
+}
+
+const countCols = `attempts, passed, unit_faults, station_faults, refused, interrupted, visits, first_pass, final_pass, returns, bytes, busy_ms`
 
 func sumCols(cols string) string {
 	var out []string
@@ -82,7 +107,7 @@ func sumCols(cols string) string {
 func scanCounts(sc interface{ Scan(...any) error }, head ...any) (Counts, error) {
 	var c Counts
 	err := sc.Scan(append(head, &c.Attempts, &c.Passed, &c.UnitFaults, &c.StationFaults, &c.Refused, &c.Interrupted,
-		&c.Visits, &c.FirstPass, &c.FinalPass, &c.Bytes, &c.BusyMS)...)
+		&c.Visits, &c.FirstPass, &c.FinalPass, &c.Returns, &c.Bytes, &c.BusyMS)...)
 	return c, err
 }
 
@@ -120,7 +145,7 @@ func (s *Store) counts(ctx context.Context, r Range, grain int, gdim string, byB
 		q := `SELECT ` + bucket + `, ` + expr + `, COUNT(*), SUM(a.outcome = 'passed'),
 				SUM(a.outcome = 'failed' AND a.fault = 'unit'), SUM(a.outcome = 'failed' AND a.fault != 'unit'),
 				SUM(a.outcome = 'refused'), SUM(a.outcome = 'interrupted'),
-				COUNT(v.first_attempt), SUM(v.first_attempt IS NOT NULL AND a.outcome = 'passed'), COUNT(v.passed_attempt),
+				COUNT(v.first_attempt), SUM(v.first_attempt IS NOT NULL AND a.outcome = 'passed'), COUNT(v.passed_attempt), COUNT(CASE WHEN v.n = 2 THEN 1 END),
 				SUM(a.bytes_written), SUM(MAX(0, a.finished_at - a.started_at))
 			FROM attempts a LEFT JOIN visits v ON v.first_attempt = a.id
 			WHERE a.outcome != 'running' AND a.started_at >= ? AND a.started_at < ?` + cond
@@ -248,12 +273,19 @@ func (s *Store) Series(ctx context.Context, r Range, every string, shifts []Shif
 	default:
 		return nil, fmt.Errorf("db: a series is by hour, day or shift, not %q", every)
 	}
+	// Rows come by hour; most share the period of the row before, so the
+	// period is worked out once per hour and reused for its other rows.
+	lastHour := int64(math.MinInt64)
+	var p *agg
 	err := s.counts(ctx, r, 1, "", true, func(b int64, _ string, c Counts) {
-		label, start := period(b)
-		p := periods[label]
-		if p == nil {
-			p = &agg{start: start, label: label, hours: map[int64]bool{}}
-			periods[label] = p
+		if b != lastHour || p == nil {
+			label, start := period(b)
+			p = periods[label]
+			if p == nil {
+				p = &agg{start: start, label: label, hours: map[int64]bool{}}
+				periods[label] = p
+			}
+			lastHour = b
 		}
 		p.hours[b] = true
 		p.counts.addCounts(c)
@@ -395,11 +427,11 @@ type StepTime struct {
 func (s *Store) StepTimes(ctx context.Context, r Range) ([]StepTime, error) {
 	lo, hi := r.bounds()
 	fdim, fkey, raw := r.filter()
-	grain := 24
+	grains := []int{168, 24}
 	if raw {
-		grain, fdim, fkey = 168, "revslot", revSlot(r.Revision, r.Slot)
+		grains, fdim, fkey = []int{168}, "revslot", revSlot(r.Revision, r.Slot)
 	}
-	b0, b1, edges := split(lo, hi, int64(grain)*hourMS)
+	whole, edges := splitLevels(lo, hi, grains)
 	hist := map[string]map[int]int64{}
 	add := func(name string, bin int, n int64) {
 		h := hist[name]
@@ -409,9 +441,9 @@ func (s *Store) StepTimes(ctx context.Context, r Range) ([]StepTime, error) {
 		}
 		h[bin] += n
 	}
-	if b0 < b1 {
+	for _, w := range whole {
 		rows, err := s.r.QueryContext(ctx, `SELECT name, bin, SUM(n) FROM roll_steps
-			WHERE grain = ? AND fdim = ? AND fkey = ? AND bucket >= ? AND bucket < ? GROUP BY name, bin`, grain, fdim, fkey, b0, b1)
+			WHERE grain = ? AND fdim = ? AND fkey = ? AND bucket >= ? AND bucket < ? GROUP BY name, bin`, w.grain, fdim, fkey, w.b0, w.b1)
 		if err != nil {
 			return nil, err
 		}
@@ -540,4 +572,12 @@ func (s *Store) PruneConsole(ctx context.Context, cutoff time.Time) (int64, erro
 		return err
 	})
 	return n, err
+}
+
+// RepeatVisitors returns how many units began more than one visit: the
+// first returns, summed over all time from the rollups.
+func (s *Store) RepeatVisitors(ctx context.Context) (int, error) {
+	var n int64
+	err := s.counts(ctx, Range{}, 24, "", false, func(_ int64, _ string, c Counts) { n += c.Returns })
+	return int(n), err
 }

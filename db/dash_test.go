@@ -104,7 +104,7 @@ func TestYieldByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Counts{Attempts: 12, Passed: 5, UnitFaults: 4, StationFaults: 1, Refused: 1, Interrupted: 1,
-		Visits: 6, FirstPass: 3, FinalPass: 5, Bytes: 1200, BusyMS: 12 * 600000}
+		Visits: 6, FirstPass: 3, FinalPass: 5, Returns: 1, Bytes: 1200, BusyMS: 12 * 600000} // U1 came back once
 	if len(all) != 1 || all[0].Counts != want {
 		t.Fatalf("Groups(all) = %+v, want one group %+v", all, want)
 	}
@@ -199,6 +199,9 @@ func TestYieldByHand(t *testing.T) {
 		t.Errorf("Pareto() = %+v\nwant %+v", p, wantP)
 	}
 
+	if n, err := s.RepeatVisitors(ctx); n != 1 || err != nil {
+		t.Errorf("RepeatVisitors() = %d, %v; want 1 (U1)", n, err)
+	}
 	h, err := s.Unit(ctx, "U1")
 	if err != nil {
 		t.Fatal(err)

@@ -607,13 +607,6 @@ func (s *Store) Unit(ctx context.Context, serial string) (UnitHistory, error) {
 	return h, nil
 }
 
-// RepeatVisitors returns how many units began more than one visit.
-func (s *Store) RepeatVisitors(ctx context.Context) (int, error) {
-	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(DISTINCT serial) FROM visits WHERE n > 1`).Scan(&n)
-	return n, err
-}
-
 // Units returns every unit, most recently seen first.
 func (s *Store) Units(ctx context.Context, limit int) ([]Unit, error) {
 	if limit <= 0 {

@@ -142,8 +142,11 @@ type Counts struct {
 	Visits    int64 `json:"visits"`
 	FirstPass int64 `json:"first_pass"`
 	FinalPass int64 `json:"final_pass"`
-	Bytes     int64 `json:"bytes_written"`
-	BusyMS    int64 `json:"busy_ms"` // the attempts' durations, summed
+	// Returns of these visits were their unit's second: the unit's first
+	// return (an RMA). Summed over all time, the repeat visitors.
+	Returns int64 `json:"returns"`
+	Bytes   int64 `json:"bytes_written"`
+	BusyMS  int64 `json:"busy_ms"` // the attempts' durations, summed
 }
 
 // FirstPassYield is FirstPass / Visits (0 without visits).
@@ -173,12 +176,15 @@ func (c *Counts) addCounts(o Counts) {
 	c.Visits += o.Visits
 	c.FirstPass += o.FirstPass
 	c.FinalPass += o.FinalPass
+	c.Returns += o.Returns
 	c.Bytes += o.Bytes
 	c.BusyMS += o.BusyMS
 }
 
-// countsOf is what one attempt adds; opened says it opened a visit.
-func countsOf(a *rollAttempt, opened bool) Counts {
+// countsOf is what one attempt adds; visit is the number of the visit it
+// opened, 0 for none.
+func countsOf(a *rollAttempt, visit int) Counts {
+	opened := visit > 0
 	c := Counts{Attempts: 1, Bytes: a.bytes, BusyMS: max(0, a.finished-a.started)}
 	switch {
 	case a.outcome == string(Passed):
@@ -196,6 +202,9 @@ func countsOf(a *rollAttempt, opened bool) Counts {
 		c.Visits = 1
 		if a.outcome == string(Passed) {
 			c.FirstPass = 1
+		}
+		if visit == 2 {
+			c.Returns = 1
 		}
 	}
 	return c
@@ -223,17 +232,18 @@ func (a *rollAttempt) keys(fn func(rollKey)) {
 }
 
 const rollUpsert = `INSERT INTO roll (grain, fdim, fkey, gdim, bucket, gkey, attempts, passed, unit_faults, station_faults,
-		refused, interrupted, visits, first_pass, final_pass, bytes, busy_ms)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		refused, interrupted, visits, first_pass, final_pass, returns, bytes, busy_ms)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT DO UPDATE SET attempts = attempts + excluded.attempts, passed = passed + excluded.passed,
 		unit_faults = unit_faults + excluded.unit_faults, station_faults = station_faults + excluded.station_faults,
 		refused = refused + excluded.refused, interrupted = interrupted + excluded.interrupted,
 		visits = visits + excluded.visits, first_pass = first_pass + excluded.first_pass,
-		final_pass = final_pass + excluded.final_pass, bytes = bytes + excluded.bytes, busy_ms = busy_ms + excluded.busy_ms`
+		final_pass = final_pass + excluded.final_pass, returns = returns + excluded.returns,
+		bytes = bytes + excluded.bytes, busy_ms = busy_ms + excluded.busy_ms`
 
 func rollArgs(k rollKey, c Counts) []any {
 	return []any{k.grain, k.fdim, k.fkey, k.gdim, k.bucket, k.gkey, c.Attempts, c.Passed, c.UnitFaults, c.StationFaults,
-		c.Refused, c.Interrupted, c.Visits, c.FirstPass, c.FinalPass, c.Bytes, c.BusyMS}
+		c.Refused, c.Interrupted, c.Visits, c.FirstPass, c.FinalPass, c.Returns, c.Bytes, c.BusyMS}
 }
 
 const stepUpsert = `INSERT INTO roll_steps (grain, fdim, fkey, bucket, name, bin, n) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -249,11 +259,13 @@ type stepKey struct {
 }
 
 // stepKeys calls fn with every roll_steps row a step of a counts in: per
-// day once per filter, per week under revision and slot at once.
+// day and per week once per filter, per week under revision and slot at
+// once.
 func (a *rollAttempt) stepKeys(name string, ms int64, fn func(stepKey)) {
 	b := stepBin(ms)
 	for _, fd := range fdims {
 		fn(stepKey{24, fd, a.fkey(fd), a.started / (24 * hourMS), name, b})
+		fn(stepKey{168, fd, a.fkey(fd), a.started / (168 * hourMS), name, b})
 	}
 	fn(stepKey{168, "revslot", revSlot(a.revision, a.slot), a.started / (168 * hourMS), name, b})
 }
@@ -281,7 +293,7 @@ func rollFinished(tx *sql.Tx, id int64) error {
 	if err := scanRollAttempt(tx.QueryRow(`SELECT `+rollAttemptCols+` FROM attempts WHERE id = ?`, id), &a); err != nil {
 		return err
 	}
-	opened, closer := false, (*rollAttempt)(nil)
+	opened, closer := 0, (*rollAttempt)(nil)
 	if a.judged() {
 		var n int
 		var first int64
@@ -290,7 +302,7 @@ func rollFinished(tx *sql.Tx, id int64) error {
 			Scan(&n, &first, &passed)
 		switch {
 		case err == sql.ErrNoRows || (err == nil && passed.Valid):
-			opened = true
+			opened = n + 1
 			var pa any
 			if a.outcome == string(Passed) {
 				pa, closer = a.id, &a
@@ -468,7 +480,7 @@ func rebuildRollups(tx *sql.Tx) error {
 		}
 		a.revision, a.recipe, a.operator, a.imageVersion, a.imageSHA = in(a.revision), in(a.recipe), in(a.operator), in(a.imageVersion), in(a.imageSHA)
 		a.outcome, a.class, a.fault = in(a.outcome), in(a.class), in(a.fault)
-		opened := false
+		opened := 0
 		if a.judged() {
 			u := units[a.serial]
 			if u == nil {
@@ -476,8 +488,8 @@ func rebuildRollups(tx *sql.Tx) error {
 				units[a.serial] = u
 			}
 			if u.opener == nil {
-				opened = true
 				u.n++
+				opened = u.n
 				u.opener = a
 			}
 			if a.outcome == string(Passed) {

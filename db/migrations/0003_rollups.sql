@@ -13,7 +13,7 @@ CREATE TABLE visits (
 	passed_attempt INTEGER,          -- NULL while the unit has not passed
 	PRIMARY KEY (serial, n)
 );
-CREATE UNIQUE INDEX visits_first ON visits(first_attempt, passed_attempt);
+CREATE UNIQUE INDEX visits_first ON visits(first_attempt, passed_attempt, n);
 
 -- Totals of finished attempts, by the hour (grain 1) or the UTC day (grain
 -- 24) they started in, grouped by gdim ('', revision, recipe, image, slot,
@@ -36,15 +36,16 @@ CREATE TABLE roll (
 	visits         INTEGER NOT NULL DEFAULT 0,
 	first_pass     INTEGER NOT NULL DEFAULT 0,
 	final_pass     INTEGER NOT NULL DEFAULT 0,
+	returns        INTEGER NOT NULL DEFAULT 0, -- visits that were their unit's second: its first return
 	bytes          INTEGER NOT NULL DEFAULT 0,
 	busy_ms        INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (grain, fdim, fkey, gdim, bucket, gkey)
 ) WITHOUT ROWID;
 
 -- How long the steps that succeeded took, as a histogram per UTC day
--- (grain 24) of their attempt's start, once per filter; and per week
--- (grain 168) under revision and slot at once (fdim 'revslot', fkey
--- revision, char 31, slot). Bin b holds durations d (ms) with
+-- (grain 24) and per week (grain 168) of their attempt's start, once per
+-- filter; and per week under revision and slot at once (fdim 'revslot',
+-- fkey revision, char 31, slot). Bin b holds durations d (ms) with
 -- floor(log(d+1)/log(1.1)) = b.
 CREATE TABLE roll_steps (
 	grain  INTEGER NOT NULL,
