@@ -186,7 +186,9 @@ func generateTx(ctx context.Context, tx *sql.Tx, o GenerateOptions) error {
 		sums[s] = hex.EncodeToString(h[:])
 		return sums[s]
 	}
-	start := o.End.Add(-time.Duration(o.Days) * 24 * time.Hour)
+	// Day 0 starts at midnight UTC, so the working day is 06:00 to 22:00
+	// UTC whatever the end.
+	start := o.End.Add(-time.Duration(o.Days) * 24 * time.Hour).Truncate(24 * time.Hour)
 	active := float64(o.Days) * 16 * 3600e3 // ms of working time: 06:00 to 22:00
 	perSlot := active * float64(o.Slots) / float64(o.Attempts)
 	scale := min(1, perSlot/60e3) // attempts get quicker when the bench is busier
