@@ -214,7 +214,7 @@ func hbars(title string, n int, label func(i int) string, value func(i int) floa
 	h := padT + n*rowH + 12
 	s := newSVG(chartW, h, title)
 	lw := 190.0
-	pw := float64(chartW) - lw - 200
+	pw := float64(chartW) - lw - 290
 	for i := range n {
 		y := float64(padT + i*rowH)
 		s.text(lw-8, y+15, "end", "normal", label(i))
@@ -263,7 +263,7 @@ func stepsChart(st []StepTime) string {
 		})
 	// The p90 marks, on the same scale as the bars.
 	var marks strings.Builder
-	pw := float64(chartW) - 190 - 200
+	pw := float64(chartW) - 190 - 290
 	for i, x := range st[:min(len(st), 40)] {
 		px := 190 + pw*x.P90MS/top
 		y := float64(padT + i*rowH)
