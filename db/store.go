@@ -9,6 +9,13 @@
 // The database runs in WAL mode with synchronous=FULL, so an attempt is
 // durable once FinishAttempt returns, even across a power cut.
 //
+// Each attempt's end also adds it, in the same transaction, to the
+// dashboard's rollups and to its unit's visits, and compresses its console
+// log (roll.go); the dashboard's queries read the rollups (dash.go), so
+// they stay fast at ten million attempts. Exports stream, imports load
+// them back, and Backup copies the database through SQLite's online
+// backup while the station writes (export.go).
+//
 // Times are stored as Unix milliseconds.
 package db
 
