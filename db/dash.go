@@ -428,6 +428,9 @@ func (s *Store) StepTimes(ctx context.Context, r Range) ([]StepTime, error) {
 	lo, hi := r.bounds()
 	fdim, fkey, raw := r.filter()
 	grains := []int{168, 24}
+	if fdim == "" && !raw {
+		grains = append(grains, 1)
+	}
 	if raw {
 		grains, fdim, fkey = []int{168}, "revslot", revSlot(r.Revision, r.Slot)
 	}

@@ -259,10 +259,12 @@ type stepKey struct {
 }
 
 // stepKeys calls fn with every roll_steps row a step of a counts in: per
-// day and per week once per filter, per week under revision and slot at
-// once.
+// day and per week once per filter, per hour unfiltered (the partial days
+// at the ends of a range hold the most steps there), per week under
+// revision and slot at once.
 func (a *rollAttempt) stepKeys(name string, ms int64, fn func(stepKey)) {
 	b := stepBin(ms)
+	fn(stepKey{1, "", "", a.started / hourMS, name, b})
 	for _, fd := range fdims {
 		fn(stepKey{24, fd, a.fkey(fd), a.started / (24 * hourMS), name, b})
 		fn(stepKey{168, fd, a.fkey(fd), a.started / (168 * hourMS), name, b})

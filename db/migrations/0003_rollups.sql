@@ -44,8 +44,8 @@ CREATE TABLE roll (
 
 -- How long the steps that succeeded took, as a histogram per UTC day
 -- (grain 24) and per week (grain 168) of their attempt's start, once per
--- filter; and per week under revision and slot at once (fdim 'revslot',
--- fkey revision, char 31, slot). Bin b holds durations d (ms) with
+-- filter; per hour (grain 1) unfiltered; and per week under revision and
+-- slot at once (fdim 'revslot', fkey revision, char 31, slot). Bin b holds durations d (ms) with
 -- floor(log(d+1)/log(1.1)) = b.
 CREATE TABLE roll_steps (
 	grain  INTEGER NOT NULL,
