@@ -145,9 +145,9 @@ func (s *Store) counts(ctx context.Context, r Range, grain int, gdim string, byB
 		q := `SELECT ` + bucket + `, ` + expr + `, COUNT(*), SUM(a.outcome = 'passed'),
 				SUM(a.outcome = 'failed' AND a.fault = 'unit'), SUM(a.outcome = 'failed' AND a.fault != 'unit'),
 				SUM(a.outcome = 'refused'), SUM(a.outcome = 'interrupted'),
-				COUNT(v.first_attempt), SUM(v.first_attempt IS NOT NULL AND a.outcome = 'passed'), COUNT(v.passed_attempt), COUNT(CASE WHEN v.n = 2 THEN 1 END),
+				SUM(a.visit > 0), SUM(a.visit > 0 AND a.outcome = 'passed'), SUM(a.visit_passed), SUM(a.visit = 2),
 				SUM(a.bytes_written), SUM(MAX(0, a.finished_at - a.started_at))
-			FROM attempts a LEFT JOIN visits v ON v.first_attempt = a.id
+			FROM attempts a
 			WHERE a.outcome != 'running' AND a.started_at >= ? AND a.started_at < ?` + cond
 		args := []any{e[0], e[1]}
 		if r.Revision != "" {

@@ -219,7 +219,7 @@ func TestRollupsRebuildAsKept(t *testing.T) {
 	dump := func() string {
 		var b strings.Builder
 		for _, q := range []string{`SELECT * FROM roll ORDER BY 1, 2, 3, 4, 5, 6`, `SELECT * FROM roll_steps ORDER BY 1, 2, 3, 4, 5`,
-			`SELECT serial, n, first_attempt, passed_attempt FROM visits ORDER BY 1, 2`} {
+			`SELECT serial, n, first_attempt, passed_attempt FROM visits ORDER BY 1, 2`, `SELECT id, visit, visit_passed FROM attempts ORDER BY id`} {
 			rows, err := s.r.Query(q)
 			if err != nil {
 				t.Fatal(err)

@@ -104,12 +104,17 @@ func Generate(ctx context.Context, path string, o GenerateOptions) (int, error) 
 		return 0, err
 	}
 	defer tx.Rollback()
-	if err := generateTx(ctx, tx, o); err != nil {
+	idx, err := generateTx(ctx, tx, o)
+	if err != nil {
 		return 0, err
 	}
-	// The 0003 indexes are back: the rollups are rebuilt with them.
 	if err := rebuildRollups(tx); err != nil {
 		return 0, err
+	}
+	for _, sq := range idx {
+		if _, err := tx.Exec(sq); err != nil {
+			return 0, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, err
@@ -122,44 +127,46 @@ func Generate(ctx context.Context, path string, o GenerateOptions) (int, error) 
 	return o.Attempts / max(1, o.Copies) * max(1, o.Copies), nil
 }
 
-func generateTx(ctx context.Context, tx *sql.Tx, o GenerateOptions) error {
-	// Indexes are built once at the end: faster than keeping them while
-	// millions of rows arrive in another order than theirs.
+// generateTx writes the history without the indexes of attempts and
+// visits, and returns the statements that create them: they are built
+// once at the end, faster than kept while millions of rows arrive in
+// another order than theirs.
+func generateTx(ctx context.Context, tx *sql.Tx, o GenerateOptions) ([]string, error) {
 	var idx []string
 	rows, err := tx.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('attempts', 'visits') AND sql IS NOT NULL`)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var names []string
 	for rows.Next() {
 		var name, sq string
 		if err := rows.Scan(&name, &sq); err != nil {
 			rows.Close()
-			return err
+			return nil, err
 		}
 		names, idx = append(names, name), append(idx, sq)
 	}
 	rows.Close()
 	for _, n := range names {
 		if _, err := tx.Exec(`DROP INDEX ` + n); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	insA, err := tx.Prepare(`INSERT INTO attempts (id, unit_serial, slot, slot_name, recipe, recipe_version, recipe_sha256, revision,
 		image_sha256, image_version, strategy, outcome, class, fault, reason, hint, last_step, bytes_written, operator, started_at, finished_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer insA.Close()
 	insS, err := tx.Prepare(`INSERT INTO steps (attempt_id, seq, name, strategy, started_at, finished_at, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer insS.Close()
 	insC, err := tx.Prepare(`INSERT INTO console_z (attempt_id, size, data) VALUES (?, ?, ?)`)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer insC.Close()
 
@@ -194,7 +201,7 @@ func generateTx(ctx context.Context, tx *sql.Tx, o GenerateOptions) error {
 	scale := min(1, perSlot/60e3) // attempts get quicker when the bench is busier
 	for i := 0; i < o.Attempts; i++ {
 		if i%100000 == 0 && ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		// Working time to wall time: day d, minute m of the 16 working hours.
 		off := (float64(i) + rng.Float64()) * active / float64(o.Attempts)
@@ -269,7 +276,7 @@ func generateTx(ctx context.Context, tx *sql.Tx, o GenerateOptions) error {
 				so = "failed"
 			}
 			if _, err := insS.Exec(id, k+1, genSteps[k].name, "flash", t, t+d, so, ""); err != nil {
-				return err
+				return nil, err
 			}
 			t += d
 			last = genSteps[k].name
@@ -290,27 +297,27 @@ func generateTx(ctx context.Context, tx *sql.Tx, o GenerateOptions) error {
 		}
 		if _, err := insA.Exec(id, un.serial, slot, fmt.Sprintf("slot-%02d", slot), fam, ver, sum(fam+strings.Repeat("v", ver)), rev,
 			imgSHA, imgVer, "flash", outcome, class, fault, reason, hint, last, bytes, op, ms(t0), t); err != nil {
-			return err
+			return nil, err
 		}
 		if fault == "unit" {
 			log := fmt.Sprintf("boot: %s %s\r\nflash: %s at step %s\r\n", rev, un.serial, class, last)
 			z, err := deflate([]byte(log))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if _, err := insC.Exec(id, len(log), z); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	insU, err := tx.Prepare(`INSERT INTO units (serial, protocol, chip, revision, model, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer insU.Close()
 	for _, u := range units {
 		if _, err := insU.Exec(u.serial, "", "", "rev-"+string(rune('A'+u.rev)), "", u.first, u.last); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// The copies, made by SQLite without a round trip per row. Copy k's
@@ -319,7 +326,7 @@ func generateTx(ctx context.Context, tx *sql.Tx, o GenerateOptions) error {
 	base := int64(o.Attempts)
 	for k := 1; k < copies; k++ {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		shift := int64(active / float64(total) * float64(k))
 		suffix := fmt.Sprintf("-%d", k)
@@ -344,14 +351,9 @@ func generateTx(ctx context.Context, tx *sql.Tx, o GenerateOptions) error {
 				[]any{int64(k) * base, base}},
 		} {
 			if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
-				return fmt.Errorf("copy %d: %w", k, err)
+				return nil, fmt.Errorf("copy %d: %w", k, err)
 			}
 		}
 	}
-	for _, sq := range idx {
-		if _, err := tx.Exec(sq); err != nil {
-			return err
-		}
-	}
-	return nil
+	return idx, nil
 }

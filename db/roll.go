@@ -312,10 +312,16 @@ func rollFinished(tx *sql.Tx, id int64) error {
 			if _, err := tx.Exec(`INSERT INTO visits (serial, n, first_attempt, passed_attempt) VALUES (?, ?, ?, ?)`, a.serial, n+1, a.id, pa); err != nil {
 				return err
 			}
+			if _, err := tx.Exec(`UPDATE attempts SET visit = ?, visit_passed = ? WHERE id = ?`, n+1, pa != nil, a.id); err != nil {
+				return err
+			}
 		case err != nil:
 			return err
 		case a.outcome == string(Passed):
 			if _, err := tx.Exec(`UPDATE visits SET passed_attempt = ? WHERE serial = ? AND n = ?`, a.id, a.serial, n); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(`UPDATE attempts SET visit_passed = 1 WHERE id = ?`, first); err != nil {
 				return err
 			}
 			closer = new(rollAttempt)
@@ -436,8 +442,9 @@ func inflate(z []byte) ([]byte, error) {
 // (bounded by the rollup rows and the units with an open visit, not by the
 // attempts).
 func rebuildRollups(tx *sql.Tx) error {
-	for _, t := range []string{"roll", "roll_steps", "visits"} {
-		if _, err := tx.Exec(`DELETE FROM ` + t); err != nil {
+	for _, q := range []string{`DELETE FROM roll`, `DELETE FROM roll_steps`, `DELETE FROM visits`,
+		`UPDATE attempts SET visit = 0, visit_passed = 0 WHERE visit != 0 OR visit_passed != 0`} {
+		if _, err := tx.Exec(q); err != nil {
 			return err
 		}
 	}
@@ -470,6 +477,11 @@ func rebuildRollups(tx *sql.Tx) error {
 		return err
 	}
 	defer visit.Close()
+	mark, err := tx.Prepare(`UPDATE attempts SET visit = ?, visit_passed = ? WHERE id = ?`)
+	if err != nil {
+		return err
+	}
+	defer mark.Close()
 	rows, err := tx.Query(`SELECT ` + rollAttemptCols + ` FROM attempts WHERE outcome != 'running' ORDER BY id`)
 	if err != nil {
 		return err
@@ -499,6 +511,10 @@ func rebuildRollups(tx *sql.Tx) error {
 					rows.Close()
 					return err
 				}
+				if _, err := mark.Exec(u.n, true, u.opener.id); err != nil {
+					rows.Close()
+					return err
+				}
 				op := u.opener
 				op.keys(func(k rollKey) { add(k, Counts{FinalPass: 1}) })
 				u.opener = nil
@@ -514,6 +530,9 @@ func rebuildRollups(tx *sql.Tx) error {
 	for serial, u := range units {
 		if u.opener != nil {
 			if _, err := visit.Exec(serial, u.n, u.opener.id, nil); err != nil {
+				return err
+			}
+			if _, err := mark.Exec(u.n, false, u.opener.id); err != nil {
 				return err
 			}
 		}

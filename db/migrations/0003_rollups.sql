@@ -13,7 +13,7 @@ CREATE TABLE visits (
 	passed_attempt INTEGER,          -- NULL while the unit has not passed
 	PRIMARY KEY (serial, n)
 );
-CREATE UNIQUE INDEX visits_first ON visits(first_attempt, passed_attempt, n);
+CREATE UNIQUE INDEX visits_first ON visits(first_attempt);
 
 -- Totals of finished attempts, by the hour (grain 1) or the UTC day (grain
 -- 24) they started in, grouped by gdim ('', revision, recipe, image, slot,
@@ -67,8 +67,13 @@ CREATE TABLE console_z (
 );
 
 ALTER TABLE attempts ADD COLUMN console_pruned INTEGER NOT NULL DEFAULT 0;
+-- The visit an attempt opened (its number, 0 for none) and whether that
+-- visit passed by now: the visits table's facts on the attempt's row, so
+-- counts read from the attempts need no join.
+ALTER TABLE attempts ADD COLUMN visit INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN visit_passed INTEGER NOT NULL DEFAULT 0;
 
 -- Both dashboard filters at once are answered from the attempts, through
 -- this index, which covers the series and the operator grouping.
-CREATE INDEX attempts_slot_rev ON attempts(slot, revision, started_at, outcome, fault, finished_at, bytes_written, operator);
+CREATE INDEX attempts_slot_rev ON attempts(slot, revision, started_at, outcome, fault, finished_at, bytes_written, operator, visit, visit_passed);
 CREATE INDEX attempts_finished ON attempts(finished_at);
