@@ -120,6 +120,9 @@ func (s *Store) counts(ctx context.Context, r Range, grain int, gdim string, byB
 	lo, hi := r.bounds()
 	g := int64(grain) * hourMS
 	fdim, fkey, raw := r.filter()
+	if raw && grain == 24 {
+		fdim, fkey, raw = "revslot", revSlot(r.Revision, r.Slot), false
+	}
 	var b0, b1 int64
 	edges := [][2]int64{{lo, hi}}
 	if !raw {

@@ -19,16 +19,17 @@ import (
 //     days, shifts, units per hour);
 //   - roll, grain 24: per UTC day of its start, grouped by revision,
 //     recipe version, image, slot, operator and failure class, again once
-//     per filter (the groupings and the Pareto);
+//     per filter and once under revision and slot at once (the groupings
+//     and the Pareto);
 //   - roll_steps: a histogram of how long each of its steps took, per day
 //     and filter, and per week under revision and slot at once.
 //
 // A year is at most 8,760 hours and 365 days whatever the number of
 // attempts, so a query over a year reads a few thousand rows where the
 // attempts would be a million or ten. Partial days (weeks) at the ends of
-// a time range, and the counts filtered on revision and slot at once, read
-// the attempts through an index (attempts_started, and attempts_slot_rev,
-// which covers them); those slices are small. RebuildRollups recomputes every rollup from the
+// a time range, and the hourly series filtered on revision and slot at
+// once, read the attempts through an index (attempts_started, and
+// attempts_slot_rev, which covers them); those slices are small. RebuildRollups recomputes every rollup from the
 // attempts (after an import, or when this schema arrives on an old
 // database) with the same rules as the live path.
 
@@ -36,6 +37,9 @@ import (
 var (
 	gdims = []string{"", "revision", "recipe", "image", "slot", "operator", "class"}
 	fdims = []string{"", "revision", "slot"}
+	// rollFdims are the filters of roll: by the day, also revision and
+	// slot at once.
+	rollFdims = []string{"", "revision", "slot", "revslot"}
 )
 
 const hourMS = int64(time.Hour / time.Millisecond)
@@ -125,6 +129,8 @@ func (a *rollAttempt) fkey(fdim string) string {
 		return a.revision
 	case "slot":
 		return strconv.Itoa(a.slot)
+	case "revslot":
+		return revSlot(a.revision, a.slot)
 	}
 	return ""
 }
@@ -220,9 +226,11 @@ type rollKey struct {
 
 // keys calls fn with every rollup row the attempt counts in.
 func (a *rollAttempt) keys(fn func(rollKey)) {
-	for _, fd := range fdims {
+	for _, fd := range rollFdims {
 		fk := a.fkey(fd)
-		fn(rollKey{grain: 1, fdim: fd, fkey: fk, bucket: a.started / hourMS})
+		if fd != "revslot" { // revision and slot at once: hours come from the attempts
+			fn(rollKey{grain: 1, fdim: fd, fkey: fk, bucket: a.started / hourMS})
+		}
 		for _, gd := range gdims {
 			if gk, ok := a.gkey(gd); ok {
 				fn(rollKey{grain: 24, fdim: fd, fkey: fk, gdim: gd, bucket: a.started / (24 * hourMS), gkey: gk})

@@ -18,7 +18,8 @@ CREATE UNIQUE INDEX visits_first ON visits(first_attempt);
 -- Totals of finished attempts, by the hour (grain 1) or the UTC day (grain
 -- 24) they started in, grouped by gdim ('', revision, recipe, image, slot,
 -- operator, class) and kept once per dashboard filter fdim ('' for none,
--- revision, slot). A visit counts in the bucket and groups of the attempt
+-- revision, slot; by the day also 'revslot', revision and slot at once,
+-- fkey revision, char 31, slot). A visit counts in the bucket and groups of the attempt
 -- that opened it.
 CREATE TABLE roll (
 	grain          INTEGER NOT NULL,
