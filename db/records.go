@@ -134,11 +134,23 @@ func (s *Store) StartStep(ctx context.Context, attempt int64, st Step) error {
 // EndStep records how a step ended (batched, like StartStep).
 func (s *Store) EndStep(ctx context.Context, attempt int64, seq int, outcome, detail string) error {
 	now := ms(time.Now())
-	return s.writeAsync(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE steps SET finished_at = ?, outcome = ?, detail = ? WHERE attempt_id = ? AND seq = ?`,
+	var name string
+	var took time.Duration
+	return s.enqueue(ctx, op{fn: func(tx *sql.Tx) error {
+		var started int64
+		err := tx.QueryRow(`SELECT name, started_at FROM steps WHERE attempt_id = ? AND seq = ?`, attempt, seq).Scan(&name, &started)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		took = time.Duration(now-started) * time.Millisecond
+		_, err = tx.Exec(`UPDATE steps SET finished_at = ?, outcome = ?, detail = ? WHERE attempt_id = ? AND seq = ?`,
 			now, outcome, detail, attempt, seq)
 		return err
-	})
+	}, after: func() {
+		if o := s.observer(); o != nil && name != "" {
+			o.StepFinished(name, outcome, took)
+		}
+	}})
 }
 
 // AppendConsole appends text the unit printed to the attempt's console log
@@ -234,8 +246,12 @@ func (s *Store) FinishAttempt(ctx context.Context, id int64, f Finish) error {
 	if f.Finished.IsZero() {
 		f.Finished = time.Now()
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThen(ctx, func(tx *sql.Tx) error {
 		return finishTx(tx, id, f)
+	}, func() {
+		if o := s.observer(); o != nil {
+			o.AttemptFinished(string(f.Outcome), f.Class, f.Fault, f.Bytes)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("db: finish attempt %d: %w", id, err)
@@ -266,6 +282,9 @@ func finishTx(tx *sql.Tx, id int64, f Finish) error {
 	if err != nil {
 		return err
 	}
+	if err := rollFinished(tx, id); err != nil {
+		return fmt.Errorf("roll up: %w", err)
+	}
 	now := ms(f.Finished)
 	if f.Outcome == Passed {
 		if !serial.Valid {
@@ -288,7 +307,7 @@ func finishTx(tx *sql.Tx, id int64, f Finish) error {
 // returning their pool reservations. It returns the attempts it marked.
 func (s *Store) MarkInterrupted(ctx context.Context) ([]Attempt, error) {
 	var ids []int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThen(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.Query(`SELECT id FROM attempts WHERE outcome = 'running' ORDER BY id`)
 		if err != nil {
 			return err
@@ -316,6 +335,12 @@ func (s *Store) MarkInterrupted(ctx context.Context) ([]Attempt, error) {
 			}
 		}
 		return nil
+	}, func() {
+		if o := s.observer(); o != nil {
+			for range ids {
+				o.AttemptFinished(string(Interrupted), "station-stopped", "station", 0)
+			}
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("db: mark interrupted attempts: %w", err)
@@ -334,30 +359,35 @@ func (s *Store) MarkInterrupted(ctx context.Context) ([]Attempt, error) {
 // Attempt is an attempt as stored, with its steps, console log and
 // artifacts when read one at a time.
 type Attempt struct {
-	ID            int64      `json:"id"`
-	Serial        string     `json:"serial"`
-	Slot          int        `json:"slot"`
-	SlotName      string     `json:"slot_name"`
-	Recipe        string     `json:"recipe"`
-	RecipeVersion int        `json:"recipe_version"`
-	RecipeSHA256  string     `json:"recipe_sha256"`
-	Revision      string     `json:"revision"`
-	ImageSHA256   string     `json:"image_sha256"`
-	ImageVersion  string     `json:"image_version"`
-	Strategy      string     `json:"strategy"`
-	Outcome       Outcome    `json:"outcome"`
-	Class         string     `json:"class"`
-	Fault         string     `json:"fault"`
-	Reason        string     `json:"reason"`
-	Hint          string     `json:"hint"`
-	LastStep      string     `json:"last_step"`
-	Bytes         int64      `json:"bytes_written"`
-	Operator      string     `json:"operator"`
-	Started       time.Time  `json:"started"`
-	Finished      time.Time  `json:"finished,omitzero"`
-	Steps         []Step     `json:"steps,omitempty"`
-	Console       string     `json:"console,omitempty"`
-	Artifacts     []Artifact `json:"artifacts,omitempty"`
+	ID            int64     `json:"id"`
+	Serial        string    `json:"serial"`
+	Slot          int       `json:"slot"`
+	SlotName      string    `json:"slot_name"`
+	Recipe        string    `json:"recipe"`
+	RecipeVersion int       `json:"recipe_version"`
+	RecipeSHA256  string    `json:"recipe_sha256"`
+	Revision      string    `json:"revision"`
+	ImageSHA256   string    `json:"image_sha256"`
+	ImageVersion  string    `json:"image_version"`
+	Strategy      string    `json:"strategy"`
+	Outcome       Outcome   `json:"outcome"`
+	Class         string    `json:"class"`
+	Fault         string    `json:"fault"`
+	Reason        string    `json:"reason"`
+	Hint          string    `json:"hint"`
+	LastStep      string    `json:"last_step"`
+	Bytes         int64     `json:"bytes_written"`
+	Operator      string    `json:"operator"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished,omitzero"`
+	// ConsolePruned says retention deleted the console log.
+	ConsolePruned bool `json:"console_pruned,omitempty"`
+	// Visit is the unit's visit the attempt belongs to (1 for its first
+	// stay, 3 for its second return), in unit histories only.
+	Visit     int        `json:"visit,omitempty"`
+	Steps     []Step     `json:"steps,omitempty"`
+	Console   string     `json:"console,omitempty"`
+	Artifacts []Artifact `json:"artifacts,omitempty"`
 }
 
 // Duration returns how long the attempt took (so far, if it runs).
@@ -371,7 +401,7 @@ func (a Attempt) Duration() time.Duration {
 
 const attemptCols = `id, COALESCE(unit_serial, ''), slot, slot_name, recipe, recipe_version, recipe_sha256, revision,
 	image_sha256, image_version, strategy, outcome, class, fault, reason, hint, last_step, bytes_written, operator,
-	started_at, finished_at`
+	started_at, finished_at, console_pruned`
 
 func scanAttempt(sc interface{ Scan(...any) error }) (Attempt, error) {
 	var a Attempt
@@ -379,7 +409,7 @@ func scanAttempt(sc interface{ Scan(...any) error }) (Attempt, error) {
 	var outcome string
 	err := sc.Scan(&a.ID, &a.Serial, &a.Slot, &a.SlotName, &a.Recipe, &a.RecipeVersion, &a.RecipeSHA256, &a.Revision,
 		&a.ImageSHA256, &a.ImageVersion, &a.Strategy, &outcome, &a.Class, &a.Fault, &a.Reason, &a.Hint, &a.LastStep,
-		&a.Bytes, &a.Operator, &started, &finished)
+		&a.Bytes, &a.Operator, &started, &finished, &a.ConsolePruned)
 	a.Outcome, a.Started, a.Finished = Outcome(outcome), fromMS(started), fromMS(finished)
 	return a, err
 }
@@ -415,8 +445,18 @@ func (s *Store) Attempt(ctx context.Context, id int64) (Attempt, error) {
 	return a, err
 }
 
-// Console returns an attempt's whole console log.
+// Console returns an attempt's whole console log: compressed once the
+// attempt ended, in chunks while it runs, empty once retention pruned it.
 func (s *Store) Console(ctx context.Context, id int64) (string, error) {
+	var z []byte
+	err := s.r.QueryRowContext(ctx, `SELECT data FROM console_z WHERE attempt_id = ?`, id).Scan(&z)
+	if err == nil {
+		b, err := inflate(z)
+		return string(b), err
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", err
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT data FROM console WHERE attempt_id = ? ORDER BY seq`, id)
 	if err != nil {
 		return "", err
@@ -494,9 +534,15 @@ func (s *Store) Attempts(ctx context.Context, f Filter) ([]Attempt, error) {
 	return out, rows.Err()
 }
 
-// UnitHistory is a unit with every attempt on it, oldest first.
+// UnitHistory is a unit with every attempt on it, oldest first, each with
+// its steps and console log.
 type UnitHistory struct {
-	Unit     Unit      `json:"unit"`
+	Unit Unit `json:"unit"`
+	// Visits is how many stays at the station the unit began: a visit
+	// opens with its first judged attempt (a pass or a failure through its
+	// fault) after the previous visit passed. Visits > 1 marks a repeat
+	// visitor (a unit back for an RMA).
+	Visits   int       `json:"visits"`
 	Attempts []Attempt `json:"attempts"`
 }
 
@@ -507,7 +553,7 @@ func (s *Store) Unit(ctx context.Context, serial string) (UnitHistory, error) {
 	err := s.r.QueryRowContext(ctx, `SELECT serial, protocol, chip, revision, model, first_seen, last_seen FROM units WHERE serial = ?`, serial).
 		Scan(&h.Unit.Serial, &h.Unit.Protocol, &h.Unit.Chip, &h.Unit.Revision, &h.Unit.Model, &first, &last)
 	if errors.Is(err, sql.ErrNoRows) {
-		return h, fmt.Errorf("db: no unit with serial number %q", serial)
+		return h, fmt.Errorf("%w: no unit with serial number %q", ErrNotFound, serial)
 	}
 	if err != nil {
 		return h, err
@@ -525,7 +571,40 @@ func (s *Store) Unit(ctx context.Context, serial string) (UnitHistory, error) {
 		}
 		h.Attempts = append(h.Attempts, a)
 	}
-	return h, rows.Err()
+	if err := rows.Err(); err != nil {
+		return h, err
+	}
+	rows.Close()
+	firsts := map[int64]int{}
+	vrows, err := s.r.QueryContext(ctx, `SELECT n, first_attempt FROM visits WHERE serial = ?`, serial)
+	if err != nil {
+		return h, err
+	}
+	for vrows.Next() {
+		var n int
+		var first int64
+		if err := vrows.Scan(&n, &first); err != nil {
+			vrows.Close()
+			return h, err
+		}
+		firsts[first] = n
+		h.Visits = max(h.Visits, n)
+	}
+	vrows.Close()
+	visit := 0
+	for i := range h.Attempts {
+		a := &h.Attempts[i]
+		if n, ok := firsts[a.ID]; ok {
+			visit = n
+		}
+		a.Visit = visit
+		full, err := s.Attempt(ctx, a.ID)
+		if err != nil {
+			return h, err
+		}
+		a.Steps, a.Console, a.Artifacts = full.Steps, full.Console, full.Artifacts
+	}
+	return h, nil
 }
 
 // Units returns every unit, most recently seen first.

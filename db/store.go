@@ -9,6 +9,13 @@
 // The database runs in WAL mode with synchronous=FULL, so an attempt is
 // durable once FinishAttempt returns, even across a power cut.
 //
+// Each attempt's end also adds it, in the same transaction, to the
+// dashboard's rollups and to its unit's visits, and compresses its console
+// log (roll.go); the dashboard's queries read the rollups (dash.go), so
+// they stay fast at ten million attempts. Exports stream, imports load
+// them back, and Backup copies the database through SQLite's online
+// backup while the station writes (export.go).
+//
 // Times are stored as Unix milliseconds.
 package db
 
@@ -46,12 +53,36 @@ type Store struct {
 	closed  bool
 	errMu   sync.Mutex
 	lastErr error // the last error of an asynchronous write
+	obsMu   sync.RWMutex
+	obs     Observer
 }
 
 // op is one write, run inside the writer's batch transaction.
 type op struct {
-	fn   func(*sql.Tx) error
-	done chan error // nil for fire-and-forget writes
+	fn    func(*sql.Tx) error
+	done  chan error // nil for fire-and-forget writes
+	after func()     // run once the write has committed; may be nil
+}
+
+// Observer hears of what the record holds as each write commits (the
+// station's Prometheus metrics). Its methods must not block.
+type Observer interface {
+	AttemptFinished(outcome, class, fault string, bytes int64)
+	StepFinished(step, outcome string, d time.Duration)
+}
+
+// SetObserver makes o hear of every attempt and step that ends from now
+// on; nil stops it.
+func (s *Store) SetObserver(o Observer) {
+	s.obsMu.Lock()
+	s.obs = o
+	s.obsMu.Unlock()
+}
+
+func (s *Store) observer() Observer {
+	s.obsMu.RLock()
+	defer s.obsMu.RUnlock()
+	return s.obs
 }
 
 // batchMax bounds how many operations share one transaction.
@@ -117,6 +148,23 @@ func migrate(w *sql.DB) error {
 	if err := w.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
 		return err
 	}
+	// Each migration is applied unless recorded, not only those above the
+	// highest recorded: branches add numbered migrations in parallel, and
+	// one merged later than a higher one must still run.
+	done := map[int]bool{}
+	vrows, err := w.Query(`SELECT version FROM schema_migrations`)
+	if err != nil {
+		return err
+	}
+	for vrows.Next() {
+		var v int
+		if err := vrows.Scan(&v); err != nil {
+			vrows.Close()
+			return err
+		}
+		done[v] = true
+	}
+	vrows.Close()
 	latest := 0
 	for _, n := range names {
 		v, err := migrationVersion(n)
@@ -130,7 +178,7 @@ func migrate(w *sql.DB) error {
 	}
 	for _, n := range names {
 		v, _ := migrationVersion(n)
-		if v <= have {
+		if done[v] {
 			continue
 		}
 		body, err := migrationFS.ReadFile(n)
@@ -156,6 +204,12 @@ func migrate(w *sql.DB) error {
 		if _, err := tx.Exec(string(body)); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("migration %s: %w", path.Base(n), err)
+		}
+		if post := postMigrate[v]; post != nil {
+			if err := post(tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("migration %s: %w", path.Base(n), err)
+			}
 		}
 		if _, err := tx.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`, v, path.Base(n), ms(time.Now())); err != nil {
 			tx.Rollback()
@@ -220,6 +274,9 @@ func (s *Store) runBatch(batch []op) {
 		if err != nil {
 			e = fmt.Errorf("db: commit: %w", err)
 		}
+		if e == nil && o.after != nil {
+			o.after()
+		}
 		if o.done != nil {
 			o.done <- e
 		} else if e != nil {
@@ -260,6 +317,15 @@ func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
 // writeAsync queues fn; it blocks only while the queue is full.
 func (s *Store) writeAsync(ctx context.Context, fn func(*sql.Tx) error) error {
 	return s.enqueue(ctx, op{fn: fn})
+}
+
+// writeThen runs fn like write, then after once it has committed.
+func (s *Store) writeThen(ctx context.Context, fn func(*sql.Tx) error, after func()) error {
+	done := make(chan error, 1)
+	if err := s.enqueue(ctx, op{fn: fn, done: done, after: after}); err != nil {
+		return err
+	}
+	return <-done
 }
 
 func (s *Store) enqueue(ctx context.Context, o op) error {

@@ -2,8 +2,6 @@ package db
 
 import (
 	"context"
-	"encoding/csv"
-	"io"
 	"sort"
 	"strconv"
 	"time"
@@ -207,34 +205,4 @@ func (s *Store) FailurePareto(ctx context.Context, since, until time.Time) ([]Pa
 		return out[i].Class < out[j].Class
 	})
 	return out, nil
-}
-
-// ExportCSV writes the attempts the filter selects as CSV, oldest first,
-// with a header row.
-func (s *Store) ExportCSV(ctx context.Context, w io.Writer, f Filter) error {
-	if f.Limit <= 0 {
-		f.Limit = 1 << 30
-	}
-	as, err := s.Attempts(ctx, f)
-	if err != nil {
-		return err
-	}
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"id", "serial", "slot", "slot_name", "recipe", "recipe_version", "recipe_sha256", "revision",
-		"image_sha256", "image_version", "strategy", "outcome", "class", "fault", "reason", "last_step",
-		"bytes_written", "operator", "started", "finished", "seconds"})
-	for i := len(as) - 1; i >= 0; i-- {
-		a := as[i]
-		fin, secs := "", ""
-		if !a.Finished.IsZero() {
-			fin = a.Finished.UTC().Format(time.RFC3339Nano)
-			secs = strconv.FormatFloat(a.Finished.Sub(a.Started).Seconds(), 'f', 3, 64)
-		}
-		cw.Write([]string{strconv.FormatInt(a.ID, 10), a.Serial, strconv.Itoa(a.Slot), a.SlotName, a.Recipe,
-			strconv.Itoa(a.RecipeVersion), a.RecipeSHA256, a.Revision, a.ImageSHA256, a.ImageVersion, a.Strategy,
-			string(a.Outcome), a.Class, a.Fault, a.Reason, a.LastStep, strconv.FormatInt(a.Bytes, 10), a.Operator,
-			a.Started.UTC().Format(time.RFC3339Nano), fin, secs})
-	}
-	cw.Flush()
-	return cw.Error()
 }

@@ -28,7 +28,7 @@ type WebOptions struct {
 func (st *Station) Serve(addr string, o WebOptions) (string, func(), error) {
 	ws := web.New(web.Config{
 		Tracker: st.Tracker, Bus: st.Bus,
-		Records: webRecords{st.Store}, Control: webControl{st}, History: webHistory{st.Store},
+		Records: webRecords{s: st.Store}, Control: webControl{st}, History: webHistory{st.Store}, Metrics: st.metrics(),
 		Accounts: webAccounts{st.Store}, Audit: webAudit{st.Store},
 		OperatorLogin: o.OperatorLogin, Title: o.Title, Log: st.log,
 	})
@@ -151,53 +151,48 @@ func (a webAudit) AuditLog(ctx context.Context, since time.Time, limit int) ([]w
 	return out, nil
 }
 
-// webRecords answers the dashboard from the database.
-type webRecords struct{ s *db.Store }
+// webRecords answers the dashboard from the database's rollups (see
+// dashboard.go).
+type webRecords struct {
+	s      *db.Store
+	shifts []db.Shift // nil: db.DefaultShifts
+}
+
+// yieldRow is a group's counts in the summary rows of /api/yield: units
+// are the visits judged (see web.Dashboard).
+func yieldRow(key string, c db.Counts) web.YieldRow {
+	return web.YieldRow{Key: key, Units: int(c.Visits), FirstPass: int(c.FirstPass), FirstPassYield: c.FirstPassYield(),
+		FinalYield: c.FinalYield(), Attempts: int(c.Attempts), Passed: int(c.Passed), UnitFaults: int(c.UnitFaults),
+		StationFaults: int(c.StationFaults), Refused: int(c.Refused), Interrupted: int(c.Interrupted), Yield: c.AttemptYield()}
+}
 
 func (r webRecords) Yield(ctx context.Context, by string, since time.Time) ([]web.YieldRow, error) {
-	y, err := r.s.Yield(ctx, since, time.Time{})
+	gs, err := r.s.Groups(ctx, db.Range{Since: since}, by)
 	if err != nil {
 		return nil, err
 	}
-	var groups []db.Group
-	switch by {
-	case "all":
-		row := web.YieldRow{Key: "all", Units: y.Units, FirstPass: y.FirstPass, FirstPassYield: y.FirstPassYield, FinalYield: y.FinalYield,
-			Attempts: y.Attempts, Passed: y.ByOutcome[string(db.Passed)], Refused: y.ByOutcome[string(db.Refused)],
-			Interrupted: y.ByOutcome[string(db.Interrupted)], UnitFaults: y.ByFault["unit"], StationFaults: y.ByFault["station"]}
-		if n := row.Passed + row.UnitFaults; n > 0 {
-			row.Yield = float64(row.Passed) / float64(n)
-		}
-		return []web.YieldRow{row}, nil
-	case "revision":
-		groups = y.ByRevision
-	case "slot":
-		groups = y.BySlot
-	case "recipe":
-		groups = y.ByRecipe
-	default:
-		return nil, fmt.Errorf("unknown grouping %q", by)
+	rows := make([]web.YieldRow, 0, len(gs))
+	for _, g := range gs {
+		rows = append(rows, yieldRow(g.Key, g.Counts))
 	}
-	rows := make([]web.YieldRow, len(groups))
-	for i, g := range groups {
-		rows[i] = web.YieldRow{Key: g.Key, Attempts: g.Attempts, Passed: g.Passed, UnitFaults: g.UnitFaults,
-			StationFaults: g.StationFaults, Refused: g.Refused, Interrupted: g.Interrupted, Yield: g.Yield}
+	if by == "all" && len(rows) == 0 {
+		rows = append(rows, yieldRow("all", db.Counts{}))
 	}
 	return rows, nil
 }
 
 func (r webRecords) Pareto(ctx context.Context, since time.Time) ([]web.ParetoRow, error) {
-	ps, err := r.s.FailurePareto(ctx, since, time.Time{})
+	ps, err := r.s.Pareto(ctx, db.Range{Since: since})
 	if err != nil {
 		return nil, err
 	}
 	rows := make([]web.ParetoRow, len(ps))
 	for i, p := range ps {
-		rows[i] = web.ParetoRow{Class: p.Class, Fault: p.Fault, Count: p.Count, Share: p.Share}
+		rows[i] = web.ParetoRow{Class: p.Class, Fault: p.Fault, Count: int(p.Count), Share: p.Share}
 	}
 	return rows, nil
 }
 
 func (r webRecords) ExportCSV(ctx context.Context, w io.Writer, since time.Time) error {
-	return r.s.ExportCSV(ctx, w, db.Filter{Since: since})
+	return r.s.Export(ctx, w, "csv", db.Filter{Since: since})
 }

@@ -41,6 +41,8 @@
 //	GET  /api/yield?by=all|revision|slot|recipe&since=24h
 //	GET  /api/pareto?since=24h
 //	GET  /api/export.csv?since=24h
+//	GET  /api/dashboard, /api/charts/{chart}.svg, /api/units/{serial}, /api/export  (see [Dashboard])
+//	GET  /metrics                  Prometheus metrics (see [Metrics])
 //	GET  /api/session, POST /api/login, POST /api/logout
 //	GET  /api/settings, POST /api/settings (settings)
 //	GET  /api/audit?since=24h      the audit log (settings)
@@ -107,6 +109,8 @@ type Config struct {
 	PingInterval time.Duration
 	// Log receives connection errors and supervisor actions; nil discards.
 	Log *slog.Logger
+	// Metrics is served at /metrics; nil serves the slot gauges only.
+	Metrics *Metrics
 }
 
 // Server is the station's HTTP handler.
@@ -154,6 +158,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(cfg.Tracker)
 	}
 	sub, err := fs.Sub(assetFS, "assets")
 	if err != nil {
@@ -233,6 +240,11 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/yield", s.yield)
 	m.HandleFunc("GET /api/pareto", s.pareto)
 	m.HandleFunc("GET /api/export.csv", s.exportCSV)
+	m.HandleFunc("GET /api/export", s.export)
+	m.HandleFunc("GET /api/dashboard", s.getDashboard)
+	m.HandleFunc("GET /api/charts/{chart}", s.chart)
+	m.HandleFunc("GET /api/units/{serial}", s.getUnit)
+	m.Handle("GET /metrics", s.cfg.Metrics.Handler())
 	m.HandleFunc("GET /api/session", s.session)
 	m.HandleFunc("POST /api/login", s.login)
 	m.HandleFunc("POST /api/logout", s.guard("", s.logout))

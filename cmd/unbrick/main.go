@@ -10,6 +10,11 @@
 //	unbrick records --data DIR                          list recovery records
 //	unbrick user add|passwd|remove|list NAME            accounts of the page (password asked, never a flag)
 //	unbrick bench  --units N [--json FILE]              the station measured against models in another process
+//	unbrick records export --format csv|json [--since T] [--until T]   streamed; records import FILE loads it back
+//	unbrick records backup FILE                         online backup while the station runs
+//	unbrick records generate --attempts N --days D      plausible history for benchmarks and demos
+//	unbrick records bench                               time every dashboard query
+//	unbrick records prune --console-days N              console log retention (outcomes are kept)
 //
 // main is thin: run does the work, so the tests can call it.
 package main

@@ -15,8 +15,16 @@ import (
 
 // runRecords lists recovery records, or one attempt with its steps and
 // console log, or exports them as CSV.
+//
+// The subcommands generate, bench, export, import, backup, prune and
+// rebuild are in records_tools.go.
 func runRecords(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("records", "[--data DIR] [--serial SN] [--slot N] [--attempt ID] [--csv] [--json]", stderr)
+	if len(args) > 0 {
+		if sub, ok := recordTools[args[0]]; ok {
+			return sub(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fs := newFlags("records", "[--data DIR] [--serial SN] [--slot N] [--attempt ID] [--csv] [--json]  (or records generate, bench, export, import, backup, prune, rebuild)", stderr)
 	data := fs.String("data", "./var", "the data directory holding unbrick.db")
 	serial := fs.String("serial", "", "only this unit's attempts")
 	slot := fs.Int("slot", 0, "only this slot's attempts")

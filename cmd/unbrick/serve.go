@@ -46,6 +46,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	operatorLogin := fs.Bool("operator-login", false, "operators must log in to run jobs (default: anyone at the page runs them as operator)")
 	verbose := fs.Bool("v", false, "log every plug, unplug and job")
 	simLines := fs.String("sim-lines", "", "write the levels of the bench file's simulated (sim:) lines to this file at every change")
+	consoleDays := fs.Int("console-days", 0, "keep console logs this many days after their attempt ended (0: forever); outcomes are always kept")
 	var keys keyFlags
 	fs.Var(&keys, "key", "a minisign public key the bench trusts (repeat for more)")
 	var pools poolFlags
@@ -80,6 +81,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer stopWeb()
+	if *consoleDays > 0 {
+		go pruneConsoles(ctx, st.Store, *consoleDays, log)
+	}
 	fmt.Fprintf(stdout, "unbrick serve: bench %s, %d slots, %d recipes; the page is at http://%s/\n", st.Bench.Name, len(st.Slots()), len(st.Book.Recipes), addr)
 	st.Watch(ctx) // until SIGTERM
 	fmt.Fprintln(stdout, "unbrick serve: stopping; running jobs are recorded as interrupted and every slot is switched off")

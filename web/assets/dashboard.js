@@ -1,5 +1,7 @@
 // The dashboard: first-pass yield, the failure Pareto and yield per
-// revision, slot and recipe, refreshed every 30 seconds.
+// revision, slot and recipe, refreshed every 30 seconds; the trends (charts
+// drawn by the station as SVG, see /api/charts) with their filters; the
+// history of one unit.
 "use strict";
 
 const sinceSel = document.getElementById("since");
@@ -54,8 +56,98 @@ function groups(id, rows, what) {
   }
 }
 
+// trendParams are the filters as query parameters of /api/dashboard,
+// /api/charts and /api/export.
+function trendParams() {
+  const p = new URLSearchParams();
+  const from = document.getElementById("from").value;
+  const until = document.getElementById("until").value;
+  p.set("since", from || sinceSel.value);
+  if (until) p.set("until", until);
+  for (const id of ["revision", "slot", "every", "shifts"]) {
+    const v = document.getElementById(id).value.trim();
+    if (v) p.set(id, v);
+  }
+  localStorage.setItem("unbrick-shifts", document.getElementById("shifts").value);
+  return p;
+}
+
+async function refreshTrends() {
+  const note = document.getElementById("t-note");
+  const p = trendParams();
+  document.getElementById("json").href = "/api/export?format=json&" + p.toString();
+  let d;
+  try {
+    const r = await fetch("/api/dashboard?" + p.toString());
+    d = await r.json();
+    if (!r.ok) throw new Error(d.error || `HTTP ${r.status}`);
+  } catch (e) {
+    note.textContent = "No trends: " + e.message;
+    for (const img of document.querySelectorAll("img.chart")) img.hidden = true;
+    return;
+  }
+  const t = d.total;
+  document.getElementById("t-fpy").textContent = t.visits ? pct(t.first_pass_yield) : "–";
+  document.getElementById("t-final").textContent = t.visits ? pct(t.final_yield) : "–";
+  document.getElementById("t-visits").textContent = t.visits;
+  document.getElementById("t-uph").textContent = d.units_per_hour.overall.toFixed(1);
+  document.getElementById("t-repeat").textContent = d.repeat_visitors;
+  note.textContent = `${t.attempts} attempts; ${t.station_faults} station faults, ${t.refused} refused and ` +
+    `${t.interrupted} interrupted are not counted against units. Read in ${d.took_ms.toFixed(0)} ms.`;
+  const rev = document.getElementById("revision");
+  const keep = rev.value;
+  rev.replaceChildren(new Option("all", ""));
+  for (const k of d.revisions || []) rev.appendChild(new Option(k, k));
+  rev.value = keep;
+  for (const img of document.querySelectorAll("img.chart")) {
+    img.hidden = false;
+    img.src = `/api/charts/${img.dataset.chart}.svg?` + p.toString() + "&t=" + Date.now();
+  }
+}
+
+async function showUnit(ev) {
+  if (ev) ev.preventDefault();
+  const serial = document.getElementById("unit-serial").value.trim();
+  const head = document.getElementById("unit-head");
+  const tbody = document.querySelector("#unit-attempts tbody");
+  tbody.replaceChildren();
+  if (!serial) return;
+  const r = await fetch("/api/units/" + encodeURIComponent(serial));
+  const h = await r.json();
+  if (!r.ok) { head.textContent = h.error || `HTTP ${r.status}`; return; }
+  head.replaceChildren();
+  head.append(`${h.serial}: revision ${h.revision || "?"}, ${h.attempts.length} attempts, ${h.visits} visits `);
+  if (h.repeat) {
+    const b = document.createElement("span");
+    b.className = "repeat";
+    b.textContent = `repeat visitor: visit ${h.visits}`;
+    head.append(b);
+  }
+  for (const a of h.attempts) {
+    const tr = document.createElement("tr");
+    cell(tr, a.visit || "–");
+    cell(tr, new Date(a.started).toLocaleString());
+    cell(tr, a.slot);
+    cell(tr, `${a.recipe} v${a.recipe_version}`);
+    cell(tr, (a.recipe_sha256 || "").slice(0, 12));
+    cell(tr, a.image_version ? `${a.image_version} (${a.image_sha256.slice(0, 12)})` : "–");
+    cell(tr, a.outcome + (a.class ? ` (${a.class}, ${a.fault})` : ""));
+    const td = cell(tr, "");
+    const det = document.createElement("details");
+    const sum = document.createElement("summary");
+    sum.textContent = `${a.steps.length} steps`;
+    const pre = document.createElement("pre");
+    pre.textContent = a.steps.map((s) => `${s.seq} ${s.name} ${s.outcome} ${s.detail}`).join("\n") +
+      "\n\n" + (a.console_pruned ? "(console log deleted by retention)" : a.console);
+    det.append(sum, pre);
+    td.appendChild(det);
+    tbody.appendChild(tr);
+  }
+}
+
 async function refresh() {
   document.getElementById("csv").href = "/api/export.csv?since=" + encodeURIComponent(sinceSel.value);
+  refreshTrends();
   try {
     const [all, pareto, rev, slot, recipe] = await Promise.all([
       get("/api/yield?by=all"), get("/api/pareto"),
@@ -91,5 +183,9 @@ async function refresh() {
 }
 
 sinceSel.addEventListener("change", refresh);
+document.getElementById("shifts").value = localStorage.getItem("unbrick-shifts") || "";
+document.getElementById("filters").addEventListener("change", refreshTrends);
+document.getElementById("filters").addEventListener("submit", (e) => { e.preventDefault(); refreshTrends(); });
+document.getElementById("unit-form").addEventListener("submit", showUnit);
 refresh();
 setInterval(refresh, 30000);
