@@ -29,7 +29,7 @@ run: ## run the station on a virtual bench of $(UNITS) bricked units, page on ht
 
 test: deps ## vet, then run every test with the race detector
 	$(GO) vet $(PKGS)
-	$(GO) test -race -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 race: deps ## run every test three times with the race detector, to shake out flakes
 	$(GO) test -race -count=3 -timeout 40m $(PKGS)
