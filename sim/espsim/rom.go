@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/unbrick/unbrick/bootloader/esprom"
 	"github.com/unbrick/unbrick/sim"
@@ -263,10 +264,13 @@ func (r *rom) handle(pkt []byte) error {
 		// scaled by the nominal crystal over that estimate.
 		baud = int(uint64(baud) * 40000000 / uint64(r.m.romCrystal()))
 		// The answer goes out at the old rate, then the UART switches.
+		pinBaud(r.s)
 		if err := r.ok(req.Op, 0, nil); err != nil {
 			return err
 		}
-		r.s.SetBaud(baud)
+		if err := switchBaud(r.s, baud); err != nil {
+			return err
+		}
 		r.baud = baud
 		return nil
 	case esprom.OpFlashBegin, esprom.OpFlashDeflBegin:
@@ -625,3 +629,30 @@ func (f *inflater) feed(b []byte) ([]byte, error) {
 }
 
 func (f *inflater) stop() { close(f.quit) }
+
+// Baud switch timing: esptool's flasher stub answers CHANGE_BAUDRATE at the
+// old rate, waits 10 ms, sets the UART's divider and waits 1 ms more
+// (esptool flasher_stub/stub_io.c, stub_io_set_baudrate). Espressif does not
+// publish the ROM's own timing; the model gives the ROM the stub's, which is
+// what esptool's 50 ms pause after the command (loader.py change_baud: "get
+// rid of crap sent during baud rate change") allows for. Bytes a host sends
+// at the new rate before the switch reach the UART at the old one, garbled.
+const (
+	baudSwitchDelay  = 10 * time.Millisecond
+	baudSwitchSettle = time.Millisecond
+)
+
+// pinBaud holds the UART at the rate the host speaks now (the rate the
+// ROM measured, or was last told): the model's autobaud follows the host,
+// the silicon's divider does not move until it is set.
+func pinBaud(s *sim.Session) { s.SetBaud(s.HostBaud()) }
+
+// switchBaud moves the unit's UART to baud the way the stub does, after
+// its answer has gone out.
+func switchBaud(s *sim.Session, baud int) error {
+	if err := s.Busy(baudSwitchDelay); err != nil {
+		return err
+	}
+	s.SetBaud(baud)
+	return s.Busy(baudSwitchSettle)
+}

@@ -286,3 +286,98 @@ func TestWorstCaseFlashTimes(t *testing.T) {
 		})
 	}
 }
+
+// TestBaudSwitchTakesTime: after answering CHANGE_BAUDRATE the unit's UART
+// stays at the old rate for 10 ms (esptool's stub_io_set_baudrate), so a
+// host that talks at the new rate at once is garbled and gets no answer;
+// after esptool's 50 ms pause it is heard. A model that switched at once
+// would answer the first request.
+func TestBaudSwitchTakesTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, err := New("esp32", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, pd := sim.Pipe()
+		host.SetBaud(115200)
+		line := sim.NewLine(LineConfig()) // paced: the switch delay counts
+		line.Attach(pd)
+		d := sim.NewDevice("esp32", m, line)
+		defer d.Close()
+		d.SetBoot(true)
+		d.SetPower(true)
+		u := &unit{t: t, host: host, dev: d, m: m}
+		c := u.client(esprom.Options{})
+		ctx := context.Background()
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The ROM's crystal is nominal here: ask for the rate as it is.
+		send(t, u, esprom.OpChangeBaudrate, 0, beginWords(460800, 0, 0, 0)[:8])
+		// Read no further than the answer: the host switches the moment it
+		// has it.
+		var dec esprom.SLIPDecoder
+		host.SetReadTimeout(time.Millisecond)
+		buf := make([]byte, 64)
+		answered := false
+		for waited := 0; !answered && waited < 500; waited++ {
+			n, _ := host.Read(buf)
+			for _, b := range buf[:n] {
+				if pkt, _ := dec.Feed(b); pkt != nil {
+					if r, err := esprom.DecodeResponse(pkt, m.Chip().StatusLen, -1); err == nil && r.Op == esprom.OpChangeBaudrate && r.Status == 0 {
+						answered = true
+					}
+				}
+			}
+		}
+		if !answered {
+			t.Fatal("no answer to CHANGE_BAUDRATE")
+		}
+		host.SetBaud(460800)
+		quick := esprom.New(host, esprom.Options{Timeout: 100 * time.Millisecond})
+		quick.SetChip(esprom.ESP32)
+		if _, err := quick.ReadReg(ctx, esprom.ChipDetectReg); err == nil {
+			t.Fatal("ReadReg() sent at once after CHANGE_BAUDRATE = nil, want no answer: the unit's UART switches 10 ms after its answer")
+		}
+		time.Sleep(50 * time.Millisecond)
+		u.quiet(20 * time.Millisecond)
+		if _, err := quick.ReadReg(ctx, esprom.ChipDetectReg); err != nil {
+			t.Fatalf("ReadReg() after esptool's 50 ms pause = %v, want the answer at 460800", err)
+		}
+	})
+}
+
+// TestClientWaitsOutTheBaudSwitch: the client pauses 50 ms after
+// CHANGE_BAUDRATE, as esptool does, so its next command is heard on a unit
+// whose UART switches 10 ms after its answer.
+func TestClientWaitsOutTheBaudSwitch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, err := New("esp32", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, pd := sim.Pipe()
+		host.SetBaud(115200)
+		line := sim.NewLine(LineConfig())
+		line.Attach(pd)
+		d := sim.NewDevice("esp32", m, line)
+		defer d.Close()
+		d.SetBoot(true)
+		d.SetPower(true)
+		u := &unit{t: t, host: host, dev: d, m: m}
+		c := u.client(esprom.Options{Timeout: 100 * time.Millisecond})
+		ctx := context.Background()
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Identify(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ChangeBaud(ctx, 460800); err != nil {
+			t.Fatalf("ChangeBaud(460800) = %v", err)
+		}
+		if _, err := c.ReadReg(ctx, esprom.ChipDetectReg); err != nil {
+			t.Fatalf("ReadReg() right after ChangeBaud = %v, want an answer at 460800", err)
+		}
+	})
+}

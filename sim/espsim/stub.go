@@ -108,10 +108,13 @@ func (st *stub) handle(pkt []byte) error {
 		if len(d) != 8 || w[0] < 300 || w[0] > 5000000 {
 			return st.fail(req.Op, esprom.CodeStubBadDataLen)
 		}
+		pinBaud(r.s)
 		if err := st.ok(req.Op, 0, nil); err != nil {
 			return err
 		}
-		r.s.SetBaud(int(w[0]))
+		if err := switchBaud(r.s, int(w[0])); err != nil {
+			return err
+		}
 		r.baud = int(w[0])
 		return nil
 	case esprom.OpFlashBegin, esprom.OpFlashDeflBegin:
