@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,6 +29,14 @@ func dbPath(data, file string) string {
 		return file
 	}
 	return filepath.Join(data, "unbrick.db")
+}
+
+// dbFlags adds the --data and --db flags every records tool takes and
+// returns the database path they name, once the flags are parsed.
+func dbFlags(fs *flag.FlagSet) func() string {
+	data := fs.String("data", "./var", "the data directory holding unbrick.db")
+	file := fs.String("db", "", "the database file (instead of DIR/unbrick.db)")
+	return func() string { return dbPath(*data, *file) }
 }
 
 func runRecordsGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,8 +76,7 @@ func runRecordsGenerate(ctx context.Context, args []string, stdout, stderr io.Wr
 
 func runRecordsBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("records bench", "[--db FILE | --data DIR] [--runs N]", stderr)
-	data := fs.String("data", "./var", "the data directory holding unbrick.db")
-	file := fs.String("db", "", "the database file (instead of DIR/unbrick.db)")
+	path := dbFlags(fs)
 	runs := fs.Int("runs", 5, "runs of each query; the median is printed")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,7 +84,7 @@ func runRecordsBench(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	s, err := db.Open(dbPath(*data, *file))
+	s, err := db.Open(path())
 	if err != nil {
 		return err
 	}
@@ -108,8 +116,7 @@ func parseWhen(flagName, v string) (time.Time, error) {
 
 func runRecordsExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("records export", "--format csv|json [--since T] [--until T] [--data DIR] [--out FILE]", stderr)
-	data := fs.String("data", "./var", "the data directory holding unbrick.db")
-	file := fs.String("db", "", "the database file (instead of DIR/unbrick.db)")
+	path := dbFlags(fs)
 	format := fs.String("format", "csv", "csv or json")
 	since := fs.String("since", "", "attempts started at or after this time")
 	until := fs.String("until", "", "attempts started before this time")
@@ -128,7 +135,7 @@ func runRecordsExport(ctx context.Context, args []string, stdout, stderr io.Writ
 	if f.Until, err = parseWhen("until", *until); err != nil {
 		return err
 	}
-	s, err := db.Open(dbPath(*data, *file))
+	s, err := db.Open(path())
 	if err != nil {
 		return err
 	}
@@ -147,8 +154,7 @@ func runRecordsExport(ctx context.Context, args []string, stdout, stderr io.Writ
 
 func runRecordsImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("records import", "FILE.csv|FILE.json [--format csv|json] [--data DIR]", stderr)
-	data := fs.String("data", "./var", "the data directory holding unbrick.db")
-	file := fs.String("db", "", "the database file (instead of DIR/unbrick.db)")
+	path := dbFlags(fs)
 	format := fs.String("format", "", "csv or json (default: from the file's extension)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -169,7 +175,7 @@ func runRecordsImport(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	defer f.Close()
-	s, err := db.Open(dbPath(*data, *file))
+	s, err := db.Open(path())
 	if err != nil {
 		return err
 	}
@@ -184,15 +190,14 @@ func runRecordsImport(ctx context.Context, args []string, stdout, stderr io.Writ
 
 func runRecordsBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("records backup", "FILE [--data DIR]", stderr)
-	data := fs.String("data", "./var", "the data directory holding unbrick.db")
-	file := fs.String("db", "", "the database file (instead of DIR/unbrick.db)")
+	path := dbFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("records backup: name the file to write, e.g. unbrick records backup /mnt/usb/unbrick-backup.db")
 	}
-	s, err := db.Open(dbPath(*data, *file))
+	s, err := db.Open(path())
 	if err != nil {
 		return err
 	}
@@ -207,8 +212,7 @@ func runRecordsBackup(ctx context.Context, args []string, stdout, stderr io.Writ
 
 func runRecordsPrune(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("records prune", "--console-days N [--data DIR]", stderr)
-	data := fs.String("data", "./var", "the data directory holding unbrick.db")
-	file := fs.String("db", "", "the database file (instead of DIR/unbrick.db)")
+	path := dbFlags(fs)
 	days := fs.Int("console-days", 0, "delete console logs of attempts that ended more than N days ago (outcomes are kept)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -219,7 +223,7 @@ func runRecordsPrune(ctx context.Context, args []string, stdout, stderr io.Write
 	if *days <= 0 {
 		return fmt.Errorf("records prune: say how many days of console logs to keep, e.g. --console-days 90")
 	}
-	s, err := db.Open(dbPath(*data, *file))
+	s, err := db.Open(path())
 	if err != nil {
 		return err
 	}
@@ -234,15 +238,14 @@ func runRecordsPrune(ctx context.Context, args []string, stdout, stderr io.Write
 
 func runRecordsRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("records rebuild", "[--data DIR]", stderr)
-	data := fs.String("data", "./var", "the data directory holding unbrick.db")
-	file := fs.String("db", "", "the database file (instead of DIR/unbrick.db)")
+	path := dbFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	s, err := db.Open(dbPath(*data, *file))
+	s, err := db.Open(path())
 	if err != nil {
 		return err
 	}
