@@ -38,7 +38,9 @@ import (
 //	chunk     characters typed before their echo is checked (default 32)
 //	loady_baud the rate loady receives at (loady ADDR BAUD), falling back
 //	          step by step (460800, 230400, 115200, the console's) when a
-//	          rate fails; 0 (default) loads at the console rate
+//	          rate fails; 0 (default) loads at the console rate. The job's
+//	          log and the write step's record say the rate used and every
+//	          step down
 //	skip_same compare U-Boot's crc32 of the region with the image's before
 //	          sending it, and send nothing when they match (default false)
 type UBoot struct {
@@ -112,14 +114,31 @@ func (d UBoot) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		return nil, Identity{}, &Failure{Class: "recipe-error", Fault: StationFault, Reason: err.Error(), Hint: hintSetup}
 	}
 	return ubootTarget{c: c, st: st, ram: &ramImage{boot: plan.Options["ramboot"]}, skipSame: plan.Options["skip_same"] == "true",
-		rates: &loadRate{ladder: rates}, reset: reset}, id, nil
+		rates: &loadRate{ladder: rates, console: o.Baud}, reset: reset}, id, nil
 }
 
 // loadRate is the ladder of loady rates a target tries, fastest first, and
 // how far down it has come.
 type loadRate struct {
-	ladder []int // 0 is the console rate
-	at     int
+	ladder  []int // 0 is the console rate
+	at      int
+	console int // the console's rate, which 0 stands for
+	log     func(string)
+}
+
+// notef tells the job's log, and so the step's record, about the rate.
+func (r *loadRate) notef(format string, args ...any) {
+	if r.log != nil {
+		r.log(fmt.Sprintf(format, args...))
+	}
+}
+
+// rate is the rate in bits per second the ladder stands at.
+func (r *loadRate) rate() int {
+	if b := r.ladder[r.at]; b != 0 {
+		return b
+	}
+	return r.console
 }
 
 // fallbackRates are the rates tried below the recipe's, in order.
@@ -283,9 +302,14 @@ func (t ubootTarget) load(ctx context.Context, addr uint32, data []byte, p bootl
 		err := t.c.Write(ctx, t.st, int64(addr), data, p)
 		var re *uboot.RateError
 		if !errors.As(err, &re) || r.at == len(r.ladder)-1 || ctx.Err() != nil {
+			if err == nil {
+				r.notef("loady at %d baud", r.rate())
+			}
 			return err
 		}
+		failed := r.rate()
 		r.at++
+		r.notef("loady failed at %d baud (%v); stepping down to %d", failed, err, r.rate())
 		if !re.Stuck {
 			continue
 		}
@@ -299,8 +323,9 @@ func (t ubootTarget) load(ctx context.Context, addr uint32, data []byte, p bootl
 	}
 }
 
-// LoadBaud returns the rate loady last ran at (0: the console's).
-func (t ubootTarget) LoadBaud() int { return t.rates.ladder[t.rates.at] }
+// SetLog makes the target tell the job's log, and so the step's record,
+// the rate loady ran at and every step down.
+func (t ubootTarget) SetLog(f func(string)) { t.rates.log = f }
 
 // Verify reads the storage back into RAM and compares CRC-32s.
 func (t ubootTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -267,15 +268,16 @@ func TestUBootLoadyBaud(t *testing.T) {
 		baud  string
 		rate  int // the UART rate the model's loady ran at
 		boots int
+		used  string // the rate the record names
 	}{
-		{"921600 met", 0, "921600", 921600, 1},
-		{"48 MHz UART falls back to 230400", 48_000_000, "921600", 230769, 3},
-		{"console rate", 48_000_000, "0", 115200, 1},
+		{"921600 met", 0, "921600", 921600, 1, "921600"},
+		{"48 MHz UART falls back to 230400", 48_000_000, "921600", 230769, 3, "230400"},
+		{"console rate", 48_000_000, "0", 115200, 1, "115200"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				b := newUBootBench(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0"}, UARTClock: tc.clock})
-				rec := &memRecorder{}
+				rec := &detailRecorder{memRecorder: &memRecorder{}}
 				r := &Runner{Rec: rec, Drivers: map[string]Driver{"uboot": UBoot{}}}
 				p := ubootPlan(t, "2.0.0")
 				p.Options["loady_baud"] = tc.baud
@@ -289,6 +291,15 @@ func TestUBootLoadyBaud(t *testing.T) {
 				}
 				if st.Boots < tc.boots {
 					t.Errorf("U-Boot started %d times, want at least %d (one reset per rate that failed)", st.Boots, tc.boots)
+				}
+				// The attempt's record says the rate loady ran at, and
+				// each step down, in the write step's detail.
+				details := strings.Join(rec.details, "\n")
+				if want := fmt.Sprintf("loady at %s baud", tc.used); !strings.Contains(details, want) {
+					t.Errorf("the steps' records say %q, want %q among them", rec.details, want)
+				}
+				if got := strings.Count(details, "stepping down"); got != tc.boots-1 {
+					t.Errorf("the records tell %d steps down (%q), want %d", got, rec.details, tc.boots-1)
 				}
 				if info, err := b.model.CheckSlot("a"); err != nil || info.RootFS.Version != "2.0.0" {
 					t.Errorf("CheckSlot(a) = %+v, %v; want 2.0.0", info, err)
