@@ -90,7 +90,7 @@ func (r webRecords) UnitHistory(ctx context.Context, serial string) (web.UnitRec
 		return web.UnitRecord{}, err
 	}
 	u := h.Unit
-	out := web.UnitRecord{Serial: u.Serial, Revision: u.Revision, Chip: u.Chip, Model: u.Model, FirstSeen: u.FirstSeen,
+	out := web.UnitRecord{Serial: u.Serial, Protocol: u.Protocol, Revision: u.Revision, Chip: u.Chip, Model: u.Model, FirstSeen: u.FirstSeen,
 		LastSeen: u.LastSeen, Visits: h.Visits, Repeat: h.Visits > 1}
 	for _, a := range h.Attempts {
 		wa := web.UnitAttempt{ID: a.ID, Visit: a.Visit, Slot: a.Slot, Recipe: a.Recipe, RecipeVersion: a.RecipeVersion,
@@ -103,6 +103,28 @@ func (r webRecords) UnitHistory(ctx context.Context, serial string) (web.UnitRec
 				Finished: s.Finished, Outcome: s.Outcome, Detail: s.Detail})
 		}
 		out.Attempts = append(out.Attempts, wa)
+	}
+	return out, nil
+}
+
+// FindUnits returns the serial numbers matching q, the exact match first.
+func (r webRecords) FindUnits(ctx context.Context, q string, limit int) ([]string, error) {
+	var out []string
+	if _, err := r.s.Unit(ctx, q); err == nil {
+		out = append(out, q)
+	}
+	units, err := r.s.Units(ctx, 5000)
+	if err != nil {
+		return nil, err
+	}
+	lq := strings.ToLower(q)
+	for _, u := range units {
+		if len(out) >= limit {
+			break
+		}
+		if u.Serial != q && strings.Contains(strings.ToLower(u.Serial), lq) {
+			out = append(out, u.Serial)
+		}
 	}
 	return out, nil
 }

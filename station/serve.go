@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/unbrick/unbrick/db"
@@ -28,7 +27,7 @@ type WebOptions struct {
 func (st *Station) Serve(addr string, o WebOptions) (string, func(), error) {
 	ws := web.New(web.Config{
 		Tracker: st.Tracker, Bus: st.Bus,
-		Records: webRecords{s: st.Store}, Control: webControl{st}, History: webHistory{st.Store}, Metrics: st.metrics(),
+		Records: webRecords{s: st.Store}, Control: webControl{st}, History: webRecords{s: st.Store}, Metrics: st.metrics(),
 		Accounts: webAccounts{st.Store}, Audit: webAudit{st.Store},
 		OperatorLogin: o.OperatorLogin, Title: o.Title, Log: st.log,
 	})
@@ -69,57 +68,6 @@ func (c webControl) StartedBy(slot int) string {
 }
 
 func (c webControl) Release(slot int, by string) error { return c.st.Release(slot, by) }
-
-// webHistory answers the unit history page from the record.
-type webHistory struct{ s *db.Store }
-
-func (h webHistory) FindUnits(ctx context.Context, q string, limit int) ([]string, error) {
-	var out []string
-	if _, err := h.s.Unit(ctx, q); err == nil {
-		out = append(out, q)
-	}
-	units, err := h.s.Units(ctx, 5000)
-	if err != nil {
-		return nil, err
-	}
-	lq := strings.ToLower(q)
-	for _, u := range units {
-		if len(out) >= limit {
-			break
-		}
-		if u.Serial != q && strings.Contains(strings.ToLower(u.Serial), lq) {
-			out = append(out, u.Serial)
-		}
-	}
-	return out, nil
-}
-
-func (h webHistory) UnitHistory(ctx context.Context, serial string, full bool) (web.UnitHistory, error) {
-	uh, err := h.s.Unit(ctx, serial)
-	if err != nil {
-		return web.UnitHistory{}, err
-	}
-	u := uh.Unit
-	out := web.UnitHistory{Unit: web.UnitInfo{Serial: u.Serial, Protocol: u.Protocol, Chip: u.Chip, Revision: u.Revision,
-		Model: u.Model, FirstSeen: u.FirstSeen, LastSeen: u.LastSeen}}
-	for _, a := range uh.Attempts {
-		if full {
-			if a, err = h.s.Attempt(ctx, a.ID); err != nil {
-				return out, err
-			}
-		}
-		ar := web.AttemptRecord{ID: a.ID, Slot: a.Slot, Recipe: a.Recipe, RecipeVersion: a.RecipeVersion, RecipeSHA256: a.RecipeSHA256,
-			ImageSHA256: a.ImageSHA256, ImageVersion: a.ImageVersion, Strategy: a.Strategy, Outcome: string(a.Outcome),
-			Class: a.Class, Fault: a.Fault, Reason: a.Reason, Hint: a.Hint, Operator: a.Operator,
-			Started: a.Started, Finished: a.Finished, Console: a.Console}
-		for _, st := range a.Steps {
-			ar.Steps = append(ar.Steps, web.StepRecord{Seq: st.Seq, Name: st.Name, Strategy: st.Strategy, Outcome: st.Outcome,
-				Detail: st.Detail, Started: st.Started, Finished: st.Finished})
-		}
-		out.Attempts = append(out.Attempts, ar)
-	}
-	return out, nil
-}
 
 // webAccounts looks the page's logins up in the record.
 type webAccounts struct{ s *db.Store }

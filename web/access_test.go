@@ -28,16 +28,13 @@ func (history) FindUnits(_ context.Context, q string, limit int) ([]string, erro
 	return out, nil
 }
 
-func (history) UnitHistory(_ context.Context, serial string, full bool) (web.UnitHistory, error) {
-	h := web.UnitHistory{Unit: web.UnitInfo{Serial: serial, Chip: "0x410", Model: "sensor-b"},
-		Attempts: []web.AttemptRecord{
-			{ID: 4, Slot: 2, Recipe: "sensor-b", Outcome: "failed", Class: "verify-mismatch", Reason: "byte 0x100 reads 0x00"},
-			{ID: 9, Slot: 5, Recipe: "sensor-b", Outcome: "passed", ImageVersion: "2.0.0"},
+func (history) UnitHistory(_ context.Context, serial string) (web.UnitRecord, error) {
+	h := web.UnitRecord{Serial: serial, Chip: "0x410", Model: "sensor-b", Visits: 1,
+		Attempts: []web.UnitAttempt{
+			{ID: 4, Visit: 1, Slot: 2, Recipe: "sensor-b", Outcome: "failed", Class: "verify-mismatch", Reason: "byte 0x100 reads 0x00"},
+			{ID: 9, Visit: 1, Slot: 5, Recipe: "sensor-b", Outcome: "passed", ImageVersion: "2.0.0",
+				Steps: []web.UnitStep{{Seq: 1, Name: "write app", Outcome: "ok"}}, Console: "firmware v2.0.0\n"},
 		}}
-	if full {
-		h.Attempts[1].Steps = []web.StepRecord{{Seq: 1, Name: "write app", Outcome: "ok"}}
-		h.Attempts[1].Console = "firmware v2.0.0\n"
-	}
 	return h, nil
 }
 
@@ -235,8 +232,14 @@ func TestHistoryAPI(t *testing.T) {
 		}
 	}
 	r := do(t, c, "GET", b.ts.URL+"/api/history?q=avr&brief=1", "")
-	if strings.Contains(r.body, "console") {
-		t.Errorf("brief history carries the console: %s", r.body)
+	var a web.HistoryAnswer
+	if err := json.Unmarshal([]byte(r.body), &a); err != nil || a.History == nil {
+		t.Fatalf("GET /api/history?q=avr&brief=1 = %d %s", r.code, r.body)
+	}
+	for _, at := range a.History.Attempts {
+		if at.Console != "" || len(at.Steps) != 0 {
+			t.Errorf("brief history carries attempt %d's console or steps: %s", at.ID, r.body)
+		}
 	}
 }
 

@@ -5,76 +5,27 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // History answers the unit history page from the record. The station
-// adapts the db package to it.
+// adapts the db package to it, with the same adapter as the dashboard's:
+// the page, the detail sheet and the dashboard show one record of a unit.
 type History interface {
 	// FindUnits returns the serial numbers matching q (a serial number or
 	// a scanned barcode, whole or in part), the exact match first.
 	FindUnits(ctx context.Context, q string, limit int) ([]string, error)
-	// UnitHistory returns a unit and every attempt on it, oldest first;
-	// with full, each attempt carries its steps and console log.
-	UnitHistory(ctx context.Context, serial string, full bool) (UnitHistory, error)
-}
-
-// UnitHistory is a unit and its attempts, oldest first.
-type UnitHistory struct {
-	Unit     UnitInfo        `json:"unit"`
-	Attempts []AttemptRecord `json:"attempts"`
-}
-
-// UnitInfo is what the record knows of a unit.
-type UnitInfo struct {
-	Serial    string    `json:"serial"`
-	Protocol  string    `json:"protocol"`
-	Chip      string    `json:"chip"`
-	Revision  string    `json:"revision"`
-	Model     string    `json:"model"`
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
-}
-
-// AttemptRecord is one attempt on a unit as the record keeps it.
-type AttemptRecord struct {
-	ID            int64        `json:"id"`
-	Slot          int          `json:"slot"`
-	Recipe        string       `json:"recipe"`
-	RecipeVersion int          `json:"recipe_version"`
-	RecipeSHA256  string       `json:"recipe_sha256"`
-	ImageSHA256   string       `json:"image_sha256"`
-	ImageVersion  string       `json:"image_version"`
-	Strategy      string       `json:"strategy"`
-	Outcome       string       `json:"outcome"`
-	Class         string       `json:"class"`
-	Fault         string       `json:"fault"`
-	Reason        string       `json:"reason"`
-	Hint          string       `json:"hint"`
-	Operator      string       `json:"operator"`
-	Started       time.Time    `json:"started"`
-	Finished      time.Time    `json:"finished,omitzero"`
-	Steps         []StepRecord `json:"steps,omitempty"`
-	Console       string       `json:"console,omitempty"`
-}
-
-// StepRecord is one step of an attempt.
-type StepRecord struct {
-	Seq      int       `json:"seq"`
-	Name     string    `json:"name"`
-	Strategy string    `json:"strategy"`
-	Outcome  string    `json:"outcome"`
-	Detail   string    `json:"detail"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished,omitzero"`
+	// UnitHistory returns a unit and every attempt on it, oldest first,
+	// each with its steps and console log; an error wrapping ErrNoUnit
+	// when the serial number was never seen.
+	UnitHistory(ctx context.Context, serial string) (UnitRecord, error)
 }
 
 // HistoryAnswer is the answer of GET /api/history?q=...: the serial
 // numbers that match and, when one unit is meant, its history.
 type HistoryAnswer struct {
-	Query   string       `json:"query"`
-	Matches []string     `json:"matches"`
-	History *UnitHistory `json:"history,omitempty"`
+	Query   string      `json:"query"`
+	Matches []string    `json:"matches"`
+	History *UnitRecord `json:"history,omitempty"`
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
@@ -91,7 +42,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "q is longer than any serial number (128 characters at most)")
 		return
 	}
-	full := r.URL.Query().Get("brief") == ""
+	brief := r.URL.Query().Get("brief") != ""
 	m, err := s.cfg.History.FindUnits(r.Context(), q, 50)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "searching the record: "+err.Error())
@@ -102,13 +53,22 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		ans.Matches = []string{}
 	}
 	if len(m) == 1 || (len(m) > 0 && strings.EqualFold(m[0], q)) {
-		h, err := s.cfg.History.UnitHistory(r.Context(), m[0], full)
+		h, err := s.cfg.History.UnitHistory(r.Context(), m[0])
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, fmt.Sprintf("reading unit %s: %v", m[0], err))
 			return
 		}
 		if h.Attempts == nil {
-			h.Attempts = []AttemptRecord{}
+			h.Attempts = []UnitAttempt{}
+		}
+		for i := range h.Attempts {
+			if brief { // the detail sheet's list of visits: no steps, no console
+				h.Attempts[i].Console = ""
+				h.Attempts[i].Steps = nil
+			}
+			if h.Attempts[i].Steps == nil {
+				h.Attempts[i].Steps = []UnitStep{}
+			}
 		}
 		ans.History = &h
 	}

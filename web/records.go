@@ -317,6 +317,7 @@ type StepTime struct {
 // UnitRecord is one unit and every attempt on it; see [Dashboard].
 type UnitRecord struct {
 	Serial    string        `json:"serial"`
+	Protocol  string        `json:"protocol"`
 	Revision  string        `json:"revision"`
 	Chip      string        `json:"chip"`
 	Model     string        `json:"model"`

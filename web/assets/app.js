@@ -153,7 +153,7 @@ async function visits(v, fresh) {
       const r = await fetch("/api/history?brief=1&q=" + encodeURIComponent(v.serial), { credentials: "same-origin" });
       if (!r.ok) return;
       const a = await r.json();
-      h = a.history && a.history.unit.serial === v.serial ? a.history : { attempts: [] };
+      h = a.history && a.history.serial === v.serial ? a.history : { attempts: [] };
       visitCache.set(key, h);
     } catch (e) { return; }
   }
@@ -442,8 +442,8 @@ async function loadConsole() {
 }
 
 function renderVisits(h, v) {
-  if (h.unit && h.unit.serial === v.serial) {
-    $("d-model").textContent = [h.unit.model, h.unit.chip, h.unit.revision && "rev " + h.unit.revision].filter(Boolean).join(" · ") || "–";
+  if (h.serial === v.serial) {
+    $("d-model").textContent = [h.model, h.chip, h.revision && "rev " + h.revision].filter(Boolean).join(" · ") || "–";
   }
   const ol = $("d-history");
   ol.textContent = "";

@@ -50,8 +50,10 @@ async function search(q) {
 }
 
 function render(h) {
-  const u = h.unit;
-  $("note").textContent = h.attempts.length > 1 ? `This unit came to the bench ${h.attempts.length} times.` : "";
+  const u = h;
+  const n = h.attempts.length;
+  $("note").textContent = h.visits > 1 ? `This unit came to the bench ${h.visits} times (${n} attempts).` :
+    n > 1 ? `${n} attempts on this unit.` : "";
   $("unit").hidden = false;
   $("u-serial").textContent = u.serial;
   $("u-facts").textContent = [u.model, u.chip && "chip " + u.chip, u.revision && "revision " + u.revision, u.protocol,
@@ -61,7 +63,7 @@ function render(h) {
     const d = el("details", "attempt " + a.outcome, list);
     d.dataset.attempt = a.id;
     if (i === h.attempts.length - 1) d.open = true;
-    el("summary", "", d, `Visit ${i + 1} · attempt #${a.id} · ${when(a.started)} · slot ${a.slot} · ${a.outcome.toUpperCase()}` +
+    el("summary", "", d, (a.visit ? `Visit ${a.visit} · ` : "") + `attempt #${a.id} · ${when(a.started)} · slot ${a.slot} · ${a.outcome.toUpperCase()}` +
       (a.class ? ` (${a.class})` : ""));
     const body = el("div", "", d);
     const facts = el("dl", "facts", body);
