@@ -186,14 +186,24 @@ func PulseDTR(ctx context.Context, ml bootloader.ModemLines) error {
 // file, the recipe directory and the options of `unbrick serve`.
 type BenchConfig struct {
 	BenchFile string // the slots, their ports and lines (fixtures)
+	// Bench, if set, is the bench itself, built in memory (`unbrick
+	// bench` builds it from its models' manifest): BenchFile is not read.
+	Bench     *fixtures.Bench
 	RecipeDir string
-	DataDir   string            // the database, images; {data} in the bench file
-	Keys      *firmware.Keyring // the keys image signatures must verify with
-	Pools     []db.Pool         // number pools for provision steps
-	Log       *slog.Logger
+	// Book, if set, is the recipe book already loaded: RecipeDir is not
+	// read.
+	Book    *Book
+	DataDir string            // the database, images; {data} in the bench file
+	Keys    *firmware.Keyring // the keys image signatures must verify with
+	Pools   []db.Pool         // number pools for provision steps
+	Log     *slog.Logger
 	// SimLines, if set, is a file where the simulated lines' levels are
 	// published as they change, for a test or a trainer outside the process.
 	SimLines string
+	// RemoteLines, if set, is the Unix socket of the process whose device
+	// models own the "sim:" lines (`unbrick sim --bench`): they are driven
+	// across the process boundary (gpio.Remote) rather than in this one.
+	RemoteLines string
 }
 
 // BenchStation is a station running a real bench: its bench file, recipes
@@ -217,13 +227,17 @@ func OpenBench(ctx context.Context, cfg BenchConfig) (*BenchStation, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := fixtures.Load(cfg.BenchFile, map[string]string{"data": abs})
-	if err != nil {
-		return nil, err
+	b := cfg.Bench
+	if b == nil {
+		if b, err = fixtures.Load(cfg.BenchFile, map[string]string{"data": abs}); err != nil {
+			return nil, err
+		}
 	}
-	book, err := LoadBook(cfg.RecipeDir, cfg.Keys)
-	if err != nil {
-		return nil, err
+	book := cfg.Book
+	if book == nil {
+		if book, err = LoadBook(cfg.RecipeDir, cfg.Keys); err != nil {
+			return nil, err
+		}
 	}
 	chosen, err := SlotRecipes(b, book)
 	if err != nil {
@@ -231,9 +245,16 @@ func OpenBench(ctx context.Context, cfg BenchConfig) (*BenchStation, error) {
 	}
 	hw := NewHardware(b, cfg.Log)
 	// A bench file may name simulated lines (training, trying the page
-	// without hardware); they drive nothing outside this process.
+	// without hardware); they drive nothing outside this process, unless
+	// another process's models own them.
 	bank := gpiosim.NewBank()
-	hw.Lines.Register(gpiosim.Prefix, "simulated lines", func(n string) (pgpio.PinIO, error) { return bank.Pin(n) })
+	if cfg.RemoteLines != "" {
+		remote := &gpio.Remote{Socket: cfg.RemoteLines}
+		remote.Register(hw.Lines, gpiosim.Prefix)
+		hw.closer = append(hw.closer, remote.Close)
+	} else {
+		hw.Lines.Register(gpiosim.Prefix, "simulated lines", func(n string) (pgpio.PinIO, error) { return bank.Pin(n) })
+	}
 	js, err := hw.BuildSlots(b)
 	if err != nil {
 		hw.Close()

@@ -18,9 +18,7 @@ import (
 	"github.com/unbrick/unbrick/db"
 	"github.com/unbrick/unbrick/fixtures"
 	"github.com/unbrick/unbrick/gpio"
-	"github.com/unbrick/unbrick/gpio/gpiosim"
 	"github.com/unbrick/unbrick/jobs"
-	"github.com/unbrick/unbrick/serialport"
 	"github.com/unbrick/unbrick/sim/simbench"
 )
 
@@ -156,13 +154,7 @@ func RunBench(ctx context.Context, cfg BenchRunConfig) (*BenchRunResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	remote := &gpio.Remote{Socket: m.Socket}
-	defer remote.Close()
-	hw := &Hardware{Lines: &gpio.Registry{}, Ports: &serialport.Opener{}, Log: cfg.Log}
-	remote.Register(hw.Lines, gpiosim.Prefix)
-
 	fb := &fixtures.Bench{File: "(benchmark bench)", Name: "benchmark", Power: fixtures.PowerLimit{MaxOn: cfg.MaxOn, Window: 100 * time.Millisecond}}
-	var slots []SlotConfig
 	units := map[int]BenchUnit{}
 	pools := map[string]bool{}
 	kinds := map[string]*simbench.Kind{}
@@ -183,8 +175,7 @@ func RunBench(ctx context.Context, cfg BenchRunConfig) (*BenchRunResult, error) 
 		}
 		lines = append(lines, fixtures.Line{Role: gpio.Reset, Name: u.Reset, ActiveHigh: bool(k.ResetActive)})
 		fb.Slots = append(fb.Slots, &fixtures.Slot{Num: u.Slot, Name: fmt.Sprintf("slot %d", u.Slot), Port: fixtures.Port{Path: u.Link},
-			Lines: lines, Options: fixtures.Options{Revision: u.Revision}})
-		slots = append(slots, SlotConfig{Recipe: u.Recipe, Revision: u.Revision})
+			Lines: lines, Options: fixtures.Options{Revision: u.Revision, Recipe: u.Recipe}})
 		units[u.Slot] = u
 		for _, s := range book.Plans[u.Recipe].Strategies {
 			for _, st := range s.Steps {
@@ -194,25 +185,17 @@ func RunBench(ctx context.Context, cfg BenchRunConfig) (*BenchRunResult, error) 
 			}
 		}
 	}
-	js, err := hw.BuildSlots(fb)
-	if err != nil {
-		return nil, err
-	}
-	for i := range slots {
-		slots[i].Slot = js[i]
-	}
 	var dp []db.Pool
 	for name := range pools {
 		dp = append(dp, db.Pool{Name: name, Format: "SN%06d", First: 1, Last: 999999})
 	}
-	st, err := Open(Config{DataDir: cfg.DataDir, Slots: slots, Plans: book.Plans, Pools: dp, Log: cfg.Log})
+	// The one wiring point, as for `unbrick serve`: the bench is built in
+	// memory and its lines belong to the models' process.
+	st, err := OpenBench(ctx, BenchConfig{Bench: fb, Book: book, DataDir: cfg.DataDir, Pools: dp, Log: cfg.Log, RemoteLines: m.Socket})
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	if err := st.CatalogBook(ctx, book); err != nil {
-		return nil, err
-	}
 	addr, stopWeb, err := st.Serve(cfg.Listen, WebOptions{})
 	if err != nil {
 		return nil, err
