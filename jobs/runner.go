@@ -63,8 +63,11 @@ type run struct {
 	seq     int
 	written *Image
 	backups map[string]backup
-	lastPct map[string]int
-	hashes  map[*Image]string
+	// progressAt is when the slot's last progress event went out; zero
+	// after a step or state event, so the next report goes out at once
+	// (see progress).
+	progressAt time.Time
+	hashes     map[*Image]string
 	// notes are what the current step wants said in its record (the
 	// link's rate and its steps down, a write that could not be verified
 	// on the unit); endStep takes them.
@@ -94,6 +97,9 @@ func (u *run) firstImage() *Image {
 }
 
 func (u *run) emit(e Event) {
+	if e.Kind == KindStep || e.Kind == KindState {
+		u.progressAt = time.Time{}
+	}
 	e.Slot, e.Attempt = u.slot.Num, u.res.Attempt
 	if e.Serial == "" {
 		e.Serial = u.res.Serial
@@ -125,7 +131,7 @@ func (r *Runner) Run(ctx context.Context, j Job) *Result {
 // attempt runs the job and records it, without publishing how it ended:
 // the pool publishes that once, with the hint its placement hook decides.
 func (r *Runner) attempt(ctx context.Context, j Job) *Result {
-	u := &run{r: r, j: j, plan: j.Plan, slot: j.Slot, backups: map[string]backup{}, lastPct: map[string]int{}, hashes: map[*Image]string{},
+	u := &run{r: r, j: j, plan: j.Plan, slot: j.Slot, backups: map[string]backup{}, hashes: map[*Image]string{},
 		res: &Result{Slot: j.Slot.Num, Started: time.Now(), Serial: j.Serial}, unit: unit{state: step.Off}}
 	u.res.Outcome = OutcomeFailed
 	u.emit(Event{Kind: KindState, State: Running, Text: "starting " + u.plan.Recipe})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/step"
@@ -192,17 +193,33 @@ type backup struct {
 	data []byte
 }
 
-// progress returns a Progress that publishes at most one event a percent.
+// ProgressEvery is the shortest time between two progress events of one
+// slot. A step reports progress per block, hundreds of times a second; the
+// values in between are dropped here, at the source, rather than delayed
+// downstream, so that what is published is always the slot's latest news
+// and a page showing it never lags (at most about ten updates a second per
+// slot, what a touchscreen can show).
+const ProgressEvery = 100 * time.Millisecond
+
+// progress returns the Progress of one step. It publishes the step's first
+// report and its last (done == total) always, and in between a report only
+// when the percentage moved and ProgressEvery has passed since the slot's
+// last progress event (or a step or state event came since). Only progress
+// is ever dropped: state, step, log and result events go out as they come.
 func (u *run) progress(step string) bootloader.Progress {
+	first, lastPct := true, -1
 	return func(done, total int64) {
 		if total <= 0 {
 			return
 		}
 		pct := int(done * 100 / total)
-		if last, ok := u.lastPct[step]; ok && pct == last && done != total {
+		now := time.Now()
+		if !first && done != total &&
+			(pct == lastPct || (!u.progressAt.IsZero() && now.Sub(u.progressAt) < ProgressEvery)) {
 			return
 		}
-		u.lastPct[step] = pct
+		first, lastPct = false, pct
+		u.progressAt = now
 		u.emit(Event{Kind: KindProgress, Step: step, Done: done, Total: total})
 	}
 }

@@ -8,8 +8,9 @@
 // through the small interfaces [Records] and [Control], which the station
 // adapts from the db package and the job pool. A slow browser never slows a
 // job: each websocket connection has its own bus subscription, which drops
-// events rather than block Publish, its updates are coalesced per slot, and a
-// client that stops reading is disconnected (see [Config.WriteTimeout]).
+// events rather than block Publish, its updates are batched within a short
+// window and coalesced per slot (see [Config.Interval]), and a client that
+// stops reading is disconnected (see [Config.WriteTimeout]).
 //
 // Accounts and roles: an operator runs jobs (with no login unless
 // [Config.OperatorLogin]); a supervisor also releases quarantined slots,
@@ -98,11 +99,15 @@ type Config struct {
 	// WriteTimeout is how long one websocket write may block before the
 	// client is dropped as too slow; 0 means 10 seconds.
 	WriteTimeout time.Duration
-	// Interval is the shortest time between two websocket updates to one
-	// client: changes within it are coalesced per slot. 0 means 100 ms:
-	// at most ten updates a second, what a touchscreen can show and a Pi's
-	// browser can draw with 64 slots busy (a change after a quiet spell is
-	// sent at once); negative means no wait.
+	// Interval is the websocket's batching window: a change after a quiet
+	// spell is sent at once, and a change that comes within Interval of
+	// the previous message to that client waits for the rest of it, so
+	// that a burst across many slots goes out as one message, each slot
+	// in its latest state. It is no per-slot rate: the jobs publish a
+	// slot's progress at most once per [jobs.ProgressEvery] (about ten a
+	// second), dropping the values between rather than delaying them, so
+	// what is sent is news. 0 means 20 ms (at most 50 messages a second to
+	// a client, none waiting longer); negative means no wait.
 	Interval time.Duration
 	// PingInterval is how often the server pings each websocket client to
 	// notice dead peers; 0 means 30 seconds.
@@ -151,7 +156,7 @@ func New(cfg Config) *Server {
 		cfg.WriteTimeout = 10 * time.Second
 	}
 	if cfg.Interval == 0 {
-		cfg.Interval = 100 * time.Millisecond
+		cfg.Interval = 20 * time.Millisecond
 	}
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = 30 * time.Second

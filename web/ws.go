@@ -97,7 +97,9 @@ func (s *Server) read(conn *websocket.Conn, done chan<- struct{}) {
 }
 
 // write is the connection's one writer: it sends the snapshot, then the
-// changed slots, coalesced per slot, at most once per Config.Interval.
+// changed slots, each in its latest state, as soon as it can: what queued
+// while it was writing, or within Config.Interval of its previous message,
+// goes out together.
 func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan struct{}) error {
 	send := func(typ string, slots []SlotView) error {
 		b, err := json.Marshal(Message{Type: typ, Slots: slots})
@@ -155,10 +157,11 @@ func (s *Server) write(conn *websocket.Conn, sub *jobs.Sub, readDone <-chan stru
 				return nil
 			}
 		}
-		// Gather what else changes until an interval has passed since the
-		// last message, so that a slot publishing progress at a high rate
-		// costs one message per interval; a change after a quiet spell
-		// goes out at once.
+		// A change after a quiet spell goes out at once; one within the
+		// batching window of the last message waits for the rest of the
+		// window, gathering what else changes meanwhile, so that a burst
+		// across many slots costs one message. The rate per slot is the
+		// publisher's (jobs.ProgressEvery), never this wait's.
 		if wait := s.cfg.Interval - time.Since(lastSent); s.cfg.Interval > 0 && wait > 0 {
 			t := time.NewTimer(wait)
 		gather:

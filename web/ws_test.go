@@ -98,20 +98,51 @@ func TestWebsocketSnapshotThenLive(t *testing.T) {
 }
 
 func TestWebsocketCoalesces(t *testing.T) {
-	// Every change within the interval goes out as one message.
-	b := newBench(t, func(c *web.Config) { c.Interval = 2 * time.Second })
+	// Every change within the batching window goes out as one message,
+	// each slot in its latest state: a burst published at once, and a
+	// stream paced slower than the writer (one change every 2 ms), which
+	// without the window would cost a message a change.
+	tests := []struct {
+		name string
+		pace time.Duration
+	}{
+		{name: "burst"},
+		{name: "paced", pace: 2 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBench(t, func(c *web.Config) { c.Interval = 2 * time.Second })
+			c := dial(t, b, nil)
+			readMsg(t, c) // the snapshot
+
+			const events = 200
+			for i := range events {
+				b.bus.Publish(jobs.Event{Slot: 2, Kind: jobs.KindProgress, Done: int64(i + 1), Total: events})
+				b.bus.Publish(jobs.Event{Slot: 3, Kind: jobs.KindStep, Step: "write", Text: "block"})
+				if tt.pace > 0 {
+					time.Sleep(tt.pace) // pacing the producer, not waiting for the server
+				}
+			}
+			slots := map[int]web.SlotView{}
+			n := until(t, c, slots, func(s map[int]web.SlotView) bool { return s[2].Progress == 1 && s[3].Step == "write" })
+			if n >= 10 {
+				t.Errorf("%d events became %d messages, want them coalesced into a few", 2*events, n)
+			}
+		})
+	}
+}
+
+func TestWebsocketSendsAtOnce(t *testing.T) {
+	// A change after a quiet spell is not held for the batching window:
+	// with a window of an hour it still arrives (the read deadline is 20 s).
+	b := newBench(t, func(c *web.Config) { c.Interval = time.Hour })
 	c := dial(t, b, nil)
 	readMsg(t, c) // the snapshot
 
-	const events = 200
-	for i := range events {
-		b.bus.Publish(jobs.Event{Slot: 2, Kind: jobs.KindProgress, Done: int64(i + 1), Total: events})
-		b.bus.Publish(jobs.Event{Slot: 3, Kind: jobs.KindStep, Step: "write", Text: "block"})
-	}
-	slots := map[int]web.SlotView{}
-	n := until(t, c, slots, func(s map[int]web.SlotView) bool { return s[2].Progress == 1 && s[3].Step == "write" })
-	if n >= 10 {
-		t.Errorf("%d events became %d messages, want them coalesced into a few", 2*events, n)
+	b.bus.Publish(jobs.Event{Slot: 2, Kind: jobs.KindProgress, Step: "write app", Done: 1, Total: 4})
+	m := readMsg(t, c)
+	if m.Type != "update" || len(m.Slots) != 1 || m.Slots[0].Slot != 2 || m.Slots[0].Progress != 0.25 {
+		t.Errorf("message = %+v, want an update of slot 2 at 25%%", m)
 	}
 }
 
