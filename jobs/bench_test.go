@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/unbrick/unbrick/step"
 	"regexp"
 	"sync"
 	"testing"
@@ -151,15 +152,15 @@ func avrPlan(t *testing.T, version string) *Plan {
 		Images: map[string]*Image{"app": {Name: "app", Version: version, Addr: 0, Data: img, Revisions: []string{"R3"}}},
 		Entry:  []Action{{Kind: ActSet, Role: gpio.Power, On: true}, {Kind: ActPulse, Role: gpio.Reset, Wait: 10 * time.Millisecond}},
 		Strategies: []Strategy{{Name: "reflash", Steps: []Step{
-			{Kind: StepEnter},
-			{Kind: StepWrite, Image: "app"},
-			{Kind: StepVerify, Image: "app"},
-			{Kind: StepBoot},
-			{Kind: StepExpect, Expect: regexp.MustCompile(regexp.QuoteMeta("firmware v" + version)), Within: 5 * time.Second},
+			{Kind: step.KindEnter},
+			{Kind: step.KindWrite, Image: "app"},
+			{Kind: step.KindVerify, Image: "app"},
+			{Kind: step.KindBoot},
+			{Kind: step.KindExpect, Expect: regexp.MustCompile(regexp.QuoteMeta("firmware v" + version)), Within: 5 * time.Second},
 		}}},
 		Diagnose: []Diagnosis{{Pattern: regexp.MustCompile(`bad image checksum|no application image`), Class: "image-corrupt"}},
 		Validate: Validation{Version: regexp.MustCompile(`firmware v(\S+)`), Checks: []Step{
-			{Kind: StepSend, Send: "status\r", Expect: regexp.MustCompile(`OK`), Within: 2 * time.Second}}},
+			{Kind: step.KindSend, Send: "status\r", Expect: regexp.MustCompile(`OK`), Within: 2 * time.Second}}},
 	}
 }
 

@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"github.com/unbrick/unbrick/step"
 	"regexp"
 	"slices"
 	"strings"
@@ -109,10 +110,10 @@ func espPlan(t *testing.T, chip, version string) *Plan {
 			{Kind: ActPulse, Role: gpio.Reset, Wait: 10 * time.Millisecond},
 		},
 		Strategies: []Strategy{{Name: "reflash", Steps: []Step{
-			{Kind: StepEnter},
-			{Kind: StepWrite, Image: "app"},
-			{Kind: StepVerify, Image: "app"},
-			{Kind: StepBoot},
+			{Kind: step.KindEnter},
+			{Kind: step.KindWrite, Image: "app"},
+			{Kind: step.KindVerify, Image: "app"},
+			{Kind: step.KindBoot},
 		}}},
 		Diagnose: []Diagnosis{{Pattern: regexp.MustCompile(`invalid header|checksum failure`), Class: "image-corrupt"}},
 		Validate: Validation{Version: regexp.MustCompile(`firmware v(\S+)`), Within: 5 * time.Second},

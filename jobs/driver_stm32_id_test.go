@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"github.com/unbrick/unbrick/step"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -18,7 +19,7 @@ func TestSTM32NoIDFromTheROM(t *testing.T) {
 				plan := stm32Plan(t, "2.1.0")
 				plan.Chip = 0x415
 				plan.Flash = Region{Start: 0x08000000, Size: 1 << 20}
-				plan.Strategies[0].Steps = []Step{{Kind: StepEnter}}
+				plan.Strategies[0].Steps = []Step{{Kind: step.KindEnter}}
 				plan.Validate = Validation{}
 				rec := &memRecorder{}
 				res := stm32Runner(rec).Run(t.Context(), Job{Slot: b.slot, Plan: plan, Revision: "B", Serial: barcode})

@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"github.com/unbrick/unbrick/step"
 	"regexp"
 	"slices"
 	"testing"
@@ -105,11 +106,11 @@ func stm32Plan(t *testing.T, version string) *Plan {
 			{Kind: ActPulse, Role: gpio.Reset, Wait: 10 * time.Millisecond},
 		},
 		Strategies: []Strategy{{Name: "reflash", Steps: []Step{
-			{Kind: StepEnter},
-			{Kind: StepErase, Region: Region{Start: 0x08000000, Size: 8 << 10}},
-			{Kind: StepWrite, Image: "app"},
-			{Kind: StepVerify, Image: "app"},
-			{Kind: StepBoot},
+			{Kind: step.KindEnter},
+			{Kind: step.KindErase, Region: Region{Start: 0x08000000, Size: 8 << 10}},
+			{Kind: step.KindWrite, Image: "app"},
+			{Kind: step.KindVerify, Image: "app"},
+			{Kind: step.KindBoot},
 		}}},
 		Diagnose: []Diagnosis{{Pattern: regexp.MustCompile(`bad image checksum|no application image|no valid image`), Class: "image-corrupt"}},
 		Validate: Validation{Version: regexp.MustCompile(`firmware v(\S+)`), Within: 5 * time.Second},

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"github.com/unbrick/unbrick/step"
 	"regexp"
 	"strings"
 	"testing"
@@ -93,10 +94,10 @@ func ubootPlan(t *testing.T, version string) *Plan {
 			{Kind: ActSet, Role: gpio.Power, On: true},
 		},
 		Strategies: []Strategy{{Name: "reflash", Steps: []Step{
-			{Kind: StepEnter},
-			{Kind: StepWrite, Image: "slot-a"},
-			{Kind: StepVerify, Image: "slot-a"},
-			{Kind: StepBoot},
+			{Kind: step.KindEnter},
+			{Kind: step.KindWrite, Image: "slot-a"},
+			{Kind: step.KindVerify, Image: "slot-a"},
+			{Kind: step.KindBoot},
 		}}},
 		Diagnose: []Diagnosis{{Pattern: regexp.MustCompile(`Bad Data CRC|Bad Header Checksum|Wrong Image Format`), Class: "kernel-corrupt"}},
 		Validate: Validation{Version: regexp.MustCompile(`firmware v(\S+)`), Within: 10 * time.Second},
@@ -136,7 +137,7 @@ func TestUBootBootsTheOtherSlot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newUBootBench(t, ubootsim.Options{A: ubootsim.SlotImage{Version: "1.0", Fault: ubootsim.CorruptRootFS}, B: ubootsim.SlotImage{Version: "0.9"}})
 		p := ubootPlan(t, "2.0.0")
-		p.Strategies = []Strategy{{Name: "fallback", Steps: []Step{{Kind: StepEnter}, {Kind: StepBootSlot, Slot: "b"}}}}
+		p.Strategies = []Strategy{{Name: "fallback", Steps: []Step{{Kind: step.KindEnter}, {Kind: step.KindBootSlot, Slot: "b"}}}}
 		p.Validate.Image = "b"
 		rec := &memRecorder{}
 		r := &Runner{Rec: rec, Drivers: map[string]Driver{"uboot": UBoot{}}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/unbrick/unbrick/step"
 	"regexp"
 	"strings"
 	"testing"
@@ -181,7 +182,7 @@ func TestFailureClasses(t *testing.T) {
 			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job, r *Runner) {
 				r.Rec = &failRecorder{allocate: true}
 				s := p.Strategies[0].Steps
-				p.Strategies[0].Steps = append(s[:3:3], append([]Step{{Kind: StepProvision, Pool: "serial", Addr: 0x7000}}, s[3:]...)...)
+				p.Strategies[0].Steps = append(s[:3:3], append([]Step{{Kind: step.KindProvision, Pool: "serial", Addr: 0x7000}}, s[3:]...)...)
 			},
 			outcome: OutcomeFailed, class: "pool-error", fault: StationFault, hint: "supervisor", touched: true,
 		},
@@ -200,7 +201,7 @@ func TestFailureClasses(t *testing.T) {
 			setup: func(t *testing.T, b *avrBench, p *Plan, j *Job, r *Runner) {
 				r.Rec = &failRecorder{backup: true}
 				s := p.Strategies[0].Steps
-				p.Strategies[0].Steps = append(s[:1:1], append([]Step{{Kind: StepBackup, Name: "cal", Region: Region{Start: 0x7000, Size: 128}}}, s[1:]...)...)
+				p.Strategies[0].Steps = append(s[:1:1], append([]Step{{Kind: step.KindBackup, Name: "cal", Region: Region{Start: 0x7000, Size: 128}}}, s[1:]...)...)
 			},
 			outcome: OutcomeFailed, class: "record-error", fault: StationFault, hint: "supervisor", touched: true,
 		},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"github.com/unbrick/unbrick/step"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,14 +88,14 @@ func TestFromRecipeFields(t *testing.T) {
 		t.Errorf("Protected = %v", p.Protected)
 	}
 	steps := p.Strategies[0].Steps
-	if steps[1].Kind != StepErase || steps[1].Region != (Region{Start: 0x08000000, Size: 8 << 10}) {
+	if steps[1].Kind != step.KindErase || steps[1].Region != (Region{Start: 0x08000000, Size: 8 << 10}) {
 		t.Errorf("erase pages 0..7 = %+v", steps[1])
 	}
 	if c := p.Validate.Checks[0]; c.Send != "status" || c.Line() != "status\r" || c.Within != 2*time.Second {
 		t.Errorf("check = %+v, want send status (status\\r on the line) within 2s", c)
 	}
 	u, _, _ := compileExample(t, "uboot-hmi-a.yaml")
-	if u.Options["loadaddr"] != "0x82000000" || u.Strategies[0].Steps[1].Kind != StepBootSlot || u.Strategies[0].Steps[1].Slot != "b" {
+	if u.Options["loadaddr"] != "0x82000000" || u.Strategies[0].Steps[1].Kind != step.KindBootSlot || u.Strategies[0].Steps[1].Slot != "b" {
 		t.Errorf("uboot plan: options %v, first strategy %+v", u.Options, u.Strategies[0])
 	}
 }

@@ -134,7 +134,7 @@ func (u *run) validateBooted(ctx context.Context) *Failure {
 	}
 	for _, c := range v.Checks {
 		var err error
-		if c.Kind == StepSend {
+		if c.Kind == step.KindSend {
 			err = u.send(ctx, c)
 		} else {
 			err = u.expect(ctx, c)

@@ -94,23 +94,6 @@ type Action struct {
 // share (package step; step.Table says what each kind takes and needs).
 type StepKind = step.Kind
 
-// Step kinds.
-const (
-	StepEnter     = step.KindEnter
-	StepErase     = step.KindErase
-	StepWrite     = step.KindWrite
-	StepVerify    = step.KindVerify
-	StepBackup    = step.KindBackup
-	StepRestore   = step.KindRestore
-	StepProvision = step.KindProvision
-	StepBoot      = step.KindBoot
-	StepReset     = step.KindReset
-	StepExpect    = step.KindExpect
-	StepSend      = step.KindSend
-	StepBootSlot  = step.KindBootSlot
-	StepWait      = step.KindWait
-)
-
 // Step is one step of a strategy, as the recipe says it.
 type Step = step.Step
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/unbrick/unbrick/step"
 	"slices"
 	"strings"
 )
@@ -36,7 +37,7 @@ func preflight(p *Plan, j Job, speaks func(protocol string) bool, hash func(*Ima
 			Reason: fmt.Sprintf("recipe %s uses protocol %q, which this station cannot speak", p.Recipe, p.Protocol), Hint: hintSupervisor}
 	}
 	for _, st := range p.steps() {
-		if st.Kind != StepWrite && st.Kind != StepVerify {
+		if st.Kind != step.KindWrite && st.Kind != step.KindVerify {
 			continue
 		}
 		im := p.Images[st.Image]
@@ -62,7 +63,7 @@ func preflight(p *Plan, j Job, speaks func(protocol string) bool, hash func(*Ima
 				Reason: fmt.Sprintf("image %s v%s is built for revisions %s, not for this unit's revision %s", im.Name, im.Version, strings.Join(im.Revisions, ", "), j.Revision),
 				Hint:   hintSupervisor}
 		}
-		if st.Kind == StepWrite {
+		if st.Kind == step.KindWrite {
 			if f := writable(p, p.Flash, im.Region(), "image "+im.Name); f != nil {
 				f.Fault = RefusedFault
 				return f
@@ -72,7 +73,7 @@ func preflight(p *Plan, j Job, speaks func(protocol string) bool, hash func(*Ima
 	for _, st := range p.steps() {
 		var f *Failure
 		switch st.Kind {
-		case StepErase:
+		case step.KindErase:
 			if st.All {
 				if len(p.Protected) > 0 {
 					f = &Failure{Class: "protected-region", Reason: fmt.Sprintf("%s: erase all would erase the protected region %q", st.Pos, p.Protected[0].Name)}
@@ -80,11 +81,11 @@ func preflight(p *Plan, j Job, speaks func(protocol string) bool, hash func(*Ima
 			} else {
 				f = writable(p, p.Flash, st.Region, "erase")
 			}
-		case StepBackup:
+		case step.KindBackup:
 			if p.Flash.Size > 0 && !st.Region.Within(p.Flash) {
 				f = &Failure{Class: "outside-flash", Reason: fmt.Sprintf("%s: backup %s lies outside the flash %s", st.Pos, st.Region, p.Flash)}
 			}
-		case StepProvision:
+		case step.KindProvision:
 			f = writable(p, p.Flash, Region{Start: st.Addr, Size: 64}, "provision")
 		}
 		if f != nil {

@@ -17,7 +17,7 @@ func TestPreflight(t *testing.T) {
 			Flash:      Region{Start: 0, Size: 0x8000},
 			Protected:  []NamedRegion{{Name: "bootloader", Region: Region{Start: 0x7E00, Size: 0x200}}},
 			Images:     map[string]*Image{"app": {Name: "app", Version: "2", Addr: 0, Data: app, SHA256: hashOf(app), Revisions: []string{"R3"}}},
-			Strategies: []Strategy{{Name: "s", Steps: []Step{{Kind: StepEnter}, {Kind: StepWrite, Image: "app"}, {Kind: StepVerify, Image: "app"}}}},
+			Strategies: []Strategy{{Name: "s", Steps: []Step{{Kind: step.KindEnter}, {Kind: step.KindWrite, Image: "app"}, {Kind: step.KindVerify, Image: "app"}}}},
 		}
 	}
 	slot := &Slot{Num: 4}
@@ -38,16 +38,16 @@ func TestPreflight(t *testing.T) {
 		{"image over the bootloader", func(p *Plan, j *Job) { p.Images["app"].Addr = 0x7E00 }, "protected-region"},
 		{"image past the flash", func(p *Plan, j *Job) { p.Images["app"].Addr = 0x8000 }, "outside-flash"},
 		{"erase all with a protected region", func(p *Plan, j *Job) {
-			p.Strategies[0].Steps = append(p.Strategies[0].Steps, Step{Kind: StepErase, All: true})
+			p.Strategies[0].Steps = append(p.Strategies[0].Steps, Step{Kind: step.KindErase, All: true})
 		}, "protected-region"},
 		{"erase over the bootloader", func(p *Plan, j *Job) {
-			p.Strategies[0].Steps = append(p.Strategies[0].Steps, Step{Kind: StepErase, Region: Region{Start: 0x7000, Size: 0x1000}})
+			p.Strategies[0].Steps = append(p.Strategies[0].Steps, Step{Kind: step.KindErase, Region: Region{Start: 0x7000, Size: 0x1000}})
 		}, "protected-region"},
 		{"backup outside the flash", func(p *Plan, j *Job) {
-			p.Strategies[0].Steps = append(p.Strategies[0].Steps, Step{Kind: StepBackup, Name: "b", Region: Region{Start: 0x9000, Size: 16}})
+			p.Strategies[0].Steps = append(p.Strategies[0].Steps, Step{Kind: step.KindBackup, Name: "b", Region: Region{Start: 0x9000, Size: 16}})
 		}, "outside-flash"},
 		{"provision over the bootloader", func(p *Plan, j *Job) {
-			p.Strategies[0].Steps = append(p.Strategies[0].Steps, Step{Kind: StepProvision, Pool: "sn", Addr: 0x7E00})
+			p.Strategies[0].Steps = append(p.Strategies[0].Steps, Step{Kind: step.KindProvision, Pool: "sn", Addr: 0x7E00})
 		}, "protected-region"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -91,11 +91,11 @@ func TestImpossibleTransition(t *testing.T) {
 		boot  []Action
 		want  string
 	}{
-		{step.Off, Step{Kind: StepWrite, Image: "app"}, nil, "needs the unit in its bootloader"},
-		{step.Application, Step{Kind: StepErase, All: true}, nil, "needs the unit in its bootloader"},
-		{step.Bootloader, Step{Kind: StepExpect}, nil, "needs the unit's application running"},
-		{step.Off, Step{Kind: StepBoot}, nil, "needs the unit in its bootloader (the recipe has no boot sequence)"},
-		{step.Application, Step{Kind: StepBootSlot, Slot: "b"}, nil, "needs the unit in its bootloader"},
+		{step.Off, Step{Kind: step.KindWrite, Image: "app"}, nil, "needs the unit in its bootloader"},
+		{step.Application, Step{Kind: step.KindErase, All: true}, nil, "needs the unit in its bootloader"},
+		{step.Bootloader, Step{Kind: step.KindExpect}, nil, "needs the unit's application running"},
+		{step.Off, Step{Kind: step.KindBoot}, nil, "needs the unit in its bootloader (the recipe has no boot sequence)"},
+		{step.Application, Step{Kind: step.KindBootSlot, Slot: "b"}, nil, "needs the unit in its bootloader"},
 	} {
 		u := &run{plan: &Plan{Recipe: "r", Boot: c.boot}, slot: &Slot{Num: 1}, unit: unit{state: c.state}}
 		err := u.do(context.Background(), c.st)

@@ -89,7 +89,7 @@ func (u *run) imageHash(im *Image) string {
 // nil.
 func (u *run) firstImage() *Image {
 	for _, st := range u.plan.steps() {
-		if st.Kind == StepWrite && u.plan.Images[st.Image] != nil {
+		if st.Kind == step.KindWrite && u.plan.Images[st.Image] != nil {
 			return u.plan.Images[st.Image]
 		}
 	}
@@ -377,7 +377,7 @@ func (u *run) stepWithRetries(ctx context.Context, st Step) *Failure {
 			return f
 		}
 		u.logf("%s failed (%s); re-entering the bootloader to retry", st.Label(), f.Error())
-		if st.Kind != StepEnter {
+		if st.Kind != step.KindEnter {
 			if err := u.enter(ctx); err != nil {
 				return blame(u.port, classify("re-enter the bootloader", err))
 			}

@@ -74,11 +74,11 @@ func (r *Recipe) validate() []error {
 			}
 			state = spec.After(state)
 			switch st.Kind {
-			case StepWrite, StepVerify:
+			case step.KindWrite, step.KindVerify:
 				if st.Image != "" && !seenImage[st.Image] {
 					fail(st.Pos, "define it under images:, or use one of "+strings.Join(r.imageNames(), ", "), "step %s names image %q, which the recipe does not define", st.Kind, st.Image)
 				}
-			case StepErase:
+			case step.KindErase:
 				if st.All {
 					if len(r.Protected) > 0 {
 						fail(st.Pos, "erase the pages outside the protected regions instead", "erase all would erase the protected region %q", r.Protected[0].Name)
@@ -93,19 +93,19 @@ func (r *Recipe) validate() []error {
 					st.Region = step.Region{Start: r.Flash.Start + st.FirstPage*r.Flash.Page, Size: st.Pages * r.Flash.Page}
 				}
 				errs = append(errs, r.writable(st.Pos, "erase", st.Region.Start, st.Region.End())...)
-			case StepBackup:
+			case step.KindBackup:
 				if r.Flash.Size > 0 && !within(st.Region.Start, st.Region.End(), r.Flash) {
 					fail(st.Pos, "back up a region inside the flash", "backup %s %s lies outside the flash %s", st.Name, st.Region, r.flashRegion())
 				}
 				backups[st.Name] = *st
-			case StepRestore:
+			case step.KindRestore:
 				b, ok := backups[st.Name]
 				if !ok {
 					fail(st.Pos, "add a backup step of that name earlier in the same strategy", "restore %s: no backup of that name comes before it in strategy %q", st.Name, s.Name)
 					continue
 				}
 				errs = append(errs, r.writable(st.Pos, "restore "+st.Name, b.Region.Start, b.Region.End())...)
-			case StepProvision:
+			case step.KindProvision:
 				errs = append(errs, r.writable(st.Pos, "provision "+st.Pool, st.Addr, uint64(st.Addr)+provisionSize)...)
 			}
 		}
@@ -264,7 +264,7 @@ func (r *Recipe) CheckWrites(images map[string]*Loaded) []error {
 	var errs []error
 	for _, s := range r.Strategies {
 		for _, st := range s.Steps {
-			if st.Kind != StepWrite {
+			if st.Kind != step.KindWrite {
 				continue
 			}
 			l := images[st.Image]

@@ -175,23 +175,6 @@ type ImageSpec struct {
 // step.
 type StepKind = step.Kind
 
-// Step kinds (see step.Table for what each takes and needs).
-const (
-	StepEnter     = step.KindEnter
-	StepErase     = step.KindErase
-	StepWrite     = step.KindWrite
-	StepVerify    = step.KindVerify
-	StepBackup    = step.KindBackup
-	StepRestore   = step.KindRestore
-	StepProvision = step.KindProvision
-	StepBoot      = step.KindBoot
-	StepReset     = step.KindReset
-	StepExpect    = step.KindExpect
-	StepSend      = step.KindSend
-	StepBootSlot  = step.KindBootSlot
-	StepWait      = step.KindWait
-)
-
 // StepKinds lists every step kind in the order the documentation gives.
 var StepKinds = step.Kinds()
 

@@ -2,6 +2,7 @@ package recipes
 
 import (
 	"errors"
+	"github.com/unbrick/unbrick/step"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,7 +128,7 @@ func TestParseGood(t *testing.T) {
 	if w := r.Entry[1]; w.Kind != ActWait || w.Wait != 50*time.Millisecond || w.Max != 80*time.Millisecond || w.Pos.String() != "r.yaml:12:5" {
 		t.Errorf("entry wait = %+v at %s, want 50ms..80ms at r.yaml:12:5", w, w.Pos)
 	}
-	if e := r.Strategies[0].Steps[1]; e.Kind != StepErase || e.Region.Start != 0x08000000 || e.Region.Size != 4<<10 {
+	if e := r.Strategies[0].Steps[1]; e.Kind != step.KindErase || e.Region.Start != 0x08000000 || e.Region.Size != 4<<10 {
 		t.Errorf("erase pages 0..3 = %+v, want 0x08000000 + 4 KiB", e)
 	}
 	if r.SHA256 != firmware.SHA256([]byte(recipe)) {
@@ -283,7 +284,7 @@ func TestLoadExamples(t *testing.T) {
 		t.Errorf("app = addr %#x, %d bytes, signer %q, sha %s", app.Addr, len(app.Data), app.Signer, app.SHA256)
 	}
 	s := r.Strategies[1]
-	if s.Steps[1].Kind != StepBackup || s.Steps[5].Kind != StepRestore || s.Steps[5].Name != "nvs" {
+	if s.Steps[1].Kind != step.KindBackup || s.Steps[5].Kind != step.KindRestore || s.Steps[5].Name != "nvs" {
 		t.Errorf("strategy %s = %+v, want backup ... restore nvs", s.Name, s.Steps)
 	}
 	_, ims, errs = CheckFile(filepath.Join(examples, "stm32f407-gateway-c.yaml"), keys)

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/unbrick/unbrick/step"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -222,9 +223,9 @@ func (s *soakBench) refill(so *soak) error {
 
 func firstImage(p *jobs.Plan) *jobs.Image {
 	for _, st := range p.Strategies {
-		for _, step := range st.Steps {
-			if step.Kind == jobs.StepWrite && p.Images[step.Image] != nil {
-				return p.Images[step.Image]
+		for _, s := range st.Steps {
+			if s.Kind == step.KindWrite && p.Images[s.Image] != nil {
+				return p.Images[s.Image]
 			}
 		}
 	}
