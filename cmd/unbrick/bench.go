@@ -500,8 +500,9 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 			switch pk.protocol {
 			case "esprom":
 				args = append(args, "--address", fmt.Sprintf("0x%x", fu.Addr), "--options", fmt.Sprintf("flash_baud=%d", espFastBaud))
-				pr.Comparison = fmt.Sprintf("connect, write and verify by MD5 (unbrick: the ROM, synced at 115200, CHANGE_BAUDRATE to %d, compressed; "+
-					"esptool-js: its stub, compressed, at %d, its default rate (vs_peer); again at %d after the stub starts (vs_peer_same_baud))", espFastBaud, esptoolJSDefaultBaud, espFastBaud)
+				pr.Comparison = fmt.Sprintf("connect, write and verify by MD5 (unbrick: the ROM, synced at 115200, CHANGE_BAUDRATE to %d, an MD5 delta check, "+
+					"compressed 1 KiB blocks; esptool-js: its stub, uploaded at 115200, compressed 16 KiB blocks at %d, its default rate (vs_peer), "+
+					"and again at %d after the stub starts (vs_peer_same_baud))", espFastBaud, esptoolJSDefaultBaud, espFastBaud)
 			default:
 				pr.Comparison = "connect, erase, write and verify by reading back at 115200"
 			}
