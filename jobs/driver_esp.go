@@ -89,7 +89,8 @@ func (d ESP) Connect(ctx context.Context, port Port, plan *Plan, reset func(cont
 	base := o.Baud
 	// connect syncs at the base rate and identifies the chip; the rest
 	// (SPI_ATTACH, RDID, SPI_SET_PARAMS) waits for the link's final rate
-	// (attach), as esptool reads the flash ID after its change_baud.
+	// (up), as esptool-js's main() reads the flash ID after its changeBaud
+	// (lib/esploader.js).
 	connect := func(ctx context.Context) (*esprom.Client, esprom.Info, error) {
 		if bs, ok := port.(bootloader.BaudSetter); ok {
 			if err := bs.SetBaud(base); err != nil {
