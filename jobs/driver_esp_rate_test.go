@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+
+	"github.com/unbrick/unbrick/bootloader/esprom"
 )
 
 // clampPort is an adapter that cannot carry the rates above max: it takes
@@ -111,4 +113,59 @@ func (d *detailRecorder) EndStep(ctx context.Context, attempt int64, seq int, ou
 	defer d.mu.Unlock()
 	d.details = append(d.details, detail)
 	return nil
+}
+
+// ratePort records the rate the host side runs at when each request goes
+// out, by opcode.
+type ratePort struct {
+	pipePort
+	rate int
+	sent map[byte][]int
+}
+
+func (p *ratePort) SetBaud(b int) error {
+	p.rate = b
+	return p.PipeHost.SetBaud(b)
+}
+
+func (p *ratePort) Write(b []byte) (int, error) {
+	// A request's SLIP frame: C0, direction 00, the opcode.
+	if len(b) > 2 && b[0] == esprom.SLIPEnd && b[1] == 0 {
+		p.sent[b[2]] = append(p.sent[b[2]], p.rate)
+	}
+	return p.PipeHost.Write(b)
+}
+
+// TestESPAttachesAtTheFastRate: the link goes to its raised rate right
+// after SYNC and the chip's identification; SPI_ATTACH, RDID (WRITE_REG
+// to the SPI controller) and SPI_SET_PARAMS run at it, not at the rate
+// the ROM synced at.
+func TestESPAttachesAtTheFastRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newESPBench(t, "esp32", espImage(t, "esp32", "1.0.0"), false)
+		port := &ratePort{pipePort: pipePort{b.host}, sent: map[byte][]int{}}
+		b.slot.Open = func(ctx context.Context, m Mode) (Port, error) {
+			port.SetBaud(m.Baud)
+			return port, nil
+		}
+		res := espRunner(&memRecorder{}).Run(t.Context(), Job{Slot: b.slot, Plan: espPlan(t, "esp32", "2.1.0"), Revision: "A"})
+		if res.Outcome != OutcomePassed {
+			t.Fatalf("Run() = %s: %v", res.Outcome, res.Failure)
+		}
+		if got := port.sent[esprom.OpChangeBaudrate]; len(got) != 1 || got[0] != 115200 {
+			t.Fatalf("CHANGE_BAUDRATE sent at %v, want once at 115200", got)
+		}
+		for _, op := range []byte{esprom.OpSPIAttach, esprom.OpWriteReg, esprom.OpSPISetParams} {
+			got := port.sent[op]
+			if len(got) == 0 {
+				t.Errorf("%s never sent", esprom.OpName(op))
+			}
+			for _, r := range got {
+				if r != DefaultESPFlashBaud {
+					t.Errorf("%s sent at %v, want every one at %d", esprom.OpName(op), got, DefaultESPFlashBaud)
+					break
+				}
+			}
+		}
+	})
 }

@@ -44,7 +44,12 @@ type BenchReport struct {
 	// VsPeer per protocol: unbrick's time over the peer tool's, same model,
 	// same image, same run (below 1 is faster).
 	VsPeer map[string]float64 `json:"vs_peer"`
-	Peers  []PeerRun          `json:"peers"`
+	// VsPeerSameBaud per protocol where the peer's default rate differs
+	// from the rate unbrick switches to (esprom: esptool-js at 115200 in
+	// vs_peer): unbrick's time over the peer's at unbrick's rate. No
+	// target; it says what the faster link alone does not explain.
+	VsPeerSameBaud map[string]float64 `json:"vs_peer_same_baud"`
+	Peers          []PeerRun          `json:"peers"`
 	// Of the station process alone (the models run in `unbrick sim
 	// --bench`'s process).
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
@@ -78,6 +83,11 @@ type PeerRun struct {
 	PeerError  string  `json:"peer_error,omitempty"`
 	OwnError   string  `json:"unbrick_error,omitempty"`
 	Comparison string  `json:"comparison"` // what is timed on each side
+	// The peer again at unbrick's rate, where its default differs (esprom),
+	// on the same peer unit reset into its bootloader.
+	PeerSameBaud      string  `json:"peer_same_baud,omitempty"`
+	PeerSameBaudS     float64 `json:"peer_same_baud_s,omitempty"`
+	PeerSameBaudError string  `json:"peer_same_baud_error,omitempty"`
 }
 
 // runBench measures the station against device models in another process.
@@ -237,7 +247,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	rep := &BenchReport{Time: time.Now().UTC(), Units: *units, Fast: *fast, Station: &res, Clients: *clients,
 		PeakRSSMB: res.PeakRSSMB, MixRSSMB: res.MixRSSMB, CPUSeconds: res.CPUSeconds, DBRows: res.DBRows, DBRowsPerS: res.DBRowsPerS,
-		MixWallS: res.MixWallS, Failed: res.Failed, LinkEfficiency: map[string]float64{}, VsPeer: map[string]float64{}}
+		MixWallS: res.MixWallS, Failed: res.Failed, LinkEfficiency: map[string]float64{}, VsPeer: map[string]float64{},
+		VsPeerSameBaud: map[string]float64{}}
 	for _, j := range res.Mix {
 		if j.Outcome == string(jobs.OutcomePassed) {
 			rep.Passed++
@@ -263,6 +274,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			if p.UnbrickS > 0 && p.PeerS > 0 {
 				rep.VsPeer[p.Protocol] = p.UnbrickS / p.PeerS
+			}
+			if p.UnbrickS > 0 && p.PeerSameBaudS > 0 {
+				rep.VsPeerSameBaud[p.Protocol] = p.UnbrickS / p.PeerSameBaudS
 			}
 		}
 	}
@@ -432,6 +446,13 @@ func printBench(w io.Writer, r *BenchReport) {
 			val = "- (" + strings.TrimSpace(p.PeerError+" "+p.OwnError) + ")"
 		}
 		row("vs_peer "+p.Protocol, val, fmt.Sprintf("<= %.1f", target), vs <= target, ok && !r.Fast)
+		if p.PeerSameBaud != "" {
+			val := "- (" + strings.TrimSpace(p.PeerSameBaudError+" "+p.OwnError) + ")"
+			if same, ok := r.VsPeerSameBaud[p.Protocol]; ok {
+				val = fmt.Sprintf("%.2f (peer at unbrick's rate %.2f s)", same, p.PeerSameBaudS)
+			}
+			row("vs_peer_same_baud "+p.Protocol, val, "", false, false)
+		}
 	}
 	tw.Flush()
 	for _, f := range r.Failed {
@@ -478,8 +499,10 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 			args := []string{"flash", "--port", fu.Link, "--protocol", pk.protocol, "--baud", "115200", "--no-start"}
 			switch pk.protocol {
 			case "esprom":
-				args = append(args, "--address", fmt.Sprintf("0x%x", fu.Addr), "--options", "flash_baud=921600")
-				pr.Comparison = "connect, write and verify by MD5 (esptool-js: its stub at 921600; unbrick: the ROM at 921600)"
+				args = append(args, "--address", fmt.Sprintf("0x%x", fu.Addr), "--options", fmt.Sprintf("flash_baud=%d", espFastBaud))
+				pr.Comparison = fmt.Sprintf("connect, write and verify by MD5 (unbrick: the ROM, synced at 115200, CHANGE_BAUDRATE to %d, an MD5 delta check, "+
+					"compressed 1 KiB blocks; esptool-js: its stub, uploaded at 115200, compressed 16 KiB blocks at %d, its default rate (vs_peer), "+
+					"and again at %d after the stub starts (vs_peer_same_baud))", espFastBaud, esptoolJSDefaultBaud, espFastBaud)
 			default:
 				pr.Comparison = "connect, erase, write and verify by reading back at 115200"
 			}
@@ -493,7 +516,7 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 			case "avr":
 				pargs = []string{"avrdude", "-c", "arduino", "-p", "m328p", "-P", pu.Link, "-b", "115200", "-U", "flash:w:" + fu.Image + ":r"}
 			case "esprom":
-				pargs, perr = esptoolJSArgs(pu.Link, fu.Addr, fu.Image)
+				pargs, perr = esptoolJSArgs(pu.Link, fu.Addr, fu.Image, esptoolJSDefaultBaud)
 			}
 			if perr == nil {
 				pr.Peer = strings.Join(pargs, " ")
@@ -503,6 +526,10 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 					peer, perr = timed(ctx, pargs[0], pargs[1:]...)
 				}
 			}
+		}
+		if pk.protocol == "esprom" {
+			// The same peer unit, back in its ROM, at unbrick's rate.
+			pr.PeerSameBaudS, pr.PeerSameBaud, pr.PeerSameBaudError = esptoolJSSameBaud(ctx, m, pu, fu)
 		}
 		if oerr == nil {
 			pr.UnbrickS = own.Seconds()

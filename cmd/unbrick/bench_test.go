@@ -60,6 +60,11 @@ func TestBenchJSON(t *testing.T) {
 			}
 		}
 	}
+	// The ESP peer also ran at unbrick's rate, on the same unit reset
+	// into its ROM.
+	if same, _ := doc["vs_peer_same_baud"].(map[string]any); !(same["esprom"] != nil && same["esprom"].(float64) > 0) {
+		t.Errorf("bench.json vs_peer_same_baud[esprom] = %v, want a positive number\n%s", same["esprom"], log.String())
+	}
 	st, _ := doc["station"].(map[string]any)
 	if s, _ := st["singles"].([]any); len(s) != 2 {
 		t.Errorf("bench.json station.singles has %d jobs, want 2 (one per kind and state of the mix)", len(s))

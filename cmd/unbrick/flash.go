@@ -95,6 +95,12 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bar := newBar(stdout)
 	fmt.Fprintf(stdout, "unbrick flash: %s on %s at %d baud\n", *protocol, *portPath, *baud)
 	reset := func(context.Context) error { return nil }
+	if *protocol == "esprom" {
+		// Nothing here resets the unit (no bench lines; the DTR/RTS
+		// entry is the entry option's): no reset, so no wait for a boot
+		// after it, as esptool's --before no_reset.
+		reset = nil
+	}
 	if ml, ok := port.(bootloader.ModemLines); ok && *protocol == "avr" {
 		warned := false
 		reset = func(ctx context.Context) error {
@@ -141,7 +147,10 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(segs) > 1 || chunks[0].Addr != segs[0].Addr || len(chunks[0].Data) != len(segs[0].Data) {
 		fmt.Fprintf(stdout, "image: %s, %d bytes in %d segment(s): %s\n", formatName(im.Format), im.Size(), len(segs), regions(segs))
 	}
-	if e, ok := t.(jobs.Eraser); ok && !*noErase {
+	// The ESP ROM's FLASH_BEGIN erases the sectors it is about to write
+	// (esptool's write_flash erases nothing apart): a separate erase would
+	// erase them twice.
+	if e, ok := t.(jobs.Eraser); ok && !*noErase && *protocol != "esprom" {
 		// Every region first: a page shared by two segments is erased
 		// once, before either is written.
 		for _, c := range chunks {

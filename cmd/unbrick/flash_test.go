@@ -14,9 +14,11 @@ import (
 
 	"go.bug.st/serial"
 
+	"github.com/unbrick/unbrick/bootloader/esprom"
 	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/internal/peertest"
 	"github.com/unbrick/unbrick/sim"
+	"github.com/unbrick/unbrick/sim/espsim"
 	"github.com/unbrick/unbrick/sim/simbench"
 )
 
@@ -371,4 +373,25 @@ func TestFlashHexThroughRealWiring(t *testing.T) {
 	}
 	want := expectFlash(0, before, segs, 256)
 	firstDiff(t, "avrdude -c wiring's read-back", 0, got, want)
+}
+
+// TestFlashESPErasesOnce: on the ESP ROM, FLASH_DEFL_BEGIN erases the
+// sectors it is about to write, so `unbrick flash` erases nothing apart:
+// each sector of the image is erased once, and the image verifies.
+func TestFlashESPErasesOnce(t *testing.T) {
+	u := startSimUnit(t, "esp32")
+	m := u.model.(*espsim.Model)
+	img := fill(0x5A, 64<<10)
+	before := m.Stats().SectorsErased
+	mustFlash(t, "--port", u.link, "--protocol", "esprom", "--no-start", "--address", "0x10000", writeFile(t, t.TempDir(), "app.bin", img))
+	if got, want := m.Stats().SectorsErased-before, len(img)/esprom.SectorSize; got != want {
+		t.Errorf("unbrick flash of %d bytes erased %d sectors, want %d (each once, by FLASH_DEFL_BEGIN)", len(img), got, want)
+	}
+	got, err := m.Flash().Read(0x10000, len(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, img) {
+		t.Errorf("the unit's flash at 0x10000 does not hold the image")
+	}
 }
