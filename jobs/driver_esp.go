@@ -296,8 +296,9 @@ func (t *espTarget) Write(ctx context.Context, addr uint32, data []byte, p bootl
 }
 
 // Verify compares the region's MD5 on the unit with the image's. The
-// ESP8266 ROM has no MD5: there only a region written in this connection,
-// which the ROM read back block by block, passes.
+// ESP8266 ROM can neither hash nor read flash: Verify then fails with an
+// error matching ErrUnsupported, and the job records the write "written,
+// not verified" (see run.verify).
 func (t *espTarget) Verify(ctx context.Context, addr uint32, data []byte, p bootloader.Progress) error {
 	if p != nil {
 		p(0, int64(len(data)))
