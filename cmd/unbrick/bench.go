@@ -44,7 +44,10 @@ type BenchReport struct {
 	// VsPeer per protocol: unbrick's time over the peer tool's, same model,
 	// same image, same run (below 1 is faster).
 	VsPeer map[string]float64 `json:"vs_peer"`
-	Peers  []PeerRun          `json:"peers"`
+	// VsPeerHalf per protocol (STM32 and AVR): the same on the image with
+	// its middle half 0xFF (see halfBlank), on units of their own.
+	VsPeerHalf map[string]float64 `json:"vs_peer_half"`
+	Peers      []PeerRun          `json:"peers"`
 	// Of the station process alone (the models run in `unbrick sim
 	// --bench`'s process).
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
@@ -68,6 +71,7 @@ type BenchReport struct {
 // identical units in their bootloader, the same image.
 type PeerRun struct {
 	Protocol   string  `json:"protocol"`
+	Variant    string  `json:"variant,omitempty"` // "half": the image with its middle half 0xFF
 	Model      string  `json:"model"`
 	Bytes      int     `json:"bytes"`
 	Peer       string  `json:"peer"`      // the command line
@@ -237,7 +241,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	rep := &BenchReport{Time: time.Now().UTC(), Units: *units, Fast: *fast, Station: &res, Clients: *clients,
 		PeakRSSMB: res.PeakRSSMB, MixRSSMB: res.MixRSSMB, CPUSeconds: res.CPUSeconds, DBRows: res.DBRows, DBRowsPerS: res.DBRowsPerS,
-		MixWallS: res.MixWallS, Failed: res.Failed, LinkEfficiency: map[string]float64{}, VsPeer: map[string]float64{}}
+		MixWallS: res.MixWallS, Failed: res.Failed, LinkEfficiency: map[string]float64{}, VsPeer: map[string]float64{}, VsPeerHalf: map[string]float64{}}
 	for _, j := range res.Mix {
 		if j.Outcome == string(jobs.OutcomePassed) {
 			rep.Passed++
@@ -258,6 +262,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		rep.Peers = runPeers(ctx, exe, m, filepath.Join(work, "peers"), stderr)
 		for _, p := range rep.Peers {
+			if p.Variant == station.VariantHalf {
+				if p.UnbrickS > 0 && p.PeerS > 0 {
+					rep.VsPeerHalf[p.Protocol] = p.UnbrickS / p.PeerS
+				}
+				continue
+			}
 			if p.UnbrickS > 0 && p.MinimumS > 0 {
 				rep.LinkEfficiency[p.Protocol] = p.MinimumS / p.UnbrickS
 			}
@@ -420,6 +430,17 @@ func printBench(w io.Writer, r *BenchReport) {
 	row("models (other process)", fmt.Sprintf("%.2f CPU s over the whole run, %.1f MB peak", r.ModelsCPUSeconds, r.ModelsPeakRSSMB), "", false, false)
 	row("db_rows_per_s", fmt.Sprintf("%.0f (%d rows)", r.DBRowsPerS, r.DBRows), "", false, false)
 	for _, p := range r.Peers {
+		if p.Variant == station.VariantHalf {
+			// The image half 0xFF: the target is for what skipping
+			// blank flash saves, verification unchanged.
+			vs, ok := r.VsPeerHalf[p.Protocol]
+			val := fmt.Sprintf("%.2f (unbrick %.2f s, peer %.2f s)", vs, p.UnbrickS, p.PeerS)
+			if !ok {
+				val = "- (" + strings.TrimSpace(p.PeerError+" "+p.OwnError) + ")"
+			}
+			row("vs_peer_half "+p.Protocol, val, "<= 0.6", vs <= 0.6, ok && !r.Fast)
+			continue
+		}
 		eff := r.LinkEfficiency[p.Protocol]
 		row("link_efficiency "+p.Protocol, fmt.Sprintf("%.2f (minimum %.2f s, unbrick %.2f s)", eff, p.MinimumS, p.UnbrickS), "", false, false)
 		target := 1.0
@@ -450,13 +471,14 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 	byRole := map[string]station.BenchUnit{}
 	for _, u := range m.Units {
 		if u.Role == station.RoleFlash || u.Role == station.RolePeer {
-			byRole[u.Protocol+"/"+u.Role] = u
+			byRole[u.Protocol+"/"+u.Variant+"/"+u.Role] = u
 		}
 	}
 	var out []PeerRun
-	for _, pk := range peerKinds {
-		fu, ok1 := byRole[pk.protocol+"/"+station.RoleFlash]
-		pu, ok2 := byRole[pk.protocol+"/"+station.RolePeer]
+	for _, pv := range peerRuns() {
+		pk, variant := pv.peerKind, pv.variant
+		fu, ok1 := byRole[pk.protocol+"/"+variant+"/"+station.RoleFlash]
+		pu, ok2 := byRole[pk.protocol+"/"+variant+"/"+station.RolePeer]
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -464,7 +486,7 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 		if err != nil {
 			continue
 		}
-		pr := PeerRun{Protocol: pk.protocol, Model: pk.kind, Bytes: len(img), MinimumS: linkMinimum(pk.protocol, img).Seconds()}
+		pr := PeerRun{Protocol: pk.protocol, Variant: variant, Model: pk.kind, Bytes: len(img), MinimumS: linkMinimum(pk.protocol, img).Seconds()}
 		var own, peer time.Duration
 		var oerr, perr error
 		switch pk.protocol {
@@ -482,6 +504,9 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 				pr.Comparison = "connect, write and verify by MD5 (esptool-js: its stub at 921600; unbrick: the ROM at 921600)"
 			default:
 				pr.Comparison = "connect, erase, write and verify by reading back at 115200"
+				if variant == station.VariantHalf {
+					pr.Comparison = halfComparison(pk.protocol)
+				}
 			}
 			args = append(args, fu.Image)
 			pr.Unbrick = "unbrick " + strings.Join(args, " ")
@@ -514,7 +539,11 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 		} else {
 			pr.PeerError = perr.Error()
 		}
-		fmt.Fprintf(stderr, "unbrick bench: %s: unbrick %.2f s, peer %.2f s %s%s\n", pk.protocol, pr.UnbrickS, pr.PeerS, pr.OwnError, pr.PeerError)
+		name := pk.protocol
+		if variant != station.VariantDense {
+			name += " (" + variant + ")"
+		}
+		fmt.Fprintf(stderr, "unbrick bench: %s: unbrick %.2f s, peer %.2f s %s%s\n", name, pr.UnbrickS, pr.PeerS, pr.OwnError, pr.PeerError)
 		out = append(out, pr)
 	}
 	return out

@@ -168,6 +168,22 @@ func esptoolJSArgs(link string, addr uint32, file string) ([]string, error) {
 	return []string{"node", shim, "--esptool", dir, "--port", link, "--baud", "921600", "--write", fmt.Sprintf("0x%x=%s", addr, file)}, nil
 }
 
+// halfComparison says what the side-by-side on the image half 0xFF
+// times, and what each side does with the blank half.
+func halfComparison(protocol string) string {
+	switch protocol {
+	case "stm32":
+		return "connect, erase the pages the image covers, write, verify by reading every byte back, at 115200 8E1; " +
+			"the image's middle half is 0xFF: stm32flash writes it, unbrick sends no WRITE for a 256-byte block all 0xFF in a page it erased; " +
+			"both read the whole image back (the F103's ROM has no GET_CHECKSUM)"
+	case "avr":
+		return "connect, write and verify by reading back at 115200 (optiboot erases each page it writes, there is no erase command); " +
+			"the image's middle half is 0xFF: avrdude writes every page, unbrick reads a page that should be 0xFF first and leaves it alone when it is " +
+			"(that read is its read-back), and writes it otherwise; both units start bricked (old image, second half 0xFF)"
+	}
+	return ""
+}
+
 // stm32flashArgs runs stm32flash at 8E1, as AN3155 wants, through the
 // ptyparity shim (scripts/peers/ptyparity.sh builds it): a pty drops
 // PARENB, and the model, like a unit, fails a host at 8N1.
