@@ -80,3 +80,69 @@ func TestWritePagesSkipsBlankPages(t *testing.T) {
 		t.Errorf("Verify after overwriting a blank page = nil, want a mismatch at 0x%05X", 5*ps)
 	}
 }
+
+// TestReadsWholeBlocks: flash is read 256 bytes (two ATmega328P pages) per
+// LOAD_ADDRESS and READ_PAGE, in a verify and when WritePages looks at
+// consecutive pages the image wants blank; each page is read once.
+func TestReadsWholeBlocks(t *testing.T) {
+	ctx := context.Background()
+	m, err := avrsim.New("atmega328p", avrsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, dev := sim.Pipe()
+	line := sim.NewLine(sim.LineConfig{Fast: true})
+	line.Attach(dev)
+	d := sim.NewDevice("slot", m, line)
+	defer d.Close()
+	d.SetPower(true)
+	c := avr.New(host, avr.Options{Reset: func(context.Context) error {
+		d.SetReset(true)
+		d.SetReset(false)
+		return nil
+	}})
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Identify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Pages 0-3 data, 4-7 0xFF over blank flash.
+	img := bytes.Repeat([]byte{0xFF}, 8*128)
+	for i := range 4 * 128 {
+		img[i] = byte(i)
+	}
+	commands := func() int { return m.Stats().Commands }
+	before := commands()
+	if err := c.WritePages(ctx, 0, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	// 4 pages written (LOAD_ADDRESS, PROG_PAGE), pages 4-7 read in two
+	// reads (LOAD_ADDRESS, READ_PAGE of 256 bytes).
+	if got, want := commands()-before, 4*2+2*2; got != want {
+		t.Errorf("WritePages(4 pages of data, 4 of 0xFF) sent %d commands, want %d", got, want)
+	}
+	if got, want := c.SkippedPages(), 4; got != want {
+		t.Errorf("SkippedPages() = %d, want %d", got, want)
+	}
+	before = commands()
+	if err := c.Verify(ctx, 0, img, nil); err != nil {
+		t.Fatalf("Verify = %v, want nil", err)
+	}
+	// Pages 4-7 were read back before; pages 0-3 in two reads.
+	if got, want := commands()-before, 2*2; got != want {
+		t.Errorf("Verify sent %d commands, want %d", got, want)
+	}
+	// A read from the second page of a block stops at the block's end.
+	before = commands()
+	got, err := c.ReadFlash(ctx, 128, 3*128, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, img[128:4*128]) {
+		t.Errorf("ReadFlash(0x80, 384) differs from what was written")
+	}
+	if got, want := commands()-before, 2*2; got != want {
+		t.Errorf("ReadFlash(0x80, 384) sent %d commands, want %d (128 bytes to the block's end, then 256)", got, want)
+	}
+}
