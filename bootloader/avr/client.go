@@ -16,7 +16,11 @@ type Options struct {
 	// Reset, if set, resets the unit into its bootloader: pulse the reset
 	// line (or DTR through an auto-reset capacitor) and return. Sync calls
 	// it at the start of every attempt, because optiboot gives up and starts
-	// the application about one second after a reset.
+	// the application about one second after a reset. A Reset that had no
+	// way to reset the unit (an adapter or a pseudo-terminal without modem
+	// lines) returns an error matching ErrNoReset: Sync then carries on as
+	// without a hook, without waiting ResetDelay for a reset that did not
+	// happen.
 	Reset func(ctx context.Context) error
 	// ResetDelay is how long Sync waits after Reset returns before it
 	// speaks: an ATmega stays in reset for its start-up time after the
@@ -121,6 +125,28 @@ func (c *Client) wire(n int) time.Duration {
 	return time.Duration(int64(n) * 20 * int64(time.Second) / int64(c.opts.Baud))
 }
 
+// ErrNoReset, wrapped in what a Reset hook returns, says the hook had no
+// way to reset the unit: the unit must be in its bootloader already (its
+// reset button pressed), and there is no start-up to wait for.
+var ErrNoReset = errors.New("avr: no way to reset the unit")
+
+// reset runs the Reset hook, if any, for sync attempt i, and waits
+// ResetDelay for the part to come out of reset, unless the hook could not
+// reset it (ErrNoReset).
+func (o Options) reset(ctx context.Context, i int) error {
+	if o.Reset == nil {
+		return nil
+	}
+	err := o.Reset(ctx)
+	switch {
+	case errors.Is(err, ErrNoReset):
+		return nil
+	case err != nil:
+		return fmt.Errorf("avr: reset for sync attempt %d: %w", i, err)
+	}
+	return bootloader.Sleep(ctx, o.ResetDelay)
+}
+
 // Sync gets the bootloader's attention as avrdude does: for each attempt it
 // calls the Reset hook and waits ResetDelay, drains stale bytes, then keeps
 // sending GET_SYNC, one every SyncWait, for SyncWindow, until STK_INSYNC
@@ -147,13 +173,8 @@ func (c *Client) Sync(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if c.opts.Reset != nil {
-			if err := c.opts.Reset(ctx); err != nil {
-				return fmt.Errorf("avr: reset for sync attempt %d: %w", i, err)
-			}
-			if err := bootloader.Sleep(ctx, c.opts.ResetDelay); err != nil {
-				return err
-			}
+		if err := c.opts.reset(ctx, i); err != nil {
+			return err
 		}
 		if _, err := c.conn.Discard(ctx, drainQuiet, drainMost); err != nil {
 			return fmt.Errorf("avr: drain before sync: %w", err)

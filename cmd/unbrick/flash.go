@@ -99,13 +99,17 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		warned := false
 		reset = func(ctx context.Context) error {
 			err := station.PulseDTR(ctx, ml)
-			if err != nil && !warned {
+			if err == nil {
+				return nil
+			}
+			if !warned {
 				// A pseudo-terminal or a bare adapter: the unit must be
 				// in its bootloader already (press its reset button).
 				fmt.Fprintf(stderr, "unbrick flash: %v\n", err)
 				warned = true
 			}
-			return nil
+			// Nothing was reset: no start-up to wait for.
+			return fmt.Errorf("%w: %v", avr.ErrNoReset, err)
 		}
 	}
 	t, id, err := d.Connect(ctx, port, plan, reset)
