@@ -14,6 +14,7 @@ import (
 	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/bootloader/avr"
 	"github.com/unbrick/unbrick/bootloader/esprom"
+	"github.com/unbrick/unbrick/bootloader/stm32"
 	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/jobs"
 	"github.com/unbrick/unbrick/station"
@@ -95,6 +96,11 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bar := newBar(stdout)
 	fmt.Fprintf(stdout, "unbrick flash: %s on %s at %d baud\n", *protocol, *portPath, *baud)
 	reset := func(context.Context) error { return nil }
+	if *protocol == "stm32" {
+		// No BOOT0 or NRST line is wired: the unit is in its bootloader
+		// already, and the driver need not wait for the ROM to start.
+		reset = func(context.Context) error { return stm32.ErrNoReset }
+	}
 	if ml, ok := port.(bootloader.ModemLines); ok && *protocol == "avr" {
 		warned := false
 		reset = func(ctx context.Context) error {
