@@ -26,7 +26,8 @@ import (
 //	stm32 (AN3155) per 256-byte block: WRITE 31 CE, address 5, N-1 data XOR, three ACKs;
 //	               READ 11 EE, address 5, N-1 ~N-1, three ACKs and the data
 //	avr (STK500) per 128-byte page: LOAD_ADDRESS 4 -> 2; PROG_PAGE 4+128+1 -> 2;
-//	               LOAD_ADDRESS 4 -> 2; READ_PAGE 5 -> 128+2
+//	               per 256 bytes read back (optiboot streams up to 256 bytes a
+//	               READ_PAGE): LOAD_ADDRESS 4 -> 2; READ_PAGE 5 -> 256+2
 //	esprom: the zlib stream at 921600, once; the MD5 answer is negligible
 //	uboot (YMODEM): block 0, 1029 bytes per KiB, EOT, the closing block 0
 func linkMinimum(protocol string, img []byte) time.Duration {
@@ -50,9 +51,10 @@ func linkMinimum(protocol string, img []byte) time.Duration {
 	case "avr":
 		var b int
 		for off := 0; off < n; off += 128 {
-			k := min(128, n-off)
 			b += 6 + 4 + 128 + 1 + 2
-			b += 6 + 5 + k + 2
+		}
+		for off := 0; off < n; off += 256 {
+			b += 6 + 5 + min(256, n-off) + 2
 		}
 		return bits(b, 115200)
 	case "esprom":
