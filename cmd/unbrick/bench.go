@@ -78,7 +78,7 @@ type PeerRun struct {
 	PeerS      float64 `json:"peer_s"`    // 0 when it did not run
 	UnbrickS   float64 `json:"unbrick_s"` // write and verify (U-Boot: the load into RAM)
 	Unbrick    string  `json:"unbrick"`
-	MinimumS   float64 `json:"minimum_s"`
+	MinimumS   float64 `json:"minimum_s"` // linkMinimum: every byte written and read back (on the half-0xFF image too)
 	PeerError  string  `json:"peer_error,omitempty"`
 	OwnError   string  `json:"unbrick_error,omitempty"`
 	Comparison string  `json:"comparison"` // what is timed on each side
