@@ -486,11 +486,13 @@ func (c *Client) needPart(op string) error {
 // no separate erase: optiboot erases each page it writes (optiboot.c,
 // STK_PROG_PAGE: __boot_page_erase_short then __boot_page_write_short), and
 // pages outside data keep their contents. So a page all 0xFF must still be
-// written unless the unit's page is 0xFF already: WritePages reads such a
-// page first (READ_PAGE carries the same bytes as PROG_PAGE but no erase
-// and write, about 8.5 ms on an ATmega) and skips it when it is blank; that
-// read is the page's read-back for Verify. Writes that reach into optiboot's own section
-// at the top of flash are refused: its lock bits make the chip ignore them.
+// written unless the unit's page is 0xFF already: WritePages reads such
+// pages first (READ_PAGE carries the same bytes as PROG_PAGE but no erase
+// and write, about 8.5 ms on an ATmega) and skips those that are blank;
+// that read is the page's read-back for Verify. It looks at each run of
+// pages the image wants blank from the top down (see probeRun). Writes
+// that reach into optiboot's own section at the top of flash are refused:
+// its lock bits make the chip ignore them.
 func (c *Client) WritePages(ctx context.Context, addr uint32, data []byte, progress bootloader.Progress) error {
 	if err := c.needPart("write flash"); err != nil {
 		return err
@@ -506,9 +508,9 @@ func (c *Client) WritePages(ctx context.Context, addr uint32, data []byte, progr
 	}
 	page := make([]byte, ps)
 	total := int64(len(data))
-	// read holds the pages this call read before writing them (true:
-	// blank), so that a page read along with the one before it is not
-	// read again.
+	// read holds what this call knows of the pages the image wants
+	// blank: true for a page it read and found blank, false for one it
+	// read and found holding something or decided to write unread.
 	read := map[uint32]bool{}
 	for off := 0; off < len(data); off += ps {
 		n := copy(page, data[off:])
@@ -520,9 +522,10 @@ func (c *Client) WritePages(ctx context.Context, addr uint32, data []byte, progr
 			blank, ok := read[a]
 			if !ok {
 				var err error
-				if blank, err = c.pagesBlank(ctx, a, c.blankRun(a, data[off:]), read); err != nil {
-					return fmt.Errorf("avr: read flash page 0x%05X before writing it: %w", a, err)
+				if err = c.probeRun(ctx, a, data[off:], read); err != nil {
+					return fmt.Errorf("avr: read flash from page 0x%05X before writing it: %w", a, err)
 				}
+				blank = read[a]
 			}
 			if blank {
 				c.skipped++
@@ -614,44 +617,56 @@ func (c *Client) Verify(ctx context.Context, addr uint32, data []byte, progress 
 	return flush(len(data))
 }
 
-// blankRun returns how many bytes from page address a to read before
-// writing: the page, and the pages after it that the image (rest, from a
-// on) also wants all 0xFF, as far as one flash read reaches
-// (flashReadBlock). Reading a page the image wants blank costs as much on
-// the link as writing it and is its read-back when the unit's page is
-// blank already; a page the image fills is written without a look.
-func (c *Client) blankRun(a uint32, rest []byte) int {
+// probeRun reads the pages of the run the image wants blank that starts
+// at page address a (rest is the image from a on), and notes in read which
+// are blank. Flash fills from the bottom: an application image is one
+// block from address 0 (avr-gcc lays out the vectors, the code and the
+// initialised data from there), so on a unit whatever is not blank lies
+// below whatever is, up to optiboot. probeRun therefore reads the run from
+// its top down, a flash read (flashReadBlock) at a time: pages found blank
+// need no write, that read being their read-back; at the first read that
+// finds a page holding something, the pages of the run below it are taken
+// to hold the old image too and are written without a look. Where that
+// guess is wrong a blank page is written with 0xFF: the cost of a write,
+// never a wrong result, as Verify reads every written page back.
+func (c *Client) probeRun(ctx context.Context, a uint32, rest []byte, read map[uint32]bool) error {
 	ps := c.part.PageSize
-	n := ps
-	for n+ps <= flashReadBlock-int(a%flashReadBlock) && n < len(rest) && allFF(rest[n:min(n+ps, len(rest))]) {
+	n := 0
+	for n < len(rest) && allFF(rest[n:min(n+ps, len(rest))]) {
 		n += ps
 	}
-	return n
-}
-
-// pagesBlank reads n bytes of flash from page address a, notes in read
-// whether each page in them is all 0xFF, remembers the blank ones for
-// Verify, and reports whether the first is blank.
-func (c *Client) pagesBlank(ctx context.Context, a uint32, n int, read map[uint32]bool) (bool, error) {
-	ps := uint32(c.part.PageSize)
-	err := c.read(ctx, Flash, a, n, func(at uint32, b []byte) error {
-		for p := uint32(0); p < uint32(len(b)); p += ps {
-			pa := at + p
-			blank := allFF(b[p:min(p+ps, uint32(len(b)))])
-			read[pa] = blank
-			if blank {
-				if c.blank == nil {
-					c.blank = map[uint32]bool{}
+	hi := a + uint32(n)
+	for hi > a {
+		lo := max(a, (hi-1)/flashReadBlock*flashReadBlock)
+		held := false
+		err := c.read(ctx, Flash, lo, int(hi-lo), func(at uint32, b []byte) error {
+			for p := 0; p < len(b); p += ps {
+				pa := at + uint32(p)
+				blank := allFF(b[p:min(p+ps, len(b))])
+				read[pa] = blank
+				if blank {
+					if c.blank == nil {
+						c.blank = map[uint32]bool{}
+					}
+					c.blank[pa] = true
+				} else {
+					held = true
 				}
-				c.blank[pa] = true
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return false, err
+		hi = lo
+		if held {
+			break
+		}
 	}
-	return read[a], nil
+	for pa := a; pa < hi; pa += uint32(ps) {
+		read[pa] = false // below the old image's top: written unread
+	}
+	return nil
 }
 
 // SkippedPages returns how many pages WritePages did not send because the

@@ -146,3 +146,76 @@ func TestReadsWholeBlocks(t *testing.T) {
 		t.Errorf("ReadFlash(0x80, 384) sent %d commands, want %d (128 bytes to the block's end, then 256)", got, want)
 	}
 }
+
+// TestWritePagesLooksFromTheTop: a run of pages the image wants blank is
+// read from its top down, and below the first page found holding the old
+// image the run is written without a look (flash fills from the bottom).
+func TestWritePagesLooksFromTheTop(t *testing.T) {
+	tests := []struct {
+		name                string
+		old                 int // pages of old image at the bottom of flash
+		wantCmds, wantProgs int
+	}{
+		// Image: data in pages 0-1, 0xFF in pages 2-7.
+		// Old image in pages 0-5: read 6-7 (blank), read 4-5 (held),
+		// write 2-5 unread: 2 data writes + 2 reads + 4 writes.
+		{"old image reaches into the run", 6, 2*2 + 2*2 + 4*2, 6},
+		// Old image in pages 0-2 only: read 6-7, 4-5 (blank), 2-3 (2
+		// held, 3 blank): page 2 written.
+		{"old image ends inside a read", 3, 2*2 + 3*2 + 1*2, 3},
+		// Blank unit: the whole run read, nothing written there.
+		{"blank unit", 0, 2*2 + 3*2, 2},
+		// Old image over everything: one read, the rest written unread.
+		{"old image over the whole run", 8, 2*2 + 1*2 + 6*2, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			m, err := avrsim.New("atmega328p", avrsim.Options{Image: bytes.Repeat([]byte{0x5A}, tt.old*128)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			host, dev := sim.Pipe()
+			line := sim.NewLine(sim.LineConfig{Fast: true})
+			line.Attach(dev)
+			d := sim.NewDevice("slot", m, line)
+			defer d.Close()
+			d.SetPower(true)
+			c := avr.New(host, avr.Options{Reset: func(context.Context) error {
+				d.SetReset(true)
+				d.SetReset(false)
+				return nil
+			}})
+			if err := c.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Identify(ctx); err != nil {
+				t.Fatal(err)
+			}
+			img := bytes.Repeat([]byte{0xFF}, 8*128)
+			for i := range 2 * 128 {
+				img[i] = byte(i)
+			}
+			cmds, progs := m.Stats().Commands, m.Stats().PagesWritten
+			if err := c.WritePages(ctx, 0, img, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Stats().Commands - cmds; got != tt.wantCmds {
+				t.Errorf("WritePages sent %d commands, want %d", got, tt.wantCmds)
+			}
+			if got := m.Stats().PagesWritten - progs; got != tt.wantProgs {
+				t.Errorf("WritePages programmed %d pages, want %d", got, tt.wantProgs)
+			}
+			if err := c.Verify(ctx, 0, img, nil); err != nil {
+				t.Fatalf("Verify = %v, want nil", err)
+			}
+			got, err := m.Flash().Read(0, len(img))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, img) {
+				t.Errorf("flash after WritePages differs from the image")
+			}
+		})
+	}
+}
