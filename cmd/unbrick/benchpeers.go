@@ -180,8 +180,9 @@ func halfComparison(protocol string) string {
 			"both read the whole image back (the F103's ROM has no GET_CHECKSUM)"
 	case "avr":
 		return "connect, write and verify by reading back at 115200 (optiboot erases each page it writes, there is no erase command); " +
-			"the image's middle half is 0xFF: avrdude writes every page, unbrick reads a page that should be 0xFF first and leaves it alone when it is " +
-			"(that read is its read-back), and writes it otherwise; both units start bricked (old image, second half 0xFF)"
+			"the image's middle half is 0xFF: avrdude writes and reads back every page; unbrick reads the blank run from its top down, 256 bytes a read, " +
+			"leaves the pages found blank alone (that read is their read-back) and writes and reads back the rest (below the first page found holding the old image, unread first); " +
+			"both units start bricked (the old image's first half, then 0xFF)"
 	}
 	return ""
 }
