@@ -228,10 +228,10 @@ type Options struct {
 	// 2021, §3.13 "Get Checksum command"; the wire format and the CRC as
 	// stm32flash 0.7 uses them: stm32.c, stm32_crc_memory and
 	// stm32_sw_crc). Which ROM versions have it is AN2606's per-product
-	// command list; the STM32F103's v2.2 and the F407's v3.1 do not list
-	// it (their GET answers, as modelled), so no modelled part has it by
-	// default, and a half-0xFF image on them is verified by reading
-	// every byte back.
+	// command list; the GET answers of the F103's v2.2 and the F407's v3.1
+	// that this model gives (see variants) list no 0xA1, so no modelled
+	// part has it by default, and an image half 0xFF is verified on them
+	// by reading every byte back.
 	Checksum bool
 	// NoMassErase makes the ROM refuse the mass-erase codes (ERASE FF 00,
 	// EXTENDED ERASE FF FF): the parts stm32flash marks F_NO_ME (the L0
