@@ -35,15 +35,20 @@ func (d STM32) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 	if plan.Port.Parity == "none" {
 		o.BitsPerByte = 10
 	}
-	if err := reset(ctx); err != nil {
+	switch err := reset(ctx); {
+	case errors.Is(err, stm32.ErrNoReset):
+		// Nothing was reset (unbrick flash drives no lines): the unit
+		// is in its bootloader already, with no start-up to wait for.
+	case err != nil:
 		return nil, Identity{}, err
-	}
-	delay := o.ResetDelay
-	if delay == 0 {
-		delay = 20 * time.Millisecond
-	}
-	if err := bootloader.Sleep(ctx, delay); err != nil {
-		return nil, Identity{}, err
+	default:
+		delay := o.ResetDelay
+		if delay == 0 {
+			delay = 20 * time.Millisecond
+		}
+		if err := bootloader.Sleep(ctx, delay); err != nil {
+			return nil, Identity{}, err
+		}
 	}
 	c := stm32.New(port, o)
 	if err := c.Sync(ctx); err != nil {

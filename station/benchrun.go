@@ -36,6 +36,12 @@ const (
 	RolePeer   = "peer"   // in its bootloader, for a third-party tool (stm32flash, avrdude, ...)
 )
 
+// Variants of the image a flash and peer pair writes.
+const (
+	VariantDense = ""     // the demo application image as built
+	VariantHalf  = "half" // the same image with its middle half 0xFF (code, a blank gap, data)
+)
+
 // BenchUnit is one unit of a benchmark bench.
 type BenchUnit struct {
 	Slot     int            `json:"slot"`
@@ -55,6 +61,9 @@ type BenchUnit struct {
 	// write and where it goes.
 	Image string `json:"image,omitempty"`
 	Addr  uint32 `json:"addr,omitempty"`
+	// Variant says which image a flash or peer unit is for: VariantDense
+	// or VariantHalf.
+	Variant string `json:"variant,omitempty"`
 }
 
 // BenchManifest describes what `unbrick sim --bench` serves.

@@ -98,8 +98,13 @@ func HashPassword(pw string) (string, error) {
 }
 
 // dummyHash is compared against when an account does not exist, so that a
-// wrong name costs as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such account, no such password"), bcrypt.DefaultCost)
+// wrong name costs as long as a wrong password. It is made on first use:
+// at package init it cost every run of the binary (unbrick flash too)
+// about 60 ms of bcrypt.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("no such account, no such password"), bcrypt.DefaultCost)
+	return h
+})
 
 // Cookies: the session of a logged-in account, and the anonymous CSRF
 // token of a browser that has none.
@@ -385,7 +390,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	acct, err := s.cfg.Accounts.Account(r.Context(), name)
 	hash := []byte(acct.Hash)
 	if err != nil || acct.Hash == "" {
-		hash = dummyHash
+		hash = dummyHash()
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(in.Password)) != nil || err != nil {
 		s.sessions.failed()

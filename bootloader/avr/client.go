@@ -16,7 +16,11 @@ type Options struct {
 	// Reset, if set, resets the unit into its bootloader: pulse the reset
 	// line (or DTR through an auto-reset capacitor) and return. Sync calls
 	// it at the start of every attempt, because optiboot gives up and starts
-	// the application about one second after a reset.
+	// the application about one second after a reset. A Reset that had no
+	// way to reset the unit (an adapter or a pseudo-terminal without modem
+	// lines) returns an error matching ErrNoReset: Sync then carries on as
+	// without a hook, without waiting ResetDelay for a reset that did not
+	// happen.
 	Reset func(ctx context.Context) error
 	// ResetDelay is how long Sync waits after Reset returns before it
 	// speaks: an ATmega stays in reset for its start-up time after the
@@ -121,6 +125,28 @@ func (c *Client) wire(n int) time.Duration {
 	return time.Duration(int64(n) * 20 * int64(time.Second) / int64(c.opts.Baud))
 }
 
+// ErrNoReset, wrapped in what a Reset hook returns, says the hook had no
+// way to reset the unit: the unit must be in its bootloader already (its
+// reset button pressed), and there is no start-up to wait for.
+var ErrNoReset = errors.New("avr: no way to reset the unit")
+
+// reset runs the Reset hook, if any, for sync attempt i, and waits
+// ResetDelay for the part to come out of reset, unless the hook could not
+// reset it (ErrNoReset).
+func (o Options) reset(ctx context.Context, i int) error {
+	if o.Reset == nil {
+		return nil
+	}
+	err := o.Reset(ctx)
+	switch {
+	case errors.Is(err, ErrNoReset):
+		return nil
+	case err != nil:
+		return fmt.Errorf("avr: reset for sync attempt %d: %w", i, err)
+	}
+	return bootloader.Sleep(ctx, o.ResetDelay)
+}
+
 // Sync gets the bootloader's attention as avrdude does: for each attempt it
 // calls the Reset hook and waits ResetDelay, drains stale bytes, then keeps
 // sending GET_SYNC, one every SyncWait, for SyncWindow, until STK_INSYNC
@@ -147,13 +173,8 @@ func (c *Client) Sync(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if c.opts.Reset != nil {
-			if err := c.opts.Reset(ctx); err != nil {
-				return fmt.Errorf("avr: reset for sync attempt %d: %w", i, err)
-			}
-			if err := bootloader.Sleep(ctx, c.opts.ResetDelay); err != nil {
-				return err
-			}
+		if err := c.opts.reset(ctx, i); err != nil {
+			return err
 		}
 		if _, err := c.conn.Discard(ctx, drainQuiet, drainMost); err != nil {
 			return fmt.Errorf("avr: drain before sync: %w", err)
@@ -465,11 +486,13 @@ func (c *Client) needPart(op string) error {
 // no separate erase: optiboot erases each page it writes (optiboot.c,
 // STK_PROG_PAGE: __boot_page_erase_short then __boot_page_write_short), and
 // pages outside data keep their contents. So a page all 0xFF must still be
-// written unless the unit's page is 0xFF already: WritePages reads such a
-// page first (READ_PAGE carries the same bytes as PROG_PAGE but no erase
-// and write, about 8.5 ms on an ATmega) and skips it when it is blank; that
-// read is the page's read-back for Verify. Writes that reach into optiboot's own section
-// at the top of flash are refused: its lock bits make the chip ignore them.
+// written unless the unit's page is 0xFF already: WritePages reads such
+// pages first (READ_PAGE carries the same bytes as PROG_PAGE but no erase
+// and write, about 8.5 ms on an ATmega) and skips those that are blank;
+// that read is the page's read-back for Verify. It looks at each run of
+// pages the image wants blank from the top down (see probeRun). Writes
+// that reach into optiboot's own section at the top of flash are refused:
+// its lock bits make the chip ignore them.
 func (c *Client) WritePages(ctx context.Context, addr uint32, data []byte, progress bootloader.Progress) error {
 	if err := c.needPart("write flash"); err != nil {
 		return err
@@ -485,6 +508,10 @@ func (c *Client) WritePages(ctx context.Context, addr uint32, data []byte, progr
 	}
 	page := make([]byte, ps)
 	total := int64(len(data))
+	// read holds what this call knows of the pages the image wants
+	// blank: true for a page it read and found blank, false for one it
+	// read and found holding something or decided to write unread.
+	read := map[uint32]bool{}
 	for off := 0; off < len(data); off += ps {
 		n := copy(page, data[off:])
 		for i := n; i < ps; i++ {
@@ -492,9 +519,13 @@ func (c *Client) WritePages(ctx context.Context, addr uint32, data []byte, progr
 		}
 		a := addr + uint32(off)
 		if allFF(page) {
-			blank, err := c.pageBlank(ctx, a)
-			if err != nil {
-				return fmt.Errorf("avr: read flash page 0x%05X before writing it: %w", a, err)
+			blank, ok := read[a]
+			if !ok {
+				var err error
+				if err = c.probeRun(ctx, a, data[off:], read); err != nil {
+					return fmt.Errorf("avr: read flash from page 0x%05X before writing it: %w", a, err)
+				}
+				blank = read[a]
 			}
 			if blank {
 				c.skipped++
@@ -586,22 +617,56 @@ func (c *Client) Verify(ctx context.Context, addr uint32, data []byte, progress 
 	return flush(len(data))
 }
 
-// pageBlank reads the flash page at byte address a and reports whether it
-// is all 0xFF, remembering it if so.
-func (c *Client) pageBlank(ctx context.Context, a uint32) (bool, error) {
-	blank := true
-	err := c.read(ctx, Flash, a, c.part.PageSize, func(_ uint32, b []byte) error {
-		blank = blank && allFF(b)
-		return nil
-	})
-	if err != nil || !blank {
-		return false, err
+// probeRun reads the pages of the run the image wants blank that starts
+// at page address a (rest is the image from a on), and notes in read which
+// are blank. Flash fills from the bottom: an application image is one
+// block from address 0 (avr-gcc lays out the vectors, the code and the
+// initialised data from there), so on a unit whatever is not blank lies
+// below whatever is, up to optiboot. probeRun therefore reads the run from
+// its top down, a flash read (flashReadBlock) at a time: pages found blank
+// need no write, that read being their read-back; at the first read that
+// finds a page holding something, the pages of the run below it are taken
+// to hold the old image too and are written without a look. Where that
+// guess is wrong a blank page is written with 0xFF: the cost of a write,
+// never a wrong result, as Verify reads every written page back.
+func (c *Client) probeRun(ctx context.Context, a uint32, rest []byte, read map[uint32]bool) error {
+	ps := c.part.PageSize
+	n := 0
+	for n < len(rest) && allFF(rest[n:min(n+ps, len(rest))]) {
+		n += ps
 	}
-	if c.blank == nil {
-		c.blank = map[uint32]bool{}
+	hi := a + uint32(n)
+	for hi > a {
+		lo := max(a, (hi-1)/flashReadBlock*flashReadBlock)
+		held := false
+		err := c.read(ctx, Flash, lo, int(hi-lo), func(at uint32, b []byte) error {
+			for p := 0; p < len(b); p += ps {
+				pa := at + uint32(p)
+				blank := allFF(b[p:min(p+ps, len(b))])
+				read[pa] = blank
+				if blank {
+					if c.blank == nil {
+						c.blank = map[uint32]bool{}
+					}
+					c.blank[pa] = true
+				} else {
+					held = true
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		hi = lo
+		if held {
+			break
+		}
 	}
-	c.blank[a] = true
-	return true, nil
+	for pa := a; pa < hi; pa += uint32(ps) {
+		read[pa] = false // below the old image's top: written unread
+	}
+	return nil
 }
 
 // SkippedPages returns how many pages WritePages did not send because the
@@ -637,15 +702,33 @@ func (c *Client) verify(ctx context.Context, mem Memory, addr uint32, data []byt
 	})
 }
 
-// read reads n bytes of mem from byte address addr in page-sized chunks,
-// handing each to f with its address. Addresses are word addresses on the
-// wire, so an odd start reads one byte more and drops it.
+// flashReadBlock is the most flash one READ_PAGE asks for: 256 bytes, two
+// pages of an ATmega328P. optiboot streams a flash read straight from
+// flash, with no page buffer, for as many bytes as the length says
+// (optiboot.c, STK_READ_PAGE: do putch(pgm_read_byte_near(address++))
+// while (--length)); on parts with pages of up to 255 bytes its length is
+// a uint8_t, so 256 is the most it can be asked for (the length 0x0100
+// reads 256 bytes), on larger-page parts a uint16_t. The differential test
+// against real optiboot in simavr holds the model's 256-byte read to it
+// (sim/avrsim, TestDifferentialOptiboot). Each read saves a LOAD_ADDRESS, a
+// READ_PAGE header and two turnarounds per 256 bytes over page-sized
+// reads: about a tenth of a verify's time on the link at 128-byte pages.
+const flashReadBlock = 256
+
+// read reads n bytes of mem from byte address addr, handing each chunk to
+// f with its address: flash in reads that each stay inside one 256-byte
+// block (flashReadBlock; so none crosses a 64 KiB or 128 KiB boundary),
+// EEPROM a page at a time. Addresses are word addresses on the wire, so an
+// odd start reads one byte more and drops it.
 func (c *Client) read(ctx context.Context, mem Memory, addr uint32, n int, f func(a uint32, b []byte) error) error {
 	chunk := c.part.PageSize
+	if mem == Flash {
+		chunk = max(chunk, min(flashReadBlock, c.part.MaxPageLen()))
+	}
 	a := addr &^ 1
 	end := addr + uint32(n)
 	for a < end {
-		m := min(chunk, int(end-a))
+		m := min(chunk-int(a%uint32(chunk)), int(end-a))
 		if err := c.loadAddress(ctx, a/2, mem == Flash); err != nil {
 			return fmt.Errorf("avr: read %s at 0x%05X: %w", mem, a, err)
 		}

@@ -3,6 +3,7 @@ package avr_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -148,4 +149,43 @@ func TestIdentifyUnknownPart(t *testing.T) {
 			t.Error("Part() reports a part after a failed Identify")
 		}
 	})
+}
+
+// TestSyncNoReset: a Reset hook that could not reset the unit (ErrNoReset)
+// is no failure, and Sync does not wait ResetDelay for a start-up that did
+// not happen; any other hook error fails Sync.
+func TestSyncNoReset(t *testing.T) {
+	insync := misbehaving{func(byte) []byte { return []byte{avr.RespInSync, avr.RespOK} }}
+	tests := []struct {
+		name    string
+		hook    error
+		wantErr bool
+		maxWait time.Duration
+	}{
+		{"no way to reset", fmt.Errorf("%w: set DTR: no modem lines", avr.ErrNoReset), false, time.Second},
+		{"reset", nil, false, 2 * time.Hour},
+		{"hook failed", errors.New("gpio: line busy"), true, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				host, dev := sim.Pipe()
+				line := sim.NewLine(sim.LineConfig{Fast: true})
+				line.Attach(dev)
+				d := sim.NewDevice("stk", insync, line)
+				defer d.Close()
+				d.SetPower(true)
+				c := avr.New(host, avr.Options{ResetDelay: time.Hour, Reset: func(context.Context) error { return tt.hook }})
+				start := time.Now()
+				err := c.Sync(context.Background())
+				if (err != nil) != tt.wantErr {
+					t.Fatalf("Sync() with a hook returning %v = %v, want error %v", tt.hook, err, tt.wantErr)
+				}
+				waited := time.Since(start)
+				if waited > tt.maxWait || (tt.hook == nil && waited < time.Hour) {
+					t.Errorf("Sync() with a hook returning %v took %v, want ResetDelay (1h) only after a reset", tt.hook, waited)
+				}
+			})
+		})
+	}
 }

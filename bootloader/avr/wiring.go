@@ -170,13 +170,8 @@ func (c *WiringClient) message(ctx context.Context, body []byte, wait time.Durat
 func (c *WiringClient) Sync(ctx context.Context) error {
 	var last error
 	for i := 1; i <= c.opts.SyncAttempts; i++ {
-		if c.opts.Reset != nil {
-			if err := c.opts.Reset(ctx); err != nil {
-				return fmt.Errorf("avr: reset for sync attempt %d: %w", i, err)
-			}
-			if err := bootloader.Sleep(ctx, c.opts.ResetDelay); err != nil {
-				return err
-			}
+		if err := c.opts.reset(ctx, i); err != nil {
+			return err
 		}
 		c.erased = 0
 		if _, err := c.conn.Discard(ctx, drainQuiet, drainMost); err != nil {

@@ -49,7 +49,10 @@ type BenchReport struct {
 	// vs_peer): unbrick's time over the peer's at unbrick's rate. No
 	// target; it says what the faster link alone does not explain.
 	VsPeerSameBaud map[string]float64 `json:"vs_peer_same_baud"`
-	Peers          []PeerRun          `json:"peers"`
+	// VsPeerHalf per protocol (STM32 and AVR): the same on the image with
+	// its middle half 0xFF (see halfBlank), on units of their own.
+	VsPeerHalf map[string]float64 `json:"vs_peer_half"`
+	Peers      []PeerRun          `json:"peers"`
 	// Of the station process alone (the models run in `unbrick sim
 	// --bench`'s process).
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
@@ -73,13 +76,14 @@ type BenchReport struct {
 // identical units in their bootloader, the same image.
 type PeerRun struct {
 	Protocol   string  `json:"protocol"`
+	Variant    string  `json:"variant,omitempty"` // "half": the image with its middle half 0xFF
 	Model      string  `json:"model"`
 	Bytes      int     `json:"bytes"`
 	Peer       string  `json:"peer"`      // the command line
 	PeerS      float64 `json:"peer_s"`    // 0 when it did not run
 	UnbrickS   float64 `json:"unbrick_s"` // write and verify (U-Boot: the load into RAM)
 	Unbrick    string  `json:"unbrick"`
-	MinimumS   float64 `json:"minimum_s"`
+	MinimumS   float64 `json:"minimum_s"` // linkMinimum: every byte written and read back (on the half-0xFF image too)
 	PeerError  string  `json:"peer_error,omitempty"`
 	OwnError   string  `json:"unbrick_error,omitempty"`
 	Comparison string  `json:"comparison"` // what is timed on each side
@@ -248,7 +252,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rep := &BenchReport{Time: time.Now().UTC(), Units: *units, Fast: *fast, Station: &res, Clients: *clients,
 		PeakRSSMB: res.PeakRSSMB, MixRSSMB: res.MixRSSMB, CPUSeconds: res.CPUSeconds, DBRows: res.DBRows, DBRowsPerS: res.DBRowsPerS,
 		MixWallS: res.MixWallS, Failed: res.Failed, LinkEfficiency: map[string]float64{}, VsPeer: map[string]float64{},
-		VsPeerSameBaud: map[string]float64{}}
+		VsPeerSameBaud: map[string]float64{}, VsPeerHalf: map[string]float64{}}
 	for _, j := range res.Mix {
 		if j.Outcome == string(jobs.OutcomePassed) {
 			rep.Passed++
@@ -269,6 +273,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		rep.Peers = runPeers(ctx, exe, m, filepath.Join(work, "peers"), stderr)
 		for _, p := range rep.Peers {
+			if p.Variant == station.VariantHalf {
+				if p.UnbrickS > 0 && p.PeerS > 0 {
+					rep.VsPeerHalf[p.Protocol] = p.UnbrickS / p.PeerS
+				}
+				continue
+			}
 			if p.UnbrickS > 0 && p.MinimumS > 0 {
 				rep.LinkEfficiency[p.Protocol] = p.MinimumS / p.UnbrickS
 			}
@@ -434,6 +444,17 @@ func printBench(w io.Writer, r *BenchReport) {
 	row("models (other process)", fmt.Sprintf("%.2f CPU s over the whole run, %.1f MB peak", r.ModelsCPUSeconds, r.ModelsPeakRSSMB), "", false, false)
 	row("db_rows_per_s", fmt.Sprintf("%.0f (%d rows)", r.DBRowsPerS, r.DBRows), "", false, false)
 	for _, p := range r.Peers {
+		if p.Variant == station.VariantHalf {
+			// The image half 0xFF: the target is for what skipping
+			// blank flash saves, verification unchanged.
+			vs, ok := r.VsPeerHalf[p.Protocol]
+			val := fmt.Sprintf("%.2f (unbrick %.2f s, peer %.2f s)", vs, p.UnbrickS, p.PeerS)
+			if !ok {
+				val = "- (" + strings.TrimSpace(p.PeerError+" "+p.OwnError) + ")"
+			}
+			row("vs_peer_half "+p.Protocol, val, "<= 0.6", vs <= 0.6, ok && !r.Fast)
+			continue
+		}
 		eff := r.LinkEfficiency[p.Protocol]
 		row("link_efficiency "+p.Protocol, fmt.Sprintf("%.2f (minimum %.2f s, unbrick %.2f s)", eff, p.MinimumS, p.UnbrickS), "", false, false)
 		target := 1.0
@@ -471,13 +492,14 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 	byRole := map[string]station.BenchUnit{}
 	for _, u := range m.Units {
 		if u.Role == station.RoleFlash || u.Role == station.RolePeer {
-			byRole[u.Protocol+"/"+u.Role] = u
+			byRole[u.Protocol+"/"+u.Variant+"/"+u.Role] = u
 		}
 	}
 	var out []PeerRun
-	for _, pk := range peerKinds {
-		fu, ok1 := byRole[pk.protocol+"/"+station.RoleFlash]
-		pu, ok2 := byRole[pk.protocol+"/"+station.RolePeer]
+	for _, pv := range peerRuns() {
+		pk, variant := pv.peerKind, pv.variant
+		fu, ok1 := byRole[pk.protocol+"/"+variant+"/"+station.RoleFlash]
+		pu, ok2 := byRole[pk.protocol+"/"+variant+"/"+station.RolePeer]
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -485,7 +507,7 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 		if err != nil {
 			continue
 		}
-		pr := PeerRun{Protocol: pk.protocol, Model: pk.kind, Bytes: len(img), MinimumS: linkMinimum(pk.protocol, img).Seconds()}
+		pr := PeerRun{Protocol: pk.protocol, Variant: variant, Model: pk.kind, Bytes: len(img), MinimumS: linkMinimum(pk.protocol, img).Seconds()}
 		var own, peer time.Duration
 		var oerr, perr error
 		switch pk.protocol {
@@ -505,6 +527,9 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 					"and again at %d after the stub starts (vs_peer_same_baud))", espFastBaud, esptoolJSDefaultBaud, espFastBaud)
 			default:
 				pr.Comparison = "connect, erase, write and verify by reading back at 115200"
+				if variant == station.VariantHalf {
+					pr.Comparison = halfComparison(pk.protocol)
+				}
 			}
 			args = append(args, fu.Image)
 			pr.Unbrick = "unbrick " + strings.Join(args, " ")
@@ -541,7 +566,11 @@ func runPeers(ctx context.Context, exe string, m *station.BenchManifest, work st
 		} else {
 			pr.PeerError = perr.Error()
 		}
-		fmt.Fprintf(stderr, "unbrick bench: %s: unbrick %.2f s, peer %.2f s %s%s\n", pk.protocol, pr.UnbrickS, pr.PeerS, pr.OwnError, pr.PeerError)
+		name := pk.protocol
+		if variant != station.VariantDense {
+			name += " (" + variant + ")"
+		}
+		fmt.Fprintf(stderr, "unbrick bench: %s: unbrick %.2f s, peer %.2f s %s%s\n", name, pr.UnbrickS, pr.PeerS, pr.OwnError, pr.PeerError)
 		out = append(out, pr)
 	}
 	return out

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/unbrick/unbrick/internal/peertest"
@@ -65,6 +67,23 @@ func TestBenchJSON(t *testing.T) {
 	if same, _ := doc["vs_peer_same_baud"].(map[string]any); !(same["esprom"] != nil && same["esprom"].(float64) > 0) {
 		t.Errorf("bench.json vs_peer_same_baud[esprom] = %v, want a positive number\n%s", same["esprom"], log.String())
 	}
+	// The side-by-side on the image half 0xFF, STM32 and AVR only.
+	half, _ := doc["vs_peer_half"].(map[string]any)
+	for _, p := range []string{"stm32", "avr"} {
+		if v, ok := half[p].(float64); !ok || v <= 0 {
+			t.Errorf("bench.json vs_peer_half[%s] = %v, want a positive number\n%s", p, half[p], log.String())
+		}
+	}
+	if len(half) != 2 {
+		t.Errorf("bench.json vs_peer_half = %v, want stm32 and avr only", half)
+	}
+	peers, _ := doc["peers"].([]any)
+	for _, pr := range peers {
+		p, _ := pr.(map[string]any)
+		if p["variant"] == "half" && !strings.Contains(fmt.Sprint(p["comparison"]), "0xFF") {
+			t.Errorf("bench.json peers: the %v side-by-side on the half-0xFF image says it compares %q, want what each side does with the blank half", p["protocol"], p["comparison"])
+		}
+	}
 	st, _ := doc["station"].(map[string]any)
 	if s, _ := st["singles"].([]any); len(s) != 2 {
 		t.Errorf("bench.json station.singles has %d jobs, want 2 (one per kind and state of the mix)", len(s))
@@ -73,5 +92,22 @@ func TestBenchJSON(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(dir, "prof", f)); err != nil || fi.Size() == 0 {
 			t.Errorf("--pprof wrote no %s: %v", f, err)
 		}
+	}
+}
+
+func TestHalfBlank(t *testing.T) {
+	img := bytes.Repeat([]byte{0x5A}, 8<<10)
+	got := halfBlank(img)
+	for i, b := range got {
+		want := byte(0x5A)
+		if i >= 2<<10 && i < 6<<10 {
+			want = 0xFF
+		}
+		if b != want {
+			t.Fatalf("halfBlank(8 KiB of 0x5A)[0x%04X] = 0x%02X, want 0x%02X", i, b, want)
+		}
+	}
+	if img[4<<10] != 0x5A {
+		t.Errorf("halfBlank changed its argument")
 	}
 }

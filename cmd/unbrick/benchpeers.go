@@ -31,7 +31,8 @@ import (
 //	stm32 (AN3155) per 256-byte block: WRITE 31 CE, address 5, N-1 data XOR, three ACKs;
 //	               READ 11 EE, address 5, N-1 ~N-1, three ACKs and the data
 //	avr (STK500) per 128-byte page: LOAD_ADDRESS 4 -> 2; PROG_PAGE 4+128+1 -> 2;
-//	               LOAD_ADDRESS 4 -> 2; READ_PAGE 5 -> 128+2
+//	               per 256 bytes read back (optiboot streams up to 256 bytes a
+//	               READ_PAGE): LOAD_ADDRESS 4 -> 2; READ_PAGE 5 -> 256+2
 //	esprom: the zlib stream at 921600, once; the MD5 answer is negligible
 //	uboot (YMODEM): block 0, 1029 bytes per KiB, EOT, the closing block 0
 func linkMinimum(protocol string, img []byte) time.Duration {
@@ -55,9 +56,10 @@ func linkMinimum(protocol string, img []byte) time.Duration {
 	case "avr":
 		var b int
 		for off := 0; off < n; off += 128 {
-			k := min(128, n-off)
 			b += 6 + 4 + 128 + 1 + 2
-			b += 6 + 5 + k + 2
+		}
+		for off := 0; off < n; off += 256 {
+			b += 6 + 5 + min(256, n-off) + 2
 		}
 		return bits(b, 115200)
 	case "esprom":
@@ -231,6 +233,23 @@ func resetUnit(ctx context.Context, socket, name string, active pgpio.Level) err
 		return err
 	}
 	return bootloader.Sleep(ctx, 200*time.Millisecond)
+}
+
+// halfComparison says what the side-by-side on the image half 0xFF
+// times, and what each side does with the blank half.
+func halfComparison(protocol string) string {
+	switch protocol {
+	case "stm32":
+		return "connect, erase the pages the image covers, write, verify by reading every byte back, at 115200 8E1; " +
+			"the image's middle half is 0xFF: stm32flash writes it, unbrick sends no WRITE for a 256-byte block all 0xFF in a page it erased; " +
+			"both read the whole image back (the F103's ROM has no GET_CHECKSUM)"
+	case "avr":
+		return "connect, write and verify by reading back at 115200 (optiboot erases each page it writes, there is no erase command); " +
+			"the image's middle half is 0xFF: avrdude writes and reads back every page; unbrick reads the blank run from its top down, 256 bytes a read, " +
+			"leaves the pages found blank alone (that read is their read-back) and writes and reads back the rest (below the first page found holding the old image, unread first); " +
+			"both units start bricked (the old image's first half, then 0xFF)"
+	}
+	return ""
 }
 
 // stm32flashArgs runs stm32flash at 8E1, as AN3155 wants, through the

@@ -14,6 +14,7 @@ import (
 	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/bootloader/avr"
 	"github.com/unbrick/unbrick/bootloader/esprom"
+	"github.com/unbrick/unbrick/bootloader/stm32"
 	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/jobs"
 	"github.com/unbrick/unbrick/station"
@@ -101,17 +102,26 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// after it, as esptool's --before no_reset.
 		reset = nil
 	}
+	if *protocol == "stm32" {
+		// No BOOT0 or NRST line is wired: the unit is in its bootloader
+		// already, and the driver need not wait for the ROM to start.
+		reset = func(context.Context) error { return stm32.ErrNoReset }
+	}
 	if ml, ok := port.(bootloader.ModemLines); ok && *protocol == "avr" {
 		warned := false
 		reset = func(ctx context.Context) error {
 			err := station.PulseDTR(ctx, ml)
-			if err != nil && !warned {
+			if err == nil {
+				return nil
+			}
+			if !warned {
 				// A pseudo-terminal or a bare adapter: the unit must be
 				// in its bootloader already (press its reset button).
 				fmt.Fprintf(stderr, "unbrick flash: %v\n", err)
 				warned = true
 			}
-			return nil
+			// Nothing was reset: no start-up to wait for.
+			return fmt.Errorf("%w: %v", avr.ErrNoReset, err)
 		}
 	}
 	t, id, err := d.Connect(ctx, port, plan, reset)

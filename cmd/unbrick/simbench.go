@@ -17,9 +17,55 @@ import (
 	"github.com/unbrick/unbrick/station"
 )
 
+// peerKind is the model a protocol's flash and peer units are.
+type peerKind struct{ protocol, kind string }
+
 // peerKinds is the model each protocol's flash and peer units are.
-var peerKinds = []struct{ protocol, kind string }{
+var peerKinds = []peerKind{
 	{"stm32", "stm32f103"}, {"avr", "atmega328p"}, {"esprom", "esp32"}, {"uboot", "uboot"},
+}
+
+// peerVariants lists the images each protocol's side-by-side runs with:
+// the dense demo image for every protocol, and for STM32 and AVR, whose
+// clients skip what erased flash already holds, the same image half 0xFF
+// too (see halfBlank).
+func peerVariants(protocol string) []string {
+	if protocol == "stm32" || protocol == "avr" {
+		return []string{station.VariantDense, station.VariantHalf}
+	}
+	return []string{station.VariantDense}
+}
+
+// peerRun is one side-by-side: a protocol's model and an image variant.
+type peerRun struct {
+	peerKind
+	variant string
+}
+
+// peerRuns lists the side-by-sides `unbrick bench` runs, in order.
+func peerRuns() []peerRun {
+	var out []peerRun
+	for _, pk := range peerKinds {
+		for _, v := range peerVariants(pk.protocol) {
+			out = append(out, peerRun{pk, v})
+		}
+	}
+	return out
+}
+
+// halfBlank returns img with its middle half, [len/4, 3*len/4), set to
+// 0xFF: what real firmware often looks like, code at the start, a blank
+// gap, then data (tables, a file system, calibration) at the end. The
+// bounds fall on 1 KiB for the demo images (24 KiB STM32, 8 KiB AVR), so
+// the gap is whole STM32 pages and 256-byte blocks and whole AVR pages.
+// Its application checksum no longer matches: the side-by-side flashes
+// with --no-start and never boots it.
+func halfBlank(img []byte) []byte {
+	out := append([]byte(nil), img...)
+	for i := len(out) / 4; i < 3*len(out)/4; i++ {
+		out[i] = 0xFF
+	}
+	return out
 }
 
 // serveModels serves the units `unbrick bench` measures a station against,
@@ -105,30 +151,37 @@ func serveModels(ctx context.Context, n int, dir string, fast bool, stdout io.Wr
 	}
 	for _, pk := range peerKinds {
 		k, _ := b.Kind(pk.kind)
-		img, addr, err := k.Image("2.0.0", simbench.DemoBoard(pk.kind))
+		dense, addr, err := k.Image("2.0.0", simbench.DemoBoard(pk.kind))
 		if err != nil {
 			return err
 		}
-		path := filepath.Join(dir, "images", pk.protocol+".bin")
-		if err := os.WriteFile(path, img, 0o644); err != nil {
-			return err
-		}
-		for _, role := range []string{station.RoleFlash, station.RolePeer} {
-			slot++
-			u, err := add(slot, role, station.SimUnit{Kind: pk.kind, State: simbench.Bricked}, true)
-			if err != nil {
+		for _, variant := range peerVariants(pk.protocol) {
+			img, name := dense, pk.protocol+".bin"
+			if variant == station.VariantHalf {
+				img, name = halfBlank(dense), pk.protocol+"-half.bin"
+			}
+			path := filepath.Join(dir, "images", name)
+			if err := os.WriteFile(path, img, 0o644); err != nil {
 				return err
 			}
-			m.Units[len(m.Units)-1].Image, m.Units[len(m.Units)-1].Addr = path, addr
-			// In its bootloader, as `unbrick sim --model` leaves a unit.
-			if k.HasStrap {
-				u.Boot.Out(k.Strap)
-			}
-			u.Reset.Out(!k.ResetActive)
-			u.Power.Out(pgpio.High)
-			if !k.HasStrap && pk.protocol == "avr" {
-				u.Reset.Out(k.ResetActive)
+			for _, role := range []string{station.RoleFlash, station.RolePeer} {
+				slot++
+				u, err := add(slot, role, station.SimUnit{Kind: pk.kind, State: simbench.Bricked}, true)
+				if err != nil {
+					return err
+				}
+				bu := &m.Units[len(m.Units)-1]
+				bu.Image, bu.Addr, bu.Variant = path, addr, variant
+				// In its bootloader, as `unbrick sim --model` leaves a unit.
+				if k.HasStrap {
+					u.Boot.Out(k.Strap)
+				}
 				u.Reset.Out(!k.ResetActive)
+				u.Power.Out(pgpio.High)
+				if !k.HasStrap && pk.protocol == "avr" {
+					u.Reset.Out(k.ResetActive)
+					u.Reset.Out(!k.ResetActive)
+				}
 			}
 		}
 	}

@@ -224,10 +224,14 @@ type Options struct {
 	// Reboot is the period of a bricked unit's boot loop; 0 means 1 s.
 	Reboot time.Duration
 	// Checksum makes GET list GET_CHECKSUM (0xA1) and the ROM serve it,
-	// as the bootloaders that have the command do (AN3155; the wire format
-	// and the CRC as stm32flash 0.7 uses them: stm32.c, stm32_crc_memory
-	// and stm32_sw_crc). Which ROM versions have it is AN2606's per-product
-	// command list; no modelled part has it by default.
+	// as the bootloaders that have the command do (AN3155 Rev 14, June
+	// 2021, §3.13 "Get Checksum command"; the wire format and the CRC as
+	// stm32flash 0.7 uses them: stm32.c, stm32_crc_memory and
+	// stm32_sw_crc). Which ROM versions have it is AN2606's per-product
+	// command list; the GET answers of the F103's v2.2 and the F407's v3.1
+	// that this model gives (see variants) list no 0xA1, so no modelled
+	// part has it by default, and an image half 0xFF is verified on them
+	// by reading every byte back.
 	Checksum bool
 	// NoMassErase makes the ROM refuse the mass-erase codes (ERASE FF 00,
 	// EXTENDED ERASE FF FF): the parts stm32flash marks F_NO_ME (the L0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -1040,6 +1041,28 @@ func TestNoMassErase(t *testing.T) {
 		}
 		if st2 := u.m.Stats(); st2.NACKs != st.NACKs || st2.UnitsErased != 2*p.Units() {
 			t.Errorf("Stats() = %+v, want every page erased again and no mass erase asked for", st2)
+		}
+	})
+}
+
+// TestSyncNoReset: a Reset hook that has no way to reset the unit
+// (stm32.ErrNoReset) fails nothing and costs no ResetDelay; the unit, its
+// application running, is then simply not reached.
+func TestSyncNoReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUnit(t, "stm32f103", Options{Board: "sensor-b", Image: appImage(t, "stm32f103", "1.0", 4096)}, fast)
+		u.dev.SetPower(true) // no strap: the application runs
+		u.readUntil("ready", time.Second)
+		calls := 0
+		c := stm32.New(u.host, stm32.Options{SyncAttempts: 3, ResetDelay: time.Hour,
+			Reset: func(context.Context) error { calls++; return fmt.Errorf("%w: no lines", stm32.ErrNoReset) }})
+		start := time.Now()
+		err := c.Sync(ctx)
+		if err == nil || errors.Is(err, stm32.ErrNoReset) {
+			t.Fatalf("Sync() with the application running and no way to reset = %v, want the sync timeout", err)
+		}
+		if waited := time.Since(start); waited >= time.Hour || calls != 2 {
+			t.Errorf("Sync() took %v and called the hook %d times, want 2 calls and no ResetDelay (1h)", waited, calls)
 		}
 	})
 }
