@@ -22,20 +22,7 @@ func TestWritePagesSkipsBlankPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, dev := sim.Pipe()
-	line := sim.NewLine(sim.LineConfig{Fast: true})
-	line.Attach(dev)
-	d := sim.NewDevice("slot", m, line)
-	defer d.Close()
-	d.SetPower(true)
-	c := avr.New(host, avr.Options{Reset: func(context.Context) error {
-		d.SetReset(true)
-		d.SetReset(false)
-		return nil
-	}})
-	if err := c.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := syncedClient(t, m)
 	p, err := c.Identify(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -90,20 +77,7 @@ func TestReadsWholeBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, dev := sim.Pipe()
-	line := sim.NewLine(sim.LineConfig{Fast: true})
-	line.Attach(dev)
-	d := sim.NewDevice("slot", m, line)
-	defer d.Close()
-	d.SetPower(true)
-	c := avr.New(host, avr.Options{Reset: func(context.Context) error {
-		d.SetReset(true)
-		d.SetReset(false)
-		return nil
-	}})
-	if err := c.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := syncedClient(t, m)
 	if _, err := c.Identify(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -175,20 +149,7 @@ func TestWritePagesLooksFromTheTop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			host, dev := sim.Pipe()
-			line := sim.NewLine(sim.LineConfig{Fast: true})
-			line.Attach(dev)
-			d := sim.NewDevice("slot", m, line)
-			defer d.Close()
-			d.SetPower(true)
-			c := avr.New(host, avr.Options{Reset: func(context.Context) error {
-				d.SetReset(true)
-				d.SetReset(false)
-				return nil
-			}})
-			if err := c.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
+			c := syncedClient(t, m)
 			if _, err := c.Identify(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -218,4 +179,25 @@ func TestWritePagesLooksFromTheTop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// syncedClient plugs model m into a fast line and returns a client synced
+// with it, its Reset hook pulsing the model's reset.
+func syncedClient(t *testing.T, m sim.Model) *avr.Client {
+	t.Helper()
+	host, dev := sim.Pipe()
+	line := sim.NewLine(sim.LineConfig{Fast: true})
+	line.Attach(dev)
+	d := sim.NewDevice("slot", m, line)
+	t.Cleanup(func() { d.Close() })
+	d.SetPower(true)
+	c := avr.New(host, avr.Options{Reset: func(context.Context) error {
+		d.SetReset(true)
+		d.SetReset(false)
+		return nil
+	}})
+	if err := c.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
