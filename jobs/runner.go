@@ -96,26 +96,6 @@ func (u *run) firstImage() *Image {
 	return nil
 }
 
-func (u *run) emit(e Event) {
-	if e.Kind == KindStep || e.Kind == KindState {
-		u.progressAt = time.Time{}
-	}
-	e.Slot, e.Attempt = u.slot.Num, u.res.Attempt
-	if e.Serial == "" {
-		e.Serial = u.res.Serial
-	}
-	if e.Recipe == "" {
-		e.Recipe = u.plan.Recipe
-	}
-	if u.r.Bus != nil {
-		u.r.Bus.Publish(e)
-	}
-}
-
-func (u *run) logf(format string, args ...any) {
-	u.emit(Event{Kind: KindLog, Text: fmt.Sprintf(format, args...)})
-}
-
 // Run runs the job to its end and returns its result, recorded and
 // published (EndEvent). It never panics: a panic in a step ends the job as
 // failed through the station's fault, with the slot's lines in their safe

@@ -193,6 +193,29 @@ type backup struct {
 	data []byte
 }
 
+// emit publishes e as the slot's, stamped with the attempt, serial number
+// and recipe. A step or state event lets the next progress report out at
+// once (see progress).
+func (u *run) emit(e Event) {
+	if e.Kind == KindStep || e.Kind == KindState {
+		u.progressAt = time.Time{}
+	}
+	e.Slot, e.Attempt = u.slot.Num, u.res.Attempt
+	if e.Serial == "" {
+		e.Serial = u.res.Serial
+	}
+	if e.Recipe == "" {
+		e.Recipe = u.plan.Recipe
+	}
+	if u.r.Bus != nil {
+		u.r.Bus.Publish(e)
+	}
+}
+
+func (u *run) logf(format string, args ...any) {
+	u.emit(Event{Kind: KindLog, Text: fmt.Sprintf(format, args...)})
+}
+
 // ProgressEvery is the shortest time between two progress events of one
 // slot. A step reports progress per block, hundreds of times a second; the
 // values in between are dropped here, at the source, rather than delayed
