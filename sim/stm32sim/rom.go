@@ -257,6 +257,22 @@ func (r *rom) reset() {
 	r.done = true
 }
 
+// counted reads the rest of a frame that began with its count n: n+1
+// bytes and a checksum byte that XORs with n and them to zero (AN3155:
+// WRITE_MEMORY's data, ERASE's pages, WRITE_PROTECT's sectors). sum
+// reports whether the checksum holds.
+func (r *rom) counted(n byte) (data []byte, sum bool, err error) {
+	buf := make([]byte, int(n)+2)
+	if err := r.readFull(buf); err != nil {
+		return nil, false, err
+	}
+	x := n
+	for _, b := range buf {
+		x ^= b
+	}
+	return buf[:len(buf)-1], x == 0, nil
+}
+
 // address reads an address frame and checks its checksum.
 func (r *rom) address() (uint32, bool, error) {
 	var a [5]byte
@@ -333,17 +349,12 @@ func (r *rom) write() error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, int(n)+2)
-	if err := r.readFull(buf); err != nil {
+	data, sum, err := r.counted(n)
+	if err != nil {
 		return err
 	}
-	data, sum := buf[:len(buf)-1], buf[len(buf)-1]
-	x := n
-	for _, b := range data {
-		x ^= b
-	}
 	a, in := r.writable(addr, len(data))
-	if x != sum || len(data)%4 != 0 || !in {
+	if !sum || len(data)%4 != 0 || !in {
 		return r.nack()
 	}
 	if a == ramArea {
@@ -457,19 +468,16 @@ func (r *rom) erase() error {
 		}
 		return r.massErase()
 	}
-	buf := make([]byte, int(n)+2)
-	if err := r.readFull(buf); err != nil {
+	pages, sum, err := r.counted(n)
+	if err != nil {
 		return err
 	}
-	pages, sum := buf[:len(buf)-1], buf[len(buf)-1]
-	x := n
+	if !sum {
+		return r.nack()
+	}
 	units := make([]int, len(pages))
 	for i, p := range pages {
-		x ^= p
 		units[i] = int(p)
-	}
-	if x != sum {
-		return r.nack()
 	}
 	ok, err := r.eraseUnits(units)
 	if err != nil {
@@ -557,20 +565,12 @@ func (r *rom) writeProtect() error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, int(n)+2)
-	if err := r.readFull(buf); err != nil {
+	codes, sum, err := r.counted(n)
+	if err != nil {
 		return err
 	}
-	codes, sum := buf[:len(buf)-1], buf[len(buf)-1]
-	x := n
 	groups := (r.m.part.Units() + r.m.v.wrpGroup - 1) / r.m.v.wrpGroup
-	for _, c := range codes {
-		x ^= c
-		if int(c) >= groups {
-			return r.nack()
-		}
-	}
-	if x != sum {
+	if !sum || slices.ContainsFunc(codes, func(c byte) bool { return int(c) >= groups }) {
 		return r.nack()
 	}
 	r.m.mu.Lock()
