@@ -203,6 +203,13 @@ func (c *Conn) Discard(ctx context.Context, quiet, most time.Duration) (int, err
 	return total, nil
 }
 
+// ErrNoReset, wrapped in what a client's Reset hook returns, says the hook
+// had no way to reset the unit (no lines wired to it, an adapter without
+// modem lines): the unit must be in its bootloader already, and there is no
+// start-up to wait for. The clients then carry on without their reset
+// delay.
+var ErrNoReset = errors.New("no way to reset the unit")
+
 // Sleep waits d or until ctx is done, and returns ctx's error if it is. A
 // d of zero or less only checks ctx.
 func Sleep(ctx context.Context, d time.Duration) error {

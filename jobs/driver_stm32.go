@@ -36,7 +36,7 @@ func (d STM32) Connect(ctx context.Context, port Port, plan *Plan, reset func(co
 		o.BitsPerByte = 10
 	}
 	switch err := reset(ctx); {
-	case errors.Is(err, stm32.ErrNoReset):
+	case errors.Is(err, bootloader.ErrNoReset):
 		// Nothing was reset (unbrick flash drives no lines): the unit
 		// is in its bootloader already, with no start-up to wait for.
 	case err != nil:

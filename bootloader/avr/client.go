@@ -18,9 +18,9 @@ type Options struct {
 	// it at the start of every attempt, because optiboot gives up and starts
 	// the application about one second after a reset. A Reset that had no
 	// way to reset the unit (an adapter or a pseudo-terminal without modem
-	// lines) returns an error matching ErrNoReset: Sync then carries on as
-	// without a hook, without waiting ResetDelay for a reset that did not
-	// happen.
+	// lines) returns an error matching bootloader.ErrNoReset: Sync then
+	// carries on as without a hook, without waiting ResetDelay for a reset
+	// that did not happen.
 	Reset func(ctx context.Context) error
 	// ResetDelay is how long Sync waits after Reset returns before it
 	// speaks: an ATmega stays in reset for its start-up time after the
@@ -125,21 +125,16 @@ func (c *Client) wire(n int) time.Duration {
 	return time.Duration(int64(n) * 20 * int64(time.Second) / int64(c.opts.Baud))
 }
 
-// ErrNoReset, wrapped in what a Reset hook returns, says the hook had no
-// way to reset the unit: the unit must be in its bootloader already (its
-// reset button pressed), and there is no start-up to wait for.
-var ErrNoReset = errors.New("avr: no way to reset the unit")
-
 // reset runs the Reset hook, if any, for sync attempt i, and waits
 // ResetDelay for the part to come out of reset, unless the hook could not
-// reset it (ErrNoReset).
+// reset it (bootloader.ErrNoReset).
 func (o Options) reset(ctx context.Context, i int) error {
 	if o.Reset == nil {
 		return nil
 	}
 	err := o.Reset(ctx)
 	switch {
-	case errors.Is(err, ErrNoReset):
+	case errors.Is(err, bootloader.ErrNoReset):
 		return nil
 	case err != nil:
 		return fmt.Errorf("avr: reset for sync attempt %d: %w", i, err)

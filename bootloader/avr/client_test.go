@@ -162,7 +162,7 @@ func TestSyncNoReset(t *testing.T) {
 		wantErr bool
 		maxWait time.Duration
 	}{
-		{"no way to reset", fmt.Errorf("%w: set DTR: no modem lines", avr.ErrNoReset), false, time.Second},
+		{"no way to reset", fmt.Errorf("%w: set DTR: no modem lines", bootloader.ErrNoReset), false, time.Second},
 		{"reset", nil, false, 2 * time.Hour},
 		{"hook failed", errors.New("gpio: line busy"), true, time.Second},
 	}

@@ -38,8 +38,8 @@ type Options struct {
 	// Reset, if set, puts the unit into its bootloader (the unit's entry
 	// sequence: strap BOOT0, pulse reset). Sync calls it before each
 	// attempt after the first. A Reset that has no way to reset the unit
-	// (no lines wired to it) returns an error matching ErrNoReset: Sync
-	// then goes on without waiting ResetDelay.
+	// (no lines wired to it) returns an error matching
+	// bootloader.ErrNoReset: Sync then goes on without waiting ResetDelay.
 	Reset func(ctx context.Context) error
 	// ResetDelay is how long to wait after Reset returns, and after a
 	// command that resets the unit, before speaking: the ROM needs a moment
@@ -52,11 +52,6 @@ type Options struct {
 	// Log, if set, receives debug messages (sync decisions, BUSY answers).
 	Log func(msg string)
 }
-
-// ErrNoReset, wrapped in what a Reset hook returns, says the hook had no
-// way to reset the unit (no BOOT0 or NRST line wired to it): the unit must
-// be in its bootloader already, and there is no ROM start-up to wait for.
-var ErrNoReset = errors.New("stm32: no way to reset the unit")
 
 // Sync draining: the line must stay quiet this long before the sync byte
 // goes out, for at most drainMost.
@@ -277,7 +272,7 @@ func (c *Client) Sync(ctx context.Context) error {
 			c.logf("sync attempt %d: resetting the unit into its bootloader", i+1)
 			err := c.opts.Reset(ctx)
 			switch {
-			case errors.Is(err, ErrNoReset):
+			case errors.Is(err, bootloader.ErrNoReset):
 			case err != nil:
 				return fmt.Errorf("stm32: sync: reset hook: %w", err)
 			default:

@@ -14,7 +14,6 @@ import (
 	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/bootloader/avr"
 	"github.com/unbrick/unbrick/bootloader/esprom"
-	"github.com/unbrick/unbrick/bootloader/stm32"
 	"github.com/unbrick/unbrick/firmware"
 	"github.com/unbrick/unbrick/jobs"
 	"github.com/unbrick/unbrick/station"
@@ -105,7 +104,7 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *protocol == "stm32" {
 		// No BOOT0 or NRST line is wired: the unit is in its bootloader
 		// already, and the driver need not wait for the ROM to start.
-		reset = func(context.Context) error { return stm32.ErrNoReset }
+		reset = func(context.Context) error { return bootloader.ErrNoReset }
 	}
 	if ml, ok := port.(bootloader.ModemLines); ok && *protocol == "avr" {
 		warned := false
@@ -121,7 +120,7 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				warned = true
 			}
 			// Nothing was reset: no start-up to wait for.
-			return fmt.Errorf("%w: %v", avr.ErrNoReset, err)
+			return fmt.Errorf("%w: %v", bootloader.ErrNoReset, err)
 		}
 	}
 	t, id, err := d.Connect(ctx, port, plan, reset)

@@ -1046,7 +1046,7 @@ func TestNoMassErase(t *testing.T) {
 }
 
 // TestSyncNoReset: a Reset hook that has no way to reset the unit
-// (stm32.ErrNoReset) fails nothing and costs no ResetDelay; the unit, its
+// (bootloader.ErrNoReset) fails nothing and costs no ResetDelay; the unit, its
 // application running, is then simply not reached.
 func TestSyncNoReset(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -1055,10 +1055,10 @@ func TestSyncNoReset(t *testing.T) {
 		u.readUntil("ready", time.Second)
 		calls := 0
 		c := stm32.New(u.host, stm32.Options{SyncAttempts: 3, ResetDelay: time.Hour,
-			Reset: func(context.Context) error { calls++; return fmt.Errorf("%w: no lines", stm32.ErrNoReset) }})
+			Reset: func(context.Context) error { calls++; return fmt.Errorf("%w: no lines", bootloader.ErrNoReset) }})
 		start := time.Now()
 		err := c.Sync(ctx)
-		if err == nil || errors.Is(err, stm32.ErrNoReset) {
+		if err == nil || errors.Is(err, bootloader.ErrNoReset) {
 			t.Fatalf("Sync() with the application running and no way to reset = %v, want the sync timeout", err)
 		}
 		if waited := time.Since(start); waited >= time.Hour || calls != 2 {
