@@ -230,18 +230,18 @@ const ProgressEvery = 100 * time.Millisecond
 // last progress event (or a step or state event came since). Only progress
 // is ever dropped: state, step, log and result events go out as they come.
 func (u *run) progress(step string) bootloader.Progress {
-	first, lastPct := true, -1
+	lastPct := -1 // none published yet: the first report goes out
 	return func(done, total int64) {
 		if total <= 0 {
 			return
 		}
 		pct := int(done * 100 / total)
 		now := time.Now()
-		if !first && done != total &&
+		if lastPct >= 0 && done != total &&
 			(pct == lastPct || (!u.progressAt.IsZero() && now.Sub(u.progressAt) < ProgressEvery)) {
 			return
 		}
-		first, lastPct = false, pct
+		lastPct = pct
 		u.progressAt = now
 		u.emit(Event{Kind: KindProgress, Step: step, Done: done, Total: total})
 	}
