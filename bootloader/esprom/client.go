@@ -272,23 +272,30 @@ func (c *Client) command(ctx context.Context, op byte, checksum uint32, data []b
 func (c *Client) Sync(ctx context.Context) error {
 	var last error
 	var boot BootLog
+	reset := c.opts.Reset != nil // false too once the hook says it has no way to reset
 	for i := range c.opts.SyncAttempts {
 		if c.opts.Reset != nil {
 			c.logf("sync attempt %d: resetting the unit into download mode", i+1)
-			if err := c.opts.Reset(ctx); err != nil {
+			switch err := c.opts.Reset(ctx); {
+			case errors.Is(err, bootloader.ErrNoReset):
+				// Nothing could reset the unit: it waits in download mode
+				// already, with no boot log to wait for.
+				reset = false
+			case err != nil:
 				return fmt.Errorf("esprom: sync: reset into download mode: %w", err)
-			}
-			delay := c.opts.ResetDelay
-			if i%2 == 1 && delay >= 0 {
-				delay += 500 * time.Millisecond
-			}
-			log, err := c.bootLog(ctx, delay)
-			if err != nil {
-				return err
-			}
-			if b := ParseBootLog(log); b.Seen {
-				boot = b
-				c.logf("sync attempt %d: boot log %q", i+1, b.Line)
+			default:
+				delay := c.opts.ResetDelay
+				if i%2 == 1 && delay >= 0 {
+					delay += 500 * time.Millisecond
+				}
+				log, err := c.bootLog(ctx, delay)
+				if err != nil {
+					return err
+				}
+				if b := ParseBootLog(log); b.Seen {
+					boot = b
+					c.logf("sync attempt %d: boot log %q", i+1, b.Line)
+				}
 			}
 		}
 		for j := range c.opts.ResetEvery {
@@ -319,7 +326,7 @@ func (c *Client) Sync(ctx context.Context) error {
 	switch {
 	case boot.Download:
 		hint = " although the boot log says download mode (the unit's TX reaches the host, its RX may not: check RX and the rate)"
-	case c.opts.Reset == nil:
+	case !reset:
 		hint = " without a reset (a unit running its application never answers: set Options.Reset to the entry sequence)"
 	}
 	return fmt.Errorf("esprom: no answer to SYNC after %d resets of %d SYNCs%s; check that GPIO0 is low while EN rises, that TX and RX are crossed, and the rate: %w",

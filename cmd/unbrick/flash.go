@@ -95,15 +95,10 @@ func runFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bar := newBar(stdout)
 	fmt.Fprintf(stdout, "unbrick flash: %s on %s at %d baud\n", *protocol, *portPath, *baud)
 	reset := func(context.Context) error { return nil }
-	if *protocol == "esprom" {
-		// Nothing here resets the unit (no bench lines; the DTR/RTS
-		// entry is the entry option's): no reset, so no wait for a boot
-		// after it, as esptool's --before no_reset.
-		reset = nil
-	}
-	if *protocol == "stm32" {
-		// No BOOT0 or NRST line is wired: the unit is in its bootloader
-		// already, and the driver need not wait for the ROM to start.
+	if *protocol == "esprom" || *protocol == "stm32" {
+		// No strap or reset line is wired (an ESP's DTR/RTS entry is the
+		// entry option's): the unit waits in its bootloader already, with
+		// no start-up to wait for (esptool's --before no_reset).
 		reset = func(context.Context) error { return bootloader.ErrNoReset }
 	}
 	if ml, ok := port.(bootloader.ModemLines); ok && *protocol == "avr" {
