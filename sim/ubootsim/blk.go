@@ -136,14 +136,7 @@ func (u *uboot) blk(args []string) int {
 		case blk+cnt > uint64(d.Blocks()) || blk+cnt < blk:
 			done = -5 // -EIO: real U-Boot's virtio past the disk's end
 		default:
-			off := u.mem(addr, cnt*BlockSize)
-			if read {
-				d.s.copyTo(u.ram, off, int64(blk*BlockSize), int64(cnt*BlockSize))
-				u.busy(time.Duration(cnt*BlockSize) * time.Second / (40 << 20))
-			} else {
-				u.ram.copyTo(d.s, int64(blk*BlockSize), off, int64(cnt*BlockSize))
-				u.busy(time.Duration(cnt*BlockSize) * time.Second / (20 << 20))
-			}
+			u.transfer(d, addr, blk, cnt, read)
 			done = int64(cnt)
 		}
 		if done != int64(cnt) {
@@ -154,4 +147,18 @@ func (u *uboot) blk(args []string) int {
 		return ok
 	}
 	return usage
+}
+
+// transfer moves cnt blocks between RAM at addr and disk d from block blk
+// (to RAM when read), taking the model's 40 MiB/s to read and 20 MiB/s to
+// write: what mmc and the block commands (virtio, nvme, scsi, usb) share.
+func (u *uboot) transfer(d *Disk, addr, blk, cnt uint64, read bool) {
+	off := u.mem(addr, cnt*BlockSize)
+	if read {
+		d.s.copyTo(u.ram, off, int64(blk*BlockSize), int64(cnt*BlockSize))
+		u.busy(time.Duration(cnt*BlockSize) * time.Second / (40 << 20))
+		return
+	}
+	u.ram.copyTo(d.s, int64(blk*BlockSize), off, int64(cnt*BlockSize))
+	u.busy(time.Duration(cnt*BlockSize) * time.Second / (20 << 20))
 }

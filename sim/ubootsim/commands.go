@@ -490,14 +490,7 @@ func (u *uboot) mmc(args []string) int {
 			u.out("MMC: block number %#x exceeds max(%#x)\n", blk+cnt, d.Blocks())
 			n = 0
 		} else {
-			off := u.mem(addr, cnt*BlockSize)
-			if read {
-				d.s.copyTo(u.ram, off, int64(blk*BlockSize), int64(cnt*BlockSize))
-				u.busy(time.Duration(cnt*BlockSize) * time.Second / (40 << 20))
-			} else {
-				u.ram.copyTo(d.s, int64(blk*BlockSize), off, int64(cnt*BlockSize))
-				u.busy(time.Duration(cnt*BlockSize) * time.Second / (20 << 20))
-			}
+			u.transfer(d, addr, blk, cnt, read)
 		}
 		word := "written"
 		if read {
