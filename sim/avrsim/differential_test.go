@@ -174,17 +174,8 @@ func TestDifferentialOptiboot(t *testing.T) {
 	boot := realBoot(t, peertest.OptibootQuick)
 
 	// The real one.
-	o := peertest.StartOptiboot(t, peertest.OptibootQuick)
-	port, err := serialport.Open(o.Path, serialport.Mode{Baud: 115200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer port.Close()
+	o, conn := openReal(t, peertest.OptibootQuick)
 	ctx := context.Background()
-	conn := bootloader.NewConn(port)
-	if err := o.Reset(); err != nil {
-		t.Fatal(err)
-	}
 	real := make([][]byte, len(steps))
 	for i, s := range steps {
 		if err := conn.Write(s.cmd); err != nil {
@@ -258,17 +249,8 @@ func avrdudeReadM328p(t *testing.T, path string) []byte {
 // TestDifferentialBadTerminator: a command whose terminator is not 0x20
 // gets no answer from either, and both start the application.
 func TestDifferentialBadTerminator(t *testing.T) {
-	o := peertest.StartOptiboot(t, peertest.OptibootQuick)
-	port, err := serialport.Open(o.Path, serialport.Mode{Baud: 115200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer port.Close()
+	o, conn := openReal(t, peertest.OptibootQuick)
 	ctx := context.Background()
-	conn := bootloader.NewConn(port)
-	if err := o.Reset(); err != nil {
-		t.Fatal(err)
-	}
 	before := o.AppStarts()
 	conn.Write([]byte{0x30, 0x20})
 	sync := readN(ctx, conn, 2, replyWait)
@@ -303,4 +285,21 @@ func TestDifferentialBadTerminator(t *testing.T) {
 	if !realApp || st.AppRuns == 0 || st.Watchdog != 1 || st.BadTerminators != 1 {
 		t.Errorf("after a bad terminator: real started the application: %v; model Stats() = %+v, want one application run", realApp, st)
 	}
+}
+
+// openReal starts the real bootloader build on simavr, opens its port at
+// 115200 and resets the part, so that the bootloader listens.
+func openReal(t *testing.T, build string) (*peertest.Optiboot, *bootloader.Conn) {
+	t.Helper()
+	o := peertest.StartOptiboot(t, build)
+	port, err := serialport.Open(o.Path, serialport.Mode{Baud: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { port.Close() })
+	conn := bootloader.NewConn(port)
+	if err := o.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	return o, conn
 }

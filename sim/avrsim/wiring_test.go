@@ -13,7 +13,6 @@ import (
 	"github.com/unbrick/unbrick/bootloader"
 	"github.com/unbrick/unbrick/bootloader/avr"
 	"github.com/unbrick/unbrick/internal/peertest"
-	"github.com/unbrick/unbrick/serialport"
 	"github.com/unbrick/unbrick/sim"
 )
 
@@ -101,17 +100,8 @@ const andStep = 22
 // answers byte for byte.
 func TestDifferentialWiring(t *testing.T) {
 	steps := wiringSteps()
-	o := peertest.StartOptiboot(t, peertest.WiringMega2560)
-	port, err := serialport.Open(o.Path, serialport.Mode{Baud: 115200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer port.Close()
+	_, conn := openReal(t, peertest.WiringMega2560)
 	ctx := context.Background()
-	conn := bootloader.NewConn(port)
-	if err := o.Reset(); err != nil {
-		t.Fatal(err)
-	}
 	real := make([][]byte, len(steps))
 	for i, s := range steps {
 		if err := conn.Write(s.cmd); err != nil {
