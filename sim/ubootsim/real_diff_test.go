@@ -170,21 +170,7 @@ func (p serialPort) Read(b []byte) (int, error) {
 func (p serialPort) SetReadTimeout(d time.Duration) error { return p.Port.SetReadTimeout(d) }
 
 func TestDifferentialReal(t *testing.T) {
-	dir := t.TempDir()
-	o := peertest.UBootOptions{Disk: dir + "/virtio.img", NVMe: dir + "/nvme.img", SATA: dir + "/sata.img", Flash: dir + "/flash.img"}
-	for _, d := range []string{o.Disk, o.NVMe, o.SATA} {
-		peertest.WriteDiskFile(t, d, 4<<20)
-	}
-	peertest.WriteFlashFile(t, o.Flash)
-	u := peertest.StartUBoot(t, o)
-	port, err := serial.Open(u.Path, &serial.Mode{BaudRate: 115200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer port.Close()
-	rc := &realConsole{t: t, port: port}
-	port.Write([]byte{3})
-	rc.readUntil("=> ", 5*time.Second)
+	port, rc := realPrompt(t)
 	lines := append(append([]string(nil), diffLines...), storageLines...)
 	realOut := make([]string, len(lines))
 	for i, l := range lines {
@@ -250,4 +236,27 @@ func TestDifferentialReal(t *testing.T) {
 		t.Logf("%d command lines and loady compared", len(lines))
 	}
 	_ = fmt.Sprint
+}
+
+// realPrompt boots real U-Boot under QEMU with a virtio, an NVMe and a SATA
+// disk of 4 MiB and a CFI flash, stops it at its prompt, and returns its
+// port and a console reading it.
+func realPrompt(t *testing.T) (serial.Port, *realConsole) {
+	t.Helper()
+	dir := t.TempDir()
+	o := peertest.UBootOptions{Disk: dir + "/virtio.img", NVMe: dir + "/nvme.img", SATA: dir + "/sata.img", Flash: dir + "/flash.img"}
+	for _, d := range []string{o.Disk, o.NVMe, o.SATA} {
+		peertest.WriteDiskFile(t, d, 4<<20)
+	}
+	peertest.WriteFlashFile(t, o.Flash)
+	u := peertest.StartUBoot(t, o)
+	port, err := serial.Open(u.Path, &serial.Mode{BaudRate: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { port.Close() })
+	rc := &realConsole{t: t, port: port}
+	port.Write([]byte{3})
+	rc.readUntil("=> ", 5*time.Second)
+	return port, rc
 }

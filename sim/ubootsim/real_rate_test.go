@@ -4,10 +4,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"go.bug.st/serial"
-
-	"github.com/unbrick/unbrick/internal/peertest"
 )
 
 // TestDifferentialRealLoadyBaud holds the first line of loady ADDR BAUD
@@ -17,21 +13,7 @@ import (
 // nothing at all, whatever is sent and at whichever rate, so the model's
 // behaviour after the switch rests on cmd/load.c alone (see FIDELITY.md).
 func TestDifferentialRealLoadyBaud(t *testing.T) {
-	dir := t.TempDir()
-	o := peertest.UBootOptions{Disk: dir + "/virtio.img", NVMe: dir + "/nvme.img", SATA: dir + "/sata.img", Flash: dir + "/flash.img"}
-	for _, d := range []string{o.Disk, o.NVMe, o.SATA} {
-		peertest.WriteDiskFile(t, d, 4<<20)
-	}
-	peertest.WriteFlashFile(t, o.Flash)
-	u := peertest.StartUBoot(t, o)
-	port, err := serial.Open(u.Path, &serial.Mode{BaudRate: 115200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer port.Close()
-	rc := &realConsole{t: t, port: port}
-	port.Write([]byte{3})
-	rc.readUntil("=> ", 5*time.Second)
+	port, rc := realPrompt(t)
 	const enter = "press ENTER ...\r\n"
 	port.Write([]byte(expand("loady $A 921600", true) + "\r"))
 	real := normalise(rc.readUntil(enter, 10*time.Second), true)
