@@ -52,6 +52,11 @@ func TestOpenMigratesAndReopens(t *testing.T) {
 	if err != nil || h.Unit.Chip != "stm32f103" {
 		t.Fatalf("Unit(A1) after reopen = %+v, %v", h, err)
 	}
+	for serial, want := range map[string]bool{"A1": true, "a1": false, "A": false} {
+		if got, err := s.HasUnit(ctx, serial); err != nil || got != want {
+			t.Errorf("HasUnit(%q) = %v, %v; want %v", serial, got, err, want)
+		}
+	}
 	if err := s.IntegrityCheck(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -607,6 +607,16 @@ func (s *Store) Unit(ctx context.Context, serial string) (UnitHistory, error) {
 	return h, nil
 }
 
+// HasUnit reports whether the record knows a unit by this serial number.
+func (s *Store) HasUnit(ctx context.Context, serial string) (bool, error) {
+	var one int
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM units WHERE serial = ?`, serial).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Units returns every unit, most recently seen first.
 func (s *Store) Units(ctx context.Context, limit int) ([]Unit, error) {
 	if limit <= 0 {

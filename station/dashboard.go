@@ -110,7 +110,10 @@ func (r webRecords) UnitHistory(ctx context.Context, serial string) (web.UnitRec
 // FindUnits returns the serial numbers matching q, the exact match first.
 func (r webRecords) FindUnits(ctx context.Context, q string, limit int) ([]string, error) {
 	var out []string
-	if _, err := r.s.Unit(ctx, q); err == nil {
+	switch known, err := r.s.HasUnit(ctx, q); {
+	case err != nil:
+		return nil, err
+	case known:
 		out = append(out, q)
 	}
 	units, err := r.s.Units(ctx, 5000)
