@@ -18,7 +18,7 @@ export GOTOOLCHAIN = go1.26.11
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: ## install the Debian packages the tests need (stm32flash, avrdude, lrzsz, socat, chromium)
+deps: ## install the Debian packages and build the peers the tests and benchmarks need (scripts/deps.sh)
 	@scripts/deps.sh
 
 build: ## build bin/unbrick
@@ -34,7 +34,7 @@ test: deps ## vet, then run every test with the race detector
 race: deps ## run every test three times with the race detector, to shake out flakes
 	$(GO) test -race -count=3 -timeout 40m $(PKGS)
 
-bench: ## run the benchmarks and `unbrick bench --units $(BENCH_UNITS)`, print tables and write bench.json
+bench: deps ## install the peers, run the benchmarks and `unbrick bench --units $(BENCH_UNITS)`, print tables and write bench.json
 	$(GO) run ./scripts/bench -out bench.json -units $(BENCH_UNITS)
 
 lint: ## gofmt, go vet, staticcheck and govulncheck
